@@ -1,0 +1,26 @@
+"""What every command shares: loading the config and failing with one clear line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from maas_metrics.config import Config, ConfigError, load_config
+
+CONFIG_OPTION_HELP = "The maas-metrics YAML config (tiers, prices, limits, models, keys)."
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line naming the problem to stderr and exit non-zero."""
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def load_config_or_exit(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        fail(str(error), code=2)

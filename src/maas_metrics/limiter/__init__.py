@@ -1,0 +1,19 @@
+"""Limitador's limit semantics as a library: no HTTP, no config file, no metrics.
+
+Servers (the gateway) are thin layers on top, as Limitador's server is on its core crate.
+"""
+
+from maas_metrics.limiter.limiter import RateLimiter
+from maas_metrics.limiter.limits import Decision, Limit
+from maas_metrics.limiter.memory import InMemoryStore
+from maas_metrics.limiter.store import CounterState, CounterStore, StoreUnavailable
+
+__all__ = [
+    "CounterState",
+    "CounterStore",
+    "Decision",
+    "InMemoryStore",
+    "Limit",
+    "RateLimiter",
+    "StoreUnavailable",
+]

@@ -1,0 +1,38 @@
+"""What a limit is and what a check decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most `max_value` hits per fixed window of `seconds`, counted per counter variable (the user).
+
+    As in Limitador, a counter's window starts at its first hit and the counter
+    expires `seconds` later; it is not a sliding window.
+    """
+
+    namespace: str
+    name: str
+    max_value: int
+    seconds: int
+
+    def counter_key(self, user: str) -> str:
+        # Length-prefixing the namespace keeps keys unambiguous whatever characters users hold.
+        return f"maas:{len(self.namespace)}:{self.namespace}:{self.name}:{user}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one check.
+
+    `degraded` is True when the counter store could not be reached and the
+    configured failure mode decided instead of the counter.
+    """
+
+    allowed: bool
+    limit: Limit
+    remaining: int
+    reset_seconds: float
+    degraded: bool = False
