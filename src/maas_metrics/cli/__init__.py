@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from maas_metrics.cli import config_cmds, dashboard_cmds, demo_cmds, gateway_cmds, ops_cmds, sim_cmds
+from maas_metrics.cli import (
+    config_cmds,
+    dashboard_cmds,
+    demo_cmds,
+    gateway_cmds,
+    ops_cmds,
+    sim_cmds,
+)
 
 app = typer.Typer(
     name="maas-metrics",

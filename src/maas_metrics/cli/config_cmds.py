@@ -14,7 +14,9 @@ from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exi
 from maas_metrics.config import hash_key
 
 config_app = typer.Typer(help="Validate a config.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys (stored in the config only as SHA-256 digests).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Manage API keys (stored in the config only as SHA-256 digests).", no_args_is_help=True
+)
 
 
 @config_app.command("check")
@@ -22,14 +24,21 @@ def check(config: Annotated[Path, typer.Argument(help=CONFIG_OPTION_HELP)]) -> N
     """Validate CONFIG; print a summary, or one line naming the bad field (exit 2)."""
     cfg = load_config_or_exit(config)
     tiers = ", ".join(f"{t.name} (level {t.level})" for t in cfg.tiers_by_level())
-    print(f"ok: {len(cfg.tiers)} tiers [{tiers}], {len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {cfg.storage.url}")
+    print(
+        f"ok: {len(cfg.tiers)} tiers [{tiers}], {len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {cfg.storage.url}"
+    )
 
 
 @keys_app.command("create")
 def create(
-    user: Annotated[str, typer.Option("--user", help="User the key belongs to (the `user` metric label).")],
+    user: Annotated[
+        str, typer.Option("--user", help="User the key belongs to (the `user` metric label).")
+    ],
     group: Annotated[
-        list[str], typer.Option("--group", help="Group of the user; repeat for several. Groups pick the tier.")
+        list[str],
+        typer.Option(
+            "--group", help="Group of the user; repeat for several. Groups pick the tier."
+        ),
     ],
     prefix: Annotated[str, typer.Option(help="Prefix of the generated key.")] = "sk-maas-",
 ) -> None:

@@ -149,7 +149,10 @@ class GatewayMetrics:
 
     def publish_quotas(self, policies: dict[str, TierPolicies]) -> None:
         for tier, tier_policies in policies.items():
-            for policy, limit in (("requests", tier_policies.requests), ("tokens", tier_policies.tokens)):
+            for policy, limit in (
+                ("requests", tier_policies.requests),
+                ("tokens", tier_policies.tokens),
+            ):
                 if limit is None:
                     continue
                 key = (limit.namespace, tier, limit.name, policy)

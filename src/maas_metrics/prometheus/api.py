@@ -1,0 +1,103 @@
+"""A small synchronous client for Prometheus's HTTP query API with errors people can read."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+class PrometheusError(Exception):
+    """Prometheus unreachable, or a query it refused; `str()` is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    labels: dict[str, str]
+    points: list[tuple[float, float]]  # (unix seconds, value)
+
+
+def _number(text: str) -> float:
+    return float(text) if text not in ("NaN", "+Inf", "-Inf") else float(text.replace("+", ""))
+
+
+class PrometheusAPI:
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PrometheusAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _get(self, path: str, params: dict[str, Any] | list[tuple[str, Any]]) -> Any:
+        try:
+            if isinstance(params, dict):
+                # POST keeps long expressions clear of URL length limits, as Grafana does.
+                response = self._client.post(path, data=params)
+            else:
+                response = self._client.get(path, params=params)
+        except httpx.TimeoutException:
+            raise PrometheusError(f"Prometheus at {self.url} did not answer in time") from None
+        except httpx.HTTPError as error:
+            raise PrometheusError(f"cannot reach Prometheus at {self.url}: {error}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise PrometheusError(
+                f"Prometheus at {self.url} answered HTTP {response.status_code} without JSON"
+            ) from None
+        if body.get("status") != "success":
+            raise PrometheusError(f"Prometheus refused the query: {body.get('error', body)}")
+        return body["data"]
+
+    def ready(self) -> bool:
+        try:
+            return self._client.get("/-/ready").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def query(self, expr: str, time: float | None = None) -> list[Sample]:
+        """An instant query; a scalar result comes back as one sample without labels."""
+        params: dict[str, Any] = {"query": expr}
+        if time is not None:
+            params["time"] = f"{time:.3f}"
+        data = self._get("/api/v1/query", params)
+        if data["resultType"] == "scalar":
+            return [Sample({}, _number(data["result"][1]))]
+        if data["resultType"] != "vector":
+            raise PrometheusError(f"expected an instant vector, got a {data['resultType']}")
+        return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
+        data = self._get(
+            "/api/v1/query_range",
+            {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
+        )
+        return [
+            Series(r["metric"], [(float(t), _number(v)) for t, v in r["values"]])
+            for r in data["result"]
+        ]
+
+    def label_values(self, label: str, match: list[str] | None = None) -> list[str]:
+        params = [("match[]", m) for m in match or []]
+        values: list[str] = self._get(f"/api/v1/label/{label}/values", params)
+        return sorted(values)
+
+
+def finite(value: float) -> float:
+    """NaN (e.g. 0/0 success rate with no calls) as 0 for sums; callers decide how to show it."""
+    return 0.0 if math.isnan(value) else value
