@@ -1,9 +1,52 @@
-"""Commands of this area are registered here (being written)."""
+"""`maas-metrics gateway`: serve the metering gateway."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from maas_metrics.cli.common import CONFIG_OPTION_HELP, load_config_or_exit
+
+
+def _without_password(url: str) -> str:
+    """The storage URL fit for a terminal: credentials masked."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def gateway(
+    config: Annotated[Path, typer.Option("--config", "-c", help=CONFIG_OPTION_HELP)],
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (overrides gateway.host of the config).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to bind (overrides gateway.port of the config).", min=0, max=65535),
+    ] = None,
+) -> None:
+    """Serve the OpenAI-compatible metering gateway.
+
+    Each request's API key picks the user and tier; the tier's request and
+    token limits are enforced as Limitador does (429 with Retry-After), the
+    request is proxied to the model's upstream (JSON or SSE streaming) and
+    Limitador-compatible metrics are served on GET /metrics. Also serves
+    GET /v1/models and GET /healthz. Stops on Ctrl-C / SIGTERM.
+    """
+    cfg = load_config_or_exit(config)
+    from maas_metrics.gateway import run
+
+    bind_host = host if host is not None else cfg.gateway.host
+    bind_port = port if port is not None else cfg.gateway.port
+    print(
+        f"maas-metrics gateway on http://{bind_host}:{bind_port} "
+        f"({len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {_without_password(cfg.storage.url)}, "
+        f"on store failure: {cfg.storage.on_failure})",
+        flush=True,
+    )
+    run(cfg, bind_host, bind_port)
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    app.command("gateway")(gateway)

@@ -55,13 +55,18 @@ return {1, tonumber(ARGV[1]), tonumber(ARGV[2])}
 class RedisStore:
     """Fixed-window counters in Redis; any connection failure becomes `StoreUnavailable`."""
 
-    def __init__(self, url: str, timeout_seconds: float = 0.5) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+    def __init__(self, url: str, timeout_seconds: float = 0.5, max_connections: int = 64) -> None:
+        # A blocking pool: more concurrent operations than connections wait for one
+        # (up to the timeout) instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout_seconds,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             health_check_interval=0,
         )
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._check_and_update = self._redis.register_script(_CHECK_AND_UPDATE)
         self._check = self._redis.register_script(_CHECK)
         self._update = self._redis.register_script(_UPDATE)

@@ -1,0 +1,290 @@
+"""The metering gateway as an ASGI app: auth, limits, proxying, metrics.
+
+Request order (each step only runs when the previous one passed):
+auth (401/403) -> body size (413) -> JSON (400) -> model known (404) ->
+request policy (429) -> token policy (429) -> upstream (502/504/upstream
+status) -> token report. Everything before the policies changes no counter
+and no metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from maas_metrics.config import Config
+from maas_metrics.gateway import errors
+from maas_metrics.gateway.auth import Identity, KeyTable
+from maas_metrics.gateway.metering import Meter, Usage, parse_usage
+from maas_metrics.gateway.proxy import Upstreams, upstream_error
+from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
+from maas_metrics.gateway.streaming import UsageCapture
+from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
+from maas_metrics.limiter.redis import RedisStore
+from maas_metrics.policies import tier_policies
+from maas_metrics.telemetry import CONTENT_TYPE, GatewayMetrics, render
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL_SECONDS = 1.0
+
+
+def create_store(url: str) -> CounterStore:
+    """`memory` -> counters in this process; `redis://...` -> counters shared by all replicas."""
+    return InMemoryStore() if url == "memory" else RedisStore(url)
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=errors.JSON)
+
+
+class Gateway:
+    """Everything a request needs, built once from the config (no config walks per request)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        policies = tier_policies(config)
+        self.keys = KeyTable(config, policies)
+        self.metrics = GatewayMetrics()
+        self.metrics.publish_quotas(policies)
+        self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
+        self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
+        self.meter = Meter(self.limiter, self.metrics)
+        self.upstreams = Upstreams(config.gateway.upstream_timeout_seconds)
+        self.max_body = config.gateway.max_body_bytes
+        self.models = {m.name: m.upstream for m in config.models}
+        created = int(time.time())
+        self._model_objects = {
+            m.name: {"id": m.name, "object": "model", "created": created, "owned_by": "maas-metrics"}
+            for m in config.models
+        }
+        self._model_list = orjson.dumps(
+            {"object": "list", "data": list(self._model_objects.values())}
+        )
+        self._watcher: asyncio.Task[None] | None = None
+
+    # --- life cycle ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        del app
+        await self.upstreams.start()
+        if self.storage_kind != "memory":
+            self._watcher = asyncio.create_task(self._watch_store())
+        try:
+            yield
+        finally:
+            if self._watcher is not None:
+                self._watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._watcher
+            await self.upstreams.aclose()
+            await self.limiter.close()
+
+    async def _watch_store(self) -> None:
+        """Ping the store about once a second so `datastore_partitioned` follows it without traffic."""
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+            try:
+                await self.limiter.probe()
+            except Exception:  # never let the watcher die; the gauge keeps its last value
+                log.exception("store probe failed unexpectedly")
+
+    # --- inference -----------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._infer(request, "/chat/completions")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._infer(request, "/completions")
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.max_body
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise errors.bad_request("Invalid Content-Length header.")
+            if int(length) > limit:
+                raise errors.too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise errors.too_large(limit)
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise errors.bad_request("Client disconnected while sending the body.") from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _infer(self, request: Request, path: str) -> Response:
+        identity = self.keys.authenticate(request.headers.get("authorization"))
+        body = await self._read_body(request)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise errors.bad_request("Request body is not valid JSON.", "invalid_json") from None
+        if not isinstance(payload, dict):
+            raise errors.bad_request("Request body must be a JSON object.", "invalid_json")
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            raise errors.bad_request(
+                "Missing required parameter: 'model' (a string).", "missing_model"
+            )
+        stream = payload.get("stream", False)
+        if stream is not None and not isinstance(stream, bool):
+            raise errors.bad_request("'stream' must be a boolean.", "invalid_stream")
+        base = self.models.get(model)
+        if base is None:
+            raise errors.unknown_model(model)
+        headers = await self.meter.admit(identity, model)
+        if stream:
+            return await self._stream(identity, model, base + path, payload, headers)
+        return await self._complete(identity, model, base + path, body, headers)
+
+    async def _complete(
+        self, identity: Identity, model: str, url: str, body: bytes, headers: dict[str, str] | None
+    ) -> Response:
+        reply = await self.upstreams.post(url, body)
+        if reply.status >= 400:
+            return upstream_error(reply.status, reply.content)
+        if not 200 <= reply.status < 300:
+            raise errors.upstream_unreachable(f"unexpected HTTP {reply.status}")
+        try:
+            answer = orjson.loads(reply.content)
+        except orjson.JSONDecodeError:
+            raise errors.upstream_unreachable("the answer is not valid JSON") from None
+        if not isinstance(answer, dict):
+            raise errors.upstream_unreachable("the answer is not a JSON object")
+        usage = parse_usage(answer.get("usage"))
+        if usage is not None:
+            await self.meter.report(identity, model, usage)
+        return Response(
+            reply.content, status_code=reply.status, headers=headers, media_type=reply.content_type
+        )
+
+    async def _stream(
+        self,
+        identity: Identity,
+        model: str,
+        url: str,
+        payload: dict[str, Any],
+        headers: dict[str, str] | None,
+    ) -> Response:
+        options = payload.get("stream_options")
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise errors.bad_request("'stream_options' must be an object.", "invalid_stream")
+        hide = options.get("include_usage") is not True
+        if hide:
+            payload["stream_options"] = {**options, "include_usage": True}
+        upstream = await self.upstreams.open_stream(url, orjson.dumps(payload))
+        status = upstream.status
+        if status >= 400:
+            return upstream_error(status, await upstream.read())
+        content_type = upstream.content_type
+        if not 200 <= status < 300 or not content_type.startswith("text/event-stream"):
+            await upstream.read()
+            raise errors.upstream_unreachable(
+                f"expected an event stream, got HTTP {status} {content_type or 'without content type'}"
+            )
+
+        async def finish(usage: Usage) -> None:
+            await self.meter.report(identity, model, usage)
+
+        return RelayResponse(
+            upstream, UsageCapture(hide), finish, {**SSE_HEADERS, **(headers or {})}
+        )
+
+    # --- catalogue, metrics, health -------------------------------------------------
+
+    async def list_models(self, request: Request) -> Response:
+        """Configured models only; needs a valid key but no policy, so it works with quota exhausted."""
+        self.keys.authenticate(request.headers.get("authorization"))
+        return Response(self._model_list, media_type=errors.JSON)
+
+    async def get_model(self, request: Request) -> Response:
+        self.keys.authenticate(request.headers.get("authorization"))
+        name = request.path_params["model"]
+        model = self._model_objects.get(name)
+        if model is None:
+            raise errors.unknown_model(name)
+        return _json(model)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        del request
+        self.metrics.set_partitioned(self.limiter.partitioned)
+        return Response(render(self.metrics.families()), headers={"content-type": CONTENT_TYPE})
+
+    async def healthz(self, request: Request) -> Response:
+        """Always 200 while the process serves; says whether the counter store is reachable."""
+        del request
+        reachable = await self.limiter.probe()
+        return _json(
+            {
+                "status": "ok" if reachable else "degraded",
+                "storage": self.storage_kind,
+                "store_reachable": reachable,
+                "on_failure": self.limiter.on_failure,
+                "models": len(self.models),
+            }
+        )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (unknown path 404, wrong method 405) as OpenAI-style JSON."""
+    del request
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error = errors.GatewayError(
+            405, "Method not allowed for this path.", code="method_not_allowed", headers=exc.headers
+        )
+    elif exc.status_code == 404:
+        error = errors.GatewayError(404, "Unknown path.", code="not_found")
+    else:
+        error = errors.GatewayError(exc.status_code, str(exc.detail), headers=exc.headers)
+    return error.response()
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    del request
+    log.error("unexpected error", exc_info=exc)
+    return errors.GatewayError(
+        500, "Internal gateway error.", type_="server_error", code="internal_error"
+    ).response()
+
+
+def create_app(config: Config) -> Starlette:
+    """The gateway ASGI app for `config`; `app.state.gateway` is its `Gateway`."""
+    gateway = Gateway(config)
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+            Route("/v1/completions", gateway.completions, methods=["POST"]),
+            Route("/v1/models", gateway.list_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
+            Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+        ],
+        exception_handlers={
+            errors.GatewayError: errors.handle,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+        lifespan=gateway.lifespan,
+    )
+    app.state.gateway = gateway
+    return app
