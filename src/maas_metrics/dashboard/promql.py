@@ -1,0 +1,231 @@
+"""PromQL building blocks of the catalogue: filters, totals, rates, success ratio, prices.
+
+Every panel query is assembled from these, so the query rules live in one
+place: totals are `increase(...[$__range])`, rates `rate(...[$__rate_interval])`,
+the success ratio keeps users who were only limited, and cost multiplies
+hits by a price vector generated from the config.
+
+`Counters` hides where the numbers come from: the raw counters, or (with
+recording rules) the pre-aggregated one-minute increases of
+`maas_metrics.rules.recording`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from maas_metrics.config import Config
+from maas_metrics.rules import recording
+
+#: A label no series carries. `ABSENT_LABEL!~"$user"` holds exactly when specific users are
+#: chosen (the absent label is "", which the All value `.*` matches), and `user=~"$user"` on a
+#: series without a `user` label holds exactly when All is chosen. Recording-rule queries use
+#: the pair to read the small per-tier series for All and the per-user series otherwise.
+ABSENT_LABEL = "maas_no_such_label"
+
+_STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def string_literal(value: str) -> str:
+    """`value` as a double-quoted PromQL string literal."""
+    out = []
+    for char in value:
+        if char in _STRING_ESCAPES:
+            out.append(_STRING_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def re2_escape(value: str) -> str:
+    """`value` as an RE2 regex matching it literally (the text before PromQL string escaping)."""
+    return re.sub(r"[\\.+*?()|\[\]{}^$]", lambda m: "\\" + m.group(0), value)
+
+
+def selector(metric: str, matchers: Sequence[str]) -> str:
+    return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
+
+
+def by(labels: Sequence[str]) -> str:
+    """`sum by (a, b)` or plain `sum` for no labels."""
+    return f"sum by ({', '.join(labels)})" if labels else "sum"
+
+
+# --- filters -----------------------------------------------------------------------------------
+
+NAMESPACE = 'limitador_namespace=~"$namespace"'
+NOT_REQUEST_NAMESPACE = 'limitador_namespace!~"$request_namespace"'
+REQUEST_NAMESPACE = 'limitador_namespace=~"$request_namespace"'
+TIER = 'tier=~"$tier"'
+USER = 'user=~"$user"'
+MODEL = 'model=~"$model"'
+
+CALL_FILTER: tuple[str, ...] = (NAMESPACE, TIER, USER, MODEL)
+"""Rate-limit panels: calls of both policies (request and token namespaces)."""
+
+TOKEN_FILTER: tuple[str, ...] = (NAMESPACE, NOT_REQUEST_NAMESPACE, TIER, USER, MODEL)
+"""Token, hits and cost panels: never the request policy's namespace (its hits count requests)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Totals and rates of counters, from raw series or from the recording rules.
+
+    Every method returns an expression aggregated with `sum by (labels)`.
+    Several counters are summed as one (`checks_*`: allowed + limited calls)
+    by a union of their series, so each is read once.
+    """
+
+    recording_rules: bool = False
+
+    def total(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
+        """The increase of `counter` over `$__range`, summed by `labels`."""
+        return self._sum((counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"))
+
+    def total_over(self, counter: str, matchers: Sequence[str], labels: Sequence[str], window: str) -> str:
+        """The increase over a fixed `window` (e.g. `1h` for hourly buckets), summed by `labels`."""
+        return self._sum((counter,), matchers, labels, _increase(window), _sum_over(window))
+
+    def rate(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
+        """The per-second rate of `counter` over `$__rate_interval`, summed by `labels`."""
+        return self._sum((counter,), matchers, labels, _rate, _per_second)
+
+    def checks_total(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
+        """Policy checks (allowed + limited calls) over `$__range`, summed by `labels`."""
+        return self._sum(CHECKS, matchers, labels, _increase("$__range"), _sum_over("$__range"))
+
+    def checks_rate(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
+        """Policy checks (allowed + limited calls) per second, summed by `labels`."""
+        return self._sum(CHECKS, matchers, labels, _rate, _per_second)
+
+    def _sum(
+        self,
+        counters: Sequence[str],
+        matchers: Sequence[str],
+        labels: Sequence[str],
+        raw: Callable[[str], str],
+        rule: Callable[[str], str],
+    ) -> str:
+        if not self.recording_rules:
+            return _sum_union(counters, labels, lambda c: raw(selector(c, matchers)))
+        if not set(labels) <= set(recording.USER_LABELS):
+            raise ValueError(f"the recording rules keep only {recording.USER_LABELS}, not {labels}")
+        if "user" in labels:
+            return _sum_union(
+                counters, labels, lambda c: rule(selector(recording.per_user_series(c), matchers))
+            )
+        # All users: the per-tier series (no `user` label, so `user=~".*"` matches them);
+        # chosen users: the per-user series (the absent label differs from the chosen names).
+        chosen = [*matchers, f'{ABSENT_LABEL}!~"$user"']
+        per_tier = _sum_union(
+            counters, labels, lambda c: rule(selector(recording.per_tier_series(c), matchers))
+        )
+        per_user = _sum_union(
+            counters, labels, lambda c: rule(selector(recording.per_user_series(c), chosen))
+        )
+        return f"({per_tier} or {per_user})"
+
+
+CHECKS = ("authorized_calls", "limited_calls")
+
+
+def _sum_union(counters: Sequence[str], labels: Sequence[str], read: Callable[[str], str]) -> str:
+    """`sum by (labels)` of one counter, or of several added up key by key.
+
+    Each counter is aggregated first (small vectors), then the parts are
+    put side by side (each later one marked with a `maas_counter` label so
+    `or` keeps it) and summed: a key that only one counter has still counts.
+    """
+    parts = [f"{by(labels)} ({read(c)})" for c in counters]
+    if len(parts) == 1:
+        return parts[0]
+    marked = [parts[0]]
+    marked += [f'label_replace({p}, "maas_counter", "{c}", "", "")' for p, c in zip(parts[1:], counters[1:], strict=True)]
+    return f"{by(labels)} ({' or '.join(marked)})"
+
+
+def _increase(window: str) -> Callable[[str], str]:
+    return lambda series: f"increase({series}[{window}])"
+
+
+def _sum_over(window: str) -> Callable[[str], str]:
+    return lambda series: f"sum_over_time({series}[{window}])"
+
+
+def _rate(series: str) -> str:
+    return f"rate({series}[$__rate_interval])"
+
+
+def _per_second(series: str) -> str:
+    return f"{series} / {recording.INTERVAL_SECONDS}"
+
+
+def or_zero(expr: str) -> str:
+    """A single-value expression that shows 0 instead of "No data" when nothing matched."""
+    return f"({expr}) or vector(0)"
+
+
+def success_ratio(allowed: str, limited: str, checks: str) -> str:
+    """allowed / (allowed + limited), keeping keys that only one side has (only limited -> 0).
+
+    `checks` is allowed + limited (`Counters.checks_*`); all three must be
+    aggregated by the same labels. Keys with no calls at all in the window
+    are dropped rather than shown as 0/0.
+    """
+    return f"({allowed}) / (({checks}) > 0) or 0 * (({limited}) > 0)"
+
+
+# --- prices ------------------------------------------------------------------------------------
+
+
+def _price(value: float) -> str:
+    return repr(float(value))
+
+
+def _label(expr: str, label: str, value: str) -> str:
+    # label_replace's replacement expands `$1`; `$$` is a literal dollar.
+    return f'label_replace({expr}, "{label}", {string_literal(value.replace("$", "$$"))}, "", "")'
+
+
+@dataclass(frozen=True, slots=True)
+class PriceVectors:
+    """The config's per-hit prices on one day as PromQL vectors.
+
+    `per_tier`: `{tier="free"} 0.005`, one element per configured tier.
+    `per_tier_model`: `{tier, model}` elements only where a model-specific
+    price differs from the tier's price that day, else None.
+    """
+
+    per_tier: str
+    per_tier_model: str | None
+
+    def cost(self, hits_by_tier_model: str) -> str:
+        """Hits (aggregated by at least tier and model) times their price."""
+        general = f"{hits_by_tier_model} * on (tier) group_left () {self.per_tier}"
+        if self.per_tier_model is None:
+            return f"({general})"
+        specific = f"{hits_by_tier_model} * on (tier, model) group_left () {self.per_tier_model}"
+        return f"({specific} or {general})"
+
+
+def price_vectors(config: Config, day: date) -> PriceVectors:
+    """Every configured tier's per-hit price on `day` (`Tier.price_per_hit_on`), as PromQL."""
+    general: list[str] = []
+    specific: list[str] = []
+    for tier in config.tiers_by_level():
+        base = tier.price_per_hit_on(day)
+        general.append(_label(f"vector({_price(base)})", "tier", tier.name))
+        for model in config.models:
+            price = tier.price_per_hit_on(day, model.name)
+            if price != base:
+                inner = _label(f"vector({_price(price)})", "tier", tier.name)
+                specific.append(_label(inner, "model", model.name))
+    return PriceVectors(
+        per_tier="(" + " or ".join(general) + ")",
+        per_tier_model="(" + " or ".join(specific) + ")" if specific else None,
+    )

@@ -1,0 +1,58 @@
+"""Building PromQL text safely: every value from a config or a command line goes through here.
+
+Label values are written as PromQL string literals with every character that
+could end the string escaped, so no tier name, user name or filter value can
+change the structure of a query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def string_literal(value: str) -> str:
+    """`value` as a double-quoted PromQL string literal (Go string syntax)."""
+    out: list[str] = []
+    for char in value:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def regex_alternation(values: Iterable[str]) -> str:
+    """An RE2 regex matching exactly one of `values` (Prometheus anchors label regexes)."""
+    return "|".join(re.escape(v) for v in values)
+
+
+def matcher(label: str, values: Sequence[str]) -> str:
+    """`label="v"` for one value, `label=~"v1|v2"` for several (each matched literally)."""
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label):
+        raise ValueError(f"not a Prometheus label name: {label!r}")
+    if not values:
+        raise ValueError(f"no values for label {label!r}")
+    if len(values) == 1:
+        return f"{label}={string_literal(values[0])}"
+    return f"{label}=~{string_literal(regex_alternation(sorted(set(values))))}"
+
+
+def selector(metric: str, matchers: Iterable[str]) -> str:
+    """`metric{m1,m2}` (or the bare metric name without matchers)."""
+    inner = ",".join(matchers)
+    return f"{metric}{{{inner}}}" if inner else metric
+
+
+def duration(seconds: float) -> str:
+    """A PromQL duration for a whole number of milliseconds, e.g. 90 -> `90s`, 0.5 -> `500ms`."""
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        raise ValueError(f"duration must be positive, got {seconds}")
+    if millis % 1000:
+        return f"{millis}ms"
+    return f"{millis // 1000}s"
