@@ -1,0 +1,174 @@
+"""The gateway on Kubernetes for teams not on Kuadrant: Deployment, Service, ConfigMap and Redis.
+
+The ConfigMap holds the very config the command was given (API keys are only
+SHA-256 digests, so it holds no secret), with two changes a cluster needs:
+the gateway listens on all interfaces, and counters live in the bundled
+Redis so every replica enforces the same limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import yaml
+
+from maas_metrics.config import Config
+from maas_metrics.manifests.kuadrant import Manifest
+from maas_metrics.manifests.monitoring import GATEWAY_SELECTOR, PART_OF
+from maas_metrics.rules.alerts import GATEWAY_SERVICE
+
+CONFIG_DIR = "/etc/maas-metrics"
+CONFIG_FILE = "maas.yaml"
+REDIS_NAME = "maas-redis"
+REDIS_PORT = 6379
+REDIS_SELECTOR = {"app.kubernetes.io/name": REDIS_NAME}
+
+
+def redis_url(namespace: str) -> str:
+    return f"redis://{REDIS_NAME}.{namespace}.svc:{REDIS_PORT}/0"
+
+
+def cluster_config(config: Config, namespace: str) -> Config:
+    """The config as deployed: listening on 0.0.0.0, counters in the bundled Redis."""
+    return config.model_copy(
+        update={
+            "gateway": config.gateway.model_copy(update={"host": "0.0.0.0"}),
+            "storage": config.storage.model_copy(update={"url": redis_url(namespace)}),
+        }
+    )
+
+
+def config_text(config: Config) -> str:
+    data = config.model_dump(mode="json", exclude_defaults=False)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _meta(name: str, namespace: str, selector: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": {**selector, **PART_OF}}
+
+
+def config_map(text: str, namespace: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta("maas-metrics-config", namespace, GATEWAY_SELECTOR),
+        "data": {CONFIG_FILE: text},
+    }
+
+
+_SECURE = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def gateway_deployment(
+    config: Config, text: str, namespace: str, image: str, replicas: int
+) -> Manifest:
+    port = config.gateway.port
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(GATEWAY_SERVICE, namespace, GATEWAY_SELECTOR),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(GATEWAY_SELECTOR)},
+            "template": {
+                "metadata": {
+                    "labels": {**GATEWAY_SELECTOR, **PART_OF},
+                    # A config change changes the pod template, so the pods roll.
+                    "annotations": {
+                        "maas-metrics/config-sha256": hashlib.sha256(text.encode()).hexdigest()
+                    },
+                },
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "gateway",
+                            "image": image,
+                            "command": ["maas-metrics"],
+                            "args": ["gateway", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+                            "ports": [{"name": "http", "containerPort": port}],
+                            "readinessProbe": probe,
+                            "livenessProbe": {**probe, "failureThreshold": 6},
+                            "resources": {
+                                "requests": {"cpu": "250m", "memory": "256Mi"},
+                                "limits": {"memory": "1Gi"},
+                            },
+                            "securityContext": _SECURE,
+                            "volumeMounts": [
+                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": "maas-metrics-config"}}
+                    ],
+                },
+            },
+        },
+    }
+
+
+def gateway_service(config: Config, namespace: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(GATEWAY_SERVICE, namespace, GATEWAY_SELECTOR),
+        "spec": {
+            "selector": dict(GATEWAY_SELECTOR),
+            "ports": [
+                {"name": "http", "port": config.gateway.port, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def redis_deployment(namespace: str, image: str) -> Manifest:
+    """One Redis holding only short-lived limit counters, so no persistence."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(REDIS_NAME, namespace, REDIS_SELECTOR),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": dict(REDIS_SELECTOR)},
+            "template": {
+                "metadata": {"labels": {**REDIS_SELECTOR, **PART_OF}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "redis",
+                            "image": image,
+                            "args": ["--save", "", "--appendonly", "no"],
+                            "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
+                            "readinessProbe": {
+                                "tcpSocket": {"port": "redis"},
+                                "periodSeconds": 5,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "128Mi"},
+                                "limits": {"memory": "512Mi"},
+                            },
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def redis_service(namespace: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(REDIS_NAME, namespace, REDIS_SELECTOR),
+        "spec": {
+            "selector": dict(REDIS_SELECTOR),
+            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+        },
+    }

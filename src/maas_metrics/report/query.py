@@ -1,0 +1,138 @@
+"""The report's PromQL and how a long range is read in windows that tile it exactly.
+
+Each counter is read as `sum by (...) (increase(counter{...}[W:R]))` at the
+end `b` of a window (a, b] of length W, where the subquery re-reads the
+counter every R seconds (`--resolution`) on Prometheus' absolute R-second grid.
+Window edges lie on that grid, so every window has a point exactly at `a`
+and at `b`: there is nothing to extrapolate, `increase` only adds the
+differences between consecutive points (treating a drop as a counter reset),
+and the point at a shared edge ends one window and starts the next. The
+windows therefore add up to the whole range without losing or counting
+anything twice, whatever the step. Resets are exact when R is at most the
+scrape interval (every scraped value is seen).
+
+Filter values are written as escaped PromQL string literals (one value: `=`;
+several: an anchored regex of literally escaped values), so no input can
+change the query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from maas_metrics.config import Config
+from maas_metrics.prometheus import PrometheusAPI, PrometheusError
+from maas_metrics.report.model import GROUP_KEYS, ReportRequest
+from maas_metrics.report.pricing import Usage
+from maas_metrics.rules.promql import duration, matcher, selector, string_literal
+
+DEFAULT_STEP = 86400.0
+"""Seconds per query window unless `--step` says otherwise; halved while Prometheus refuses."""
+
+_SPLIT_ON = ("too many samples", "query timed out", "did not answer in time", "query processing would load")
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    field: str
+    metric: str
+    tokens_only: bool
+    """Only the token namespaces (hits there are tokens; in the request namespace, requests)."""
+
+
+TOKENS = Counter("tokens", "authorized_hits", tokens_only=True)
+PROMPT = Counter("prompt_tokens", "maas_prompt_tokens_total", tokens_only=True)
+COMPLETION = Counter("completion_tokens", "maas_completion_tokens_total", tokens_only=True)
+ALLOWED = Counter("allowed", "authorized_calls", tokens_only=False)
+LIMITED = Counter("limited", "limited_calls", tokens_only=False)
+
+
+def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[str]:
+    out = [matcher(GROUP_KEYS[key], list(values)) for key, values in sorted(request.filters.items())]
+    if counter.tokens_only:
+        out.insert(0, f"limitador_namespace!={string_literal(config.namespaces.requests)}")
+    return out
+
+
+def window_expr(
+    config: Config, request: ReportRequest, counter: Counter, seconds: float
+) -> str:
+    """The increase of `counter` over a window of `seconds` ending at the query time."""
+    sel = selector(counter.metric, matchers(config, request, counter))
+    labels = ", ".join(request.detail_labels)
+    return (
+        f"sum by ({labels}) "
+        f"(increase({sel}[{duration(seconds)}:{duration(request.resolution)}]))"
+    )
+
+
+def plan_windows(
+    start: datetime, end: datetime, boundaries: list[datetime], step: float
+) -> list[tuple[datetime, datetime]]:
+    """(a, b] windows tiling (start, end]: cut at every boundary, then at most `step` long."""
+    cuts = [start, *boundaries, end]
+    windows: list[tuple[datetime, datetime]] = []
+    for a, b in pairwise(cuts):
+        cursor = a
+        while cursor < b:
+            nxt = min(b, cursor + timedelta(seconds=step))
+            windows.append((cursor, nxt))
+            cursor = nxt
+    return windows
+
+
+Detail = dict[tuple[str, ...], dict[str, float]]
+
+
+class WindowReader:
+    """Reads the counters of windows, splitting a window when Prometheus refuses it as too big."""
+
+    def __init__(
+        self, api: PrometheusAPI, config: Config, request: ReportRequest, counters: list[Counter]
+    ) -> None:
+        self.api = api
+        self.config = config
+        self.request = request
+        self.counters = counters
+        self.queries = 0
+
+    def read(
+        self, a: datetime, b: datetime, done: Callable[[float], None] | None = None
+    ) -> list[tuple[datetime, Detail]]:
+        """[(window start, key -> {field: increase})] for (a, b], possibly as several windows."""
+        try:
+            detail = self._read_one(a, b)
+        except PrometheusError as error:
+            seconds = (b - a).total_seconds()
+            halves = seconds / 2
+            half = halves - halves % self.request.resolution
+            if half <= 0 or not any(s in str(error).lower() for s in _SPLIT_ON):
+                raise
+            middle = a + timedelta(seconds=half)
+            return self.read(a, middle, done) + self.read(middle, b, done)
+        if done is not None:
+            done((b - a).total_seconds())
+        return [(a, detail)]
+
+    def _read_one(self, a: datetime, b: datetime) -> Detail:
+        seconds = (b - a).total_seconds()
+        out: Detail = {}
+        for counter in self.counters:
+            expr = window_expr(self.config, self.request, counter, seconds)
+            self.queries += 1
+            for sample in self.api.query(expr, time=b.timestamp()):
+                key = tuple(sample.labels.get(label, "") for label in self.request.detail_labels)
+                values = out.setdefault(key, {})
+                values[counter.field] = values.get(counter.field, 0.0) + sample.value
+        return out
+
+
+def usage_of(values: dict[str, float]) -> Usage:
+    return Usage(
+        tokens=values.get("tokens", 0.0),
+        prompt_tokens=values.get("prompt_tokens", 0.0),
+        completion_tokens=values.get("completion_tokens", 0.0),
+    )
