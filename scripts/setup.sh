@@ -14,6 +14,8 @@ command -v promtool >/dev/null || needed+=(prometheus)
 if [ "$want_test" = 1 ]; then
   command -v redis-server >/dev/null || needed+=(redis-server)
   [ -x /usr/bin/chromium ] || needed+=(chromium)
+  # Emoji panel titles render as empty boxes in test screenshots without a colour emoji font.
+  [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || needed+=(fonts-noto-color-emoji)
 fi
 if [ "${#needed[@]}" -gt 0 ]; then
   mapfile -t needed < <(printf '%s\n' "${needed[@]}" | sort -u)

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class PrometheusProcess:
         rule_files: list[Path] | None = None,
         retention: str = "30d",
         log_file: Path | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="maas-prometheus-"))
         self.port = port or _free_port()
@@ -59,6 +61,7 @@ class PrometheusProcess:
         self.rule_files = rule_files or []
         self.retention = retention
         self.log_file = log_file or self.data_dir / "prometheus.log"
+        self.preexec_fn = preexec_fn  # e.g. die-with-parent, so even `kill -9` of a demo leaves no orphan
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -127,6 +130,7 @@ class PrometheusProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=self.preexec_fn,
         )
         log.close()
         deadline = time.monotonic() + timeout

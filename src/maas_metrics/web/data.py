@@ -1,0 +1,165 @@
+"""The web dashboard's data layer: the catalogue's queries, expanded as Grafana does, run on Prometheus.
+
+No query is written here: each panel target of `build_catalogue(config)` is
+expanded with `dashboard.variables.expand` for the chosen filters and range
+(so Prometheus gets the text Grafana would send) and evaluated as Grafana
+evaluates it: instant targets at the end of the range, range targets over
+it with Grafana's step. One difference on purpose: Grafana rounds a range
+query's start and end down to multiples of the step; here the points are
+anchored at the evaluation time instead (`end`, `end - step`, ... within the
+range), so the newest point always covers the latest data: the hourly chart's
+last bar is the hour up to now rather than the last full clock hour.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from maas_metrics.dashboard.model import Catalogue, Panel, Target
+from maas_metrics.dashboard.variables import (
+    Selection,
+    expand,
+    grafana_interval,
+    rate_interval,
+)
+from maas_metrics.prometheus import PrometheusAPI, PrometheusError, Sample, Series
+
+#: Grafana's default for a panel's max data points when the JSON does not set one.
+MAX_DATA_POINTS = 1000
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_seconds(text: str) -> float:
+    """A Prometheus / Grafana duration (`1h`, `30s`, `1h30m`) in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What Grafana calls the query options: range, its end, and the datasource's scrape interval."""
+
+    end: float
+    range_seconds: float
+    scrape_interval_seconds: float = 15
+    max_data_points: int = MAX_DATA_POINTS
+
+    @property
+    def start(self) -> float:
+        return self.end - self.range_seconds
+
+    def range_start(self, step: float) -> float:
+        """The first point of a range query: whole steps back from `end`, within the range."""
+        return self.end - math.floor(self.range_seconds / step) * step
+
+    def interval(self, target: Target) -> float:
+        """`$__interval` and the step of a range query (the Min step, else the scrape interval)."""
+        minimum = (
+            duration_seconds(target.min_step) if target.min_step else self.scrape_interval_seconds
+        )
+        return grafana_interval(
+            self.range_seconds, max_data_points=self.max_data_points, min_interval_seconds=minimum
+        )
+
+    def rate_interval(self, target: Target) -> float:
+        return rate_interval(self.interval(target), self.scrape_interval_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetData:
+    """One target's expanded query and result: `samples` (instant) or `series` (range)."""
+
+    target: Target
+    expr: str
+    samples: tuple[Sample, ...] = ()
+    series: tuple[Series, ...] = ()
+    step: float = 0.0
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self.samples) or any(s.points for s in self.series)
+
+
+@dataclass(frozen=True, slots=True)
+class PanelData:
+    panel: Panel
+    targets: tuple[TargetData, ...]
+    error: str | None = None
+
+    @property
+    def has_data(self) -> bool:
+        return self.error is None and any(t.has_data for t in self.targets)
+
+    def target(self, ref_id: str) -> TargetData:
+        for data in self.targets:
+            if data.target.ref_id == ref_id:
+                return data
+        raise KeyError(ref_id)
+
+
+class DashboardData:
+    """Runs a catalogue's panels against one Prometheus for a selection and window."""
+
+    def __init__(self, catalogue: Catalogue, api: PrometheusAPI, workers: int = 4) -> None:
+        self.catalogue = catalogue
+        self.api = api
+        self.workers = workers
+
+    def expand(self, target: Target, selection: Selection, window: Window) -> str:
+        return expand(
+            target.expr,
+            selection,
+            window.range_seconds,
+            window.rate_interval(target),
+            variables=self.catalogue.variables,
+            interval_seconds=window.interval(target),
+        )
+
+    def run_target(self, target: Target, selection: Selection, window: Window) -> TargetData:
+        expr = self.expand(target, selection, window)
+        if target.instant:
+            return TargetData(target, expr, samples=tuple(self.api.query(expr, time=window.end)))
+        step = window.interval(target)
+        series = self.api.query_range(expr, window.range_start(step), window.end, step)
+        return TargetData(target, expr, series=tuple(series), step=step)
+
+    def panel(self, panel: Panel, selection: Selection, window: Window) -> PanelData:
+        """One panel's data; a query Prometheus refuses becomes the panel's error message."""
+        try:
+            targets = tuple(self.run_target(t, selection, window) for t in panel.targets)
+        except PrometheusError as error:
+            return PanelData(panel, (), error=str(error))
+        return PanelData(panel, targets)
+
+    def panels(
+        self, selection: Selection, window: Window, panels: Sequence[Panel] | None = None
+    ) -> list[PanelData]:
+        """Every panel (in catalogue order), queried a few at a time."""
+        chosen = list(self.catalogue.panels if panels is None else panels)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(lambda p: self.panel(p, selection, window), chosen))
+
+    def options(self, variable_name: str, selection: Selection, window: Window) -> list[str]:
+        """The values a filter offers (Grafana's `label_values(match, label)`), narrowed by the others."""
+        variable = self.catalogue.variable(variable_name)
+        match = expand(
+            variable.match,
+            selection,
+            window.range_seconds,
+            rate_interval(grafana_interval(window.range_seconds), window.scrape_interval_seconds),
+            variables=self.catalogue.variables,
+        )
+        return self.api.label_values(variable.label_name, match=[match])
+
+
+def now() -> float:
+    """The evaluation time of a refresh: whole seconds, like Grafana's `now`."""
+    return float(math.floor(time.time()))

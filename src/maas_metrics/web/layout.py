@@ -1,0 +1,123 @@
+"""The page: title bar, filters, tier legend, message banner and the panel grid.
+
+Panels sit on Grafana's 24-column grid at the catalogue's positions (rows of
+30 px, 8 px gaps, as Grafana lays them out), so both dashboards look alike.
+"""
+
+from __future__ import annotations
+
+from dash import dcc, html
+
+from maas_metrics.dashboard.model import Catalogue, Panel
+from maas_metrics.web.colours import css_colour
+from maas_metrics.web.figures import attributes
+from maas_metrics.web.timerange import range_options
+
+FILTERS = (("namespace", "Namespace"), ("tier", "Tier"), ("user", "User"), ("model", "Model"))
+
+
+def panel_body_id(key: str) -> dict[str, str]:
+    return {"type": "panel-body", "key": key}
+
+
+def _panel(panel: Panel) -> html.Section:
+    grid = panel.grid
+    return html.Section(
+        [
+            html.Div(panel.title, className="panel-title", title=panel.description),
+            html.Div(
+                html.Div(
+                    html.Div("Loading…", className="panel-message"),
+                    id=panel_body_id(panel.key),
+                    className="panel-slot",
+                ),
+                className="panel-content",
+            ),
+        ],
+        className=f"panel panel-{panel.kind}",
+        id=f"panel-{panel.key}",
+        style={
+            "gridColumn": f"{grid.x + 1} / span {grid.w}",
+            "gridRow": f"{grid.y + 1} / span {grid.h}",
+        },
+        **attributes(kind=panel.kind, key=panel.key),
+    )
+
+
+def _filter(name: str, label: str, catalogue: Catalogue) -> html.Div:
+    variable = catalogue.variable(name)
+    return html.Div(
+        [
+            html.Label(label, htmlFor=f"filter-{name}", title=variable.description),
+            dcc.Dropdown(
+                id=f"filter-{name}",
+                options=[],
+                value=[],
+                multi=True,
+                placeholder="All",
+                clearable=True,
+                searchable=True,
+            ),
+        ],
+        className="filter",
+    )
+
+
+def build_layout(catalogue: Catalogue, prometheus_url: str, refresh_seconds: float) -> html.Div:
+    ranges = range_options(catalogue.time_from)
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.H1(catalogue.title),
+                    html.Span(f"Prometheus {prometheus_url}", className="source"),
+                    html.Span(className="spacer"),
+                    html.Span(id="updated", className="updated"),
+                    html.Button("↻ Refresh", id="refresh", className="refresh-button", n_clicks=0),
+                ],
+                className="topbar",
+            ),
+            html.Div(
+                [
+                    html.Div(
+                        [
+                            html.Label("Time range", htmlFor="filter-range"),
+                            dcc.Dropdown(
+                                id="filter-range",
+                                options=[{"label": v, "value": k} for k, v in ranges.items()],
+                                value=catalogue.time_from,
+                                clearable=False,
+                                searchable=False,
+                            ),
+                        ],
+                        className="filter",
+                    ),
+                    *(_filter(name, label, catalogue) for name, label in FILTERS),
+                ],
+                className="filters",
+            ),
+            html.Div(
+                [
+                    html.Span("Tiers:"),
+                    *(
+                        html.Span(
+                            [
+                                html.Span(
+                                    className="tier-dot", style={"background": css_colour(t.colour)}
+                                ),
+                                t.name,
+                            ],
+                            className="tier-chip",
+                        )
+                        for t in catalogue.tiers
+                    ),
+                    html.Span(f"· auto-refresh every {refresh_seconds:g} s"),
+                ],
+                className="tiers",
+            ),
+            html.Div(id="banner", className="banner"),
+            html.Div([_panel(p) for p in catalogue.panels], className="grid"),
+            dcc.Interval(id="tick", interval=int(refresh_seconds * 1000), n_intervals=0),
+        ],
+        className="page",
+    )

@@ -1,0 +1,211 @@
+"""`maas-metrics demo` as a user runs it: it serves, and SIGTERM or Ctrl-C leaves no process behind.
+
+`DemoProcess` is also what the web dashboard tests use to get a live stack
+(real mock model, gateway, traffic, Prometheus and web dashboard).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "examples" / "maas.yaml"
+DEMO_KEYS = ROOT / "examples" / "demo-keys.yaml"
+START_TIMEOUT = 120.0
+STOP_TIMEOUT = 60.0
+
+
+def cli() -> list[str]:
+    return [str(Path(sys.executable).with_name("maas-metrics"))]
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    start_ticks: int
+    command: str
+
+
+def proc_info(pid: int) -> ProcInfo | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    # Fields after "(comm)": state ppid pgrp session tty tpgid flags ... starttime is the 20th.
+    return ProcInfo(pid, int(fields[1]), int(fields[2]), fields[0], int(fields[19]), command)
+
+
+def all_processes() -> list[ProcInfo]:
+    infos = (proc_info(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit())
+    return [i for i in infos if i is not None]
+
+
+def descendants(root: int) -> list[ProcInfo]:
+    """Every process below `root` (children in other sessions included: ppid is kept)."""
+    procs = all_processes()
+    found: list[ProcInfo] = []
+    frontier = {root}
+    while frontier:
+        children = [p for p in procs if p.ppid in frontier]
+        found.extend(children)
+        frontier = {p.pid for p in children}
+    return found
+
+
+def survivors(recorded: list[ProcInfo]) -> list[ProcInfo]:
+    """Recorded processes still alive (same pid and start time, not a zombie) or still in their groups."""
+    alive = []
+    for old in recorded:
+        now = proc_info(old.pid)
+        if now is not None and now.start_ticks == old.start_ticks and now.state != "Z":
+            alive.append(now)
+    groups = {p.pgid for p in recorded}
+    alive.extend(
+        p for p in all_processes() if p.pgid in groups and p.state != "Z" and p not in alive
+    )
+    return alive
+
+
+class DemoProcess:
+    """`maas-metrics demo` in a subprocess, with its output collected by a thread."""
+
+    def __init__(self, workdir: Path, rate: float = 6.0) -> None:
+        self.grafana_json = workdir / "grafana-dashboard.json"
+        base = free_port()
+        while base > 65000:
+            base = free_port()
+        self.process = subprocess.Popen(
+            [*cli(), "demo", "--config", str(EXAMPLE_CONFIG), "--keys", str(DEMO_KEYS),
+             "--rate", str(rate), "--port-base", str(base), "--grafana-json", str(self.grafana_json)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._running = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if "Press Ctrl-C to stop everything" in line:
+                self._running.set()
+        self._running.set()  # EOF: let a waiter see the exit
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def address(self, name: str) -> str:
+        for line in self.lines:
+            match = re.match(rf"\s+{name}\s+(\S+)", line)
+            if match:
+                return match.group(1)
+        raise AssertionError(f"the demo printed no {name} line:\n{self.output}")
+
+    def wait_running(self) -> None:
+        if not self._running.wait(START_TIMEOUT) or self.process.poll() is not None:
+            self.stop(signal.SIGTERM)
+            raise AssertionError(f"the demo did not start:\n{self.output}")
+
+    @property
+    def dashboard_url(self) -> str:
+        return self.address("Dashboard")
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.address("Prometheus")
+
+    @property
+    def gateway_url(self) -> str:
+        return self.address("Gateway").removesuffix("/v1")
+
+    def stop(self, sig: signal.Signals) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for child in descendants(self.process.pid):
+                os.killpg(child.pgid, signal.SIGKILL)
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"the demo did not stop on {sig.name}:\n{self.output}") from None
+        self._reader.join(timeout=10)
+        return code
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_demo_serves_then_stops_every_child(sig: signal.Signals, tmp_path: Path) -> None:
+    demo = DemoProcess(tmp_path)
+    try:
+        demo.wait_running()
+        children = descendants(demo.process.pid)
+        commands = " ".join(c.command for c in children)
+        for part in ("mock-model", "gateway", "traffic", "serve", "prometheus"):
+            assert part in commands, f"no {part} process below the demo: {commands}"
+        # It is really serving: every URL it printed answers.
+        assert httpx.get(f"{demo.gateway_url}/healthz", timeout=10).status_code == 200
+        assert httpx.get(f"{demo.prometheus_url}/-/ready", timeout=10).status_code == 200
+        assert httpx.get(demo.dashboard_url, timeout=10).status_code == 200
+        assert demo.grafana_json.is_file()
+        children = descendants(demo.process.pid)  # again: nothing started late is missed
+    finally:
+        code = demo.stop(sig)
+    assert code == 0, demo.output
+    assert f"{sig.name} received" in demo.output
+    left = survivors(children)
+    assert not left, f"processes survived the demo: {left}"
+    # The ports are free again (nothing listens where the demo served).
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(demo.dashboard_url, timeout=5)
+
+
+def test_demo_without_prometheus_says_what_to_install(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path)}  # no prometheus binary on PATH
+    result = subprocess.run(
+        [*cli(), "demo", "--config", str(EXAMPLE_CONFIG), "--keys", str(DEMO_KEYS)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: `prometheus` is not installed")
+    assert "apt-get install prometheus" in result.stderr
+    assert "https://prometheus.io/download/" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_demo_rejects_missing_keys_file(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*cli(), "demo", "--config", str(EXAMPLE_CONFIG), "--keys", str(tmp_path / "nope.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: --keys {tmp_path / 'nope.yaml'}: no such file"
+
