@@ -22,6 +22,7 @@ def build_server(config: Config, host: str | None = None, port: int | None = Non
         server_header=False,
         proxy_headers=False,
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=10,  # open streams must not hold a stop (or a pod termination) forever
     )
     return uvicorn.Server(settings)
 
