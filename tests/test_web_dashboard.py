@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import signal
 import subprocess
 import time
@@ -233,9 +234,40 @@ def _same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
 
 
+def _grafana_query_result_options(
+    dashboard: dict[str, Any], variables: list[Variable], selection: Selection,
+    end: float, range_seconds: float, prometheus: str,
+) -> dict[str, list[str]]:
+    """The options of `query_result(...)` variables as Grafana computes them from the JSON.
+
+    Grafana runs the inner query as an instant query at the end of the range,
+    turns each sample into the text `{name="value",...} value timestamp`,
+    keeps what the variable's regex captures, and sorts the values (sort 1).
+    """
+    out: dict[str, list[str]] = {}
+    for v in dashboard["templating"]["list"]:
+        query = v.get("query")
+        if v["type"] != "query" or not str(query).startswith("query_result("):
+            continue
+        interval = grafana_interval(range_seconds)
+        expr = expand(
+            query[len("query_result("):-1], selection, range_seconds,
+            rate_interval(interval, SCRAPE_INTERVAL), variables=variables,
+        )  # fmt: skip
+        raw = _prometheus(prometheus, "/api/v1/query", {"query": expr, "time": f"{end:.3f}"})
+        pattern = re.compile(v["regex"].strip("/"))
+        texts = [
+            "{" + ",".join(f'{k}="{value}"' for k, value in r["metric"].items()) + "} "
+            + f"{r['value'][1]} {r['value'][0]}"
+            for r in raw
+        ]
+        out[v["name"]] = sorted({m.group(1) for t in texts if (m := pattern.search(t))})
+    return out
+
+
 def _grafana_panel_results(
     panel: dict[str, Any], variables: list[Variable], selection: Selection,
-    end: float, range_seconds: float, prometheus: str,
+    end: float, range_seconds: float, prometheus: str, options: dict[str, list[str]],
 ) -> tuple[dict[str, str], dict[str, list[tuple[dict[str, str], list[tuple[float, float]]]]]]:
     """Each target of a Grafana JSON panel run as Grafana would: refId -> query, [(labels, points)]."""
     queries, out = {}, {}
@@ -244,7 +276,7 @@ def _grafana_panel_results(
         interval = grafana_interval(range_seconds, min_interval_seconds=min_interval)
         expr = expand(
             target["expr"], selection, range_seconds, rate_interval(interval, SCRAPE_INTERVAL),
-            variables=variables, interval_seconds=interval,
+            variables=variables, interval_seconds=interval, options=options,
         )  # fmt: skip
         queries[target["refId"]] = expr
         if target.get("instant"):
@@ -319,11 +351,15 @@ def test_web_numbers_equal_the_grafana_json_queries(demo: DemoProcess, example_c
                 window = Window(end, range_seconds, SCRAPE_INTERVAL)
                 results = {d.panel.title: d for d in web.panels(selection, window)}
                 assert set(results) == {p["title"] for p in dashboard["panels"]}
+                options = _grafana_query_result_options(
+                    dashboard, variables, selection, end, range_seconds, demo.prometheus_url
+                )
+                assert options["table_users"], "the detailed table's users resolve to someone"
                 for panel in dashboard["panels"]:
                     ours = results[panel["title"]]
                     assert ours.error is None, ours.error
                     queries, theirs = _grafana_panel_results(
-                        panel, variables, selection, end, range_seconds, demo.prometheus_url
+                        panel, variables, selection, end, range_seconds, demo.prometheus_url, options
                     )
                     # Byte for byte the query Grafana sends.
                     assert {t.target.ref_id: t.expr for t in ours.targets} == queries

@@ -108,6 +108,12 @@ def regex_escape(value: str) -> str:
     return _REGEX_META.sub(lambda m: "\\\\" + m.group(0), value)
 
 
+def _regex_alternatives(values: Sequence[str]) -> str:
+    """Grafana's regex form of several values: `(a|b)`, one value bare, `()` for none."""
+    escaped = [regex_escape(v) for v in values]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
 def interpolate(variable: Variable, choice: Choice | None, options: Sequence[str] | None = None) -> str:
     """The text Grafana puts in place of `$variable` for this choice (None: its default).
 
@@ -120,22 +126,23 @@ def interpolate(variable: Variable, choice: Choice | None, options: Sequence[str
     if variable.kind == "top":
         if options is None:
             return ALL_VALUE
-        escaped = [regex_escape(v) for v in options]
-        return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+        return _regex_alternatives(options)
     if variable.kind == "datasource":
         raise ValueError(f"${variable.name} selects a datasource and cannot appear in a query")
     if choice is None or isinstance(choice, _All):
         if not variable.include_all:
             raise ValueError(f"${variable.name} has no All option: choose values")
         if variable.all_value is None:
-            raise ValueError(f"${variable.name}: All without an allValue needs the option list")
+            # Grafana's All without an allValue: every option, joined like a multi-selection.
+            if options is None:
+                raise ValueError(f"${variable.name}: All without an allValue needs the option list")
+            return _regex_alternatives(options)
         return variable.all_value
     if not variable.multi and not variable.include_all:
         if len(choice) != 1:
             raise ValueError(f"${variable.name} takes one value")
         return regular_escape(choice[0])
-    escaped = [regex_escape(v) for v in choice]
-    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+    return _regex_alternatives(choice)
 
 
 def go_duration(seconds: float) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -26,6 +26,7 @@ from maas_metrics.dashboard.variables import (
     expand,
     grafana_interval,
     rate_interval,
+    top_values,
 )
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError, Sample, Series
 
@@ -113,7 +114,13 @@ class DashboardData:
         self.api = api
         self.workers = workers
 
-    def expand(self, target: Target, selection: Selection, window: Window) -> str:
+    def expand(
+        self,
+        target: Target,
+        selection: Selection,
+        window: Window,
+        options: Mapping[str, Sequence[str]] | None = None,
+    ) -> str:
         return expand(
             target.expr,
             selection,
@@ -121,20 +128,60 @@ class DashboardData:
             window.rate_interval(target),
             variables=self.catalogue.variables,
             interval_seconds=window.interval(target),
+            options=options,
         )
 
-    def run_target(self, target: Target, selection: Selection, window: Window) -> TargetData:
-        expr = self.expand(target, selection, window)
+    def top_options(self, selection: Selection, window: Window) -> dict[str, list[str]]:
+        """The values of the hidden `top` variables (e.g. the table's users), resolved as Grafana does.
+
+        Grafana runs a `query_result(...)` variable as an instant query at the
+        end of the range whenever the range changes, and offers the label values
+        it returns; panels then see them as a multi-value selection.
+        """
+        resolved: dict[str, list[str]] = {}
+        for variable in self.catalogue.variables:
+            if variable.kind != "top":
+                continue
+            expr = expand(
+                variable.top_expr,
+                selection,
+                window.range_seconds,
+                rate_interval(grafana_interval(window.range_seconds), window.scrape_interval_seconds),
+                variables=self.catalogue.variables,
+            )
+            samples = self.api.query(expr, time=window.end)
+            resolved[variable.name] = top_values(variable, (s.labels for s in samples))
+        return resolved
+
+    def run_target(
+        self,
+        target: Target,
+        selection: Selection,
+        window: Window,
+        options: Mapping[str, Sequence[str]] | None = None,
+    ) -> TargetData:
+        expr = self.expand(target, selection, window, options)
         if target.instant:
             return TargetData(target, expr, samples=tuple(self.api.query(expr, time=window.end)))
         step = window.interval(target)
         series = self.api.query_range(expr, window.range_start(step), window.end, step)
         return TargetData(target, expr, series=tuple(series), step=step)
 
-    def panel(self, panel: Panel, selection: Selection, window: Window) -> PanelData:
-        """One panel's data; a query Prometheus refuses becomes the panel's error message."""
+    def panel(
+        self,
+        panel: Panel,
+        selection: Selection,
+        window: Window,
+        options: Mapping[str, Sequence[str]] | None = None,
+    ) -> PanelData:
+        """One panel's data; a query Prometheus refuses becomes the panel's error message.
+
+        `options`: resolved `top` variables (`top_options`); resolved here when not given.
+        """
         try:
-            targets = tuple(self.run_target(t, selection, window) for t in panel.targets)
+            if options is None:
+                options = self.top_options(selection, window)
+            targets = tuple(self.run_target(t, selection, window, options) for t in panel.targets)
         except PrometheusError as error:
             return PanelData(panel, (), error=str(error))
         return PanelData(panel, targets)
@@ -144,8 +191,12 @@ class DashboardData:
     ) -> list[PanelData]:
         """Every panel (in catalogue order), queried a few at a time."""
         chosen = list(self.catalogue.panels if panels is None else panels)
+        try:
+            options = self.top_options(selection, window)
+        except PrometheusError as error:
+            return [PanelData(p, (), error=str(error)) for p in chosen]
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(lambda p: self.panel(p, selection, window), chosen))
+            return list(pool.map(lambda p: self.panel(p, selection, window, options), chosen))
 
     def options(self, variable_name: str, selection: Selection, window: Window) -> list[str]:
         """The values a filter offers (Grafana's `label_values(match, label)`), narrowed by the others."""
