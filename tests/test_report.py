@@ -29,10 +29,10 @@ from maas_metrics.config import Config, parse_config
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection, expand
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.promql import matcher, string_literal
 from maas_metrics.report import ReportRequest, TimeRange, Totals, build_report
 from maas_metrics.report.query import plan_windows
 from maas_metrics.report.timerange import TimeInputError, parse_period, parse_time, resolve_range
-from maas_metrics.rules.promql import matcher, string_literal
 from tests.conftest import EXAMPLE_CONFIG
 from tests.history import CALLS, COMPLETION, HITS, LIMITED, PROMPT, History, build_history
 from tests.servers import free_port

@@ -56,10 +56,10 @@ from maas_metrics.dashboard.promql import (
     price_vectors,
     re2_escape,
     selector,
-    string_literal,
     success_ratio,
 )
 from maas_metrics.dashboard.variables import ALL_VALUE
+from maas_metrics.promql import string_literal
 
 HITS = "authorized_hits"
 CALLS = "authorized_calls"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from maas_metrics.config import Config
+from maas_metrics.promql import string_literal
 from maas_metrics.rules import recording
 
 #: A label no series carries. `ABSENT_LABEL!~"$user"` holds exactly when specific users are
@@ -25,22 +26,6 @@ from maas_metrics.rules import recording
 #: series without a `user` label holds exactly when All is chosen. Recording-rule queries use
 #: the pair to read the small per-tier series for All and the per-user series otherwise.
 ABSENT_LABEL = "maas_no_such_label"
-
-_STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def string_literal(value: str) -> str:
-    """`value` as a double-quoted PromQL string literal."""
-    out = []
-    for char in value:
-        if char in _STRING_ESCAPES:
-            out.append(_STRING_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
 
 def re2_escape(value: str) -> str:
     """`value` as an RE2 regex matching it literally (the text before PromQL string escaping)."""

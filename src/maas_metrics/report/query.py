@@ -25,9 +25,9 @@ from itertools import pairwise
 
 from maas_metrics.config import Config
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError
+from maas_metrics.promql import duration, matcher, selector, string_literal
 from maas_metrics.report.model import GROUP_KEYS, ReportRequest
 from maas_metrics.report.pricing import Usage
-from maas_metrics.rules.promql import duration, matcher, selector, string_literal
 
 DEFAULT_STEP = 86400.0
 """Seconds per query window unless `--step` says otherwise; halved while Prometheus refuses."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from maas_metrics.config import Config
 from maas_metrics.policies import tier_policies
-from maas_metrics.rules.promql import duration, matcher, selector
+from maas_metrics.promql import duration, matcher, selector
 
 ALERT_GROUP = "maas-metrics-alerts"
 

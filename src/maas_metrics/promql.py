@@ -1,4 +1,4 @@
-"""Building PromQL text safely: every value from a config or a command line goes through here.
+"""Building PromQL text safely (shared by the dashboard, the rules and the report): every value from a config or a command line goes through here.
 
 Label values are written as PromQL string literals with every character that
 could end the string escaped, so no tier name, user name or filter value can
