@@ -23,6 +23,7 @@ class Identity:
     tier: str
     requests: Limit | None
     tokens: Limit | None
+    token_namespace: str  # where token usage is metered, with or without a token limit
 
 
 class KeyTable:
@@ -38,7 +39,11 @@ class KeyTable:
                 continue
             limits = policies[tier.name]
             self._identities[key.sha256] = Identity(
-                user=key.user, tier=tier.name, requests=limits.requests, tokens=limits.tokens
+                user=key.user,
+                tier=tier.name,
+                requests=limits.requests,
+                tokens=limits.tokens,
+                token_namespace=config.namespaces.tokens,
             )
 
     def authenticate(self, authorization: str | None) -> Identity:

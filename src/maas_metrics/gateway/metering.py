@@ -127,15 +127,15 @@ class Meter:
     async def report(self, identity: Identity, model: str, usage: Usage) -> None:
         """Token policy after a successful response: add `total_tokens` to the counter and metrics.
 
-        Metrics count the tokens even when the store is unreachable, so usage
-        is never lost for billing; the limiter marks itself partitioned.
+        Metrics count the tokens even when the store is unreachable, and for a
+        tier without a token limit too (as an unlimited token policy would), so
+        usage is never lost for billing; the limiter marks itself partitioned.
         """
         limit = identity.tokens
-        if limit is None:
-            return
-        await self.limiter.report(limit, identity.user, usage.total_tokens)
+        if limit is not None:
+            await self.limiter.report(limit, identity.user, usage.total_tokens)
         self.metrics.reported(
-            limit.namespace,
+            identity.token_namespace,
             identity.user,
             identity.tier,
             model,
