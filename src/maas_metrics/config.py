@@ -131,6 +131,9 @@ class GatewaySettings(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     max_body_bytes: Annotated[int, Field(gt=0)] = 1_048_576
     upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # On SIGTERM/SIGINT keep serving until Prometheus has scraped every count, for at most
+    # this long (0: stop at once, as Limitador does, losing what was counted since the last scrape).
+    shutdown_scrape_wait_seconds: Annotated[float, Field(ge=0)] = 0.0
 
 
 class Storage(_Strict):

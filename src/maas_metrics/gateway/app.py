@@ -73,6 +73,7 @@ class Gateway:
             {"object": "list", "data": list(self._model_objects.values())}
         )
         self._watcher: asyncio.Task[None] | None = None
+        self.last_scrape_at = 0.0  # time.monotonic() when the latest /metrics began rendering
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -224,8 +225,13 @@ class Gateway:
             raise errors.unknown_model(name)
         return _json(model)
 
+    def scraped_everything_since(self, moment: float) -> bool:
+        """True once a /metrics scrape began after `moment` and after the last usage change."""
+        return self.last_scrape_at >= max(moment, self.metrics.changed_at)
+
     async def metrics_endpoint(self, request: Request) -> Response:
         del request
+        self.last_scrape_at = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
         return Response(render(self.metrics.families()), headers={"content-type": CONTENT_TYPE})
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Literal
 
@@ -100,6 +101,7 @@ class GatewayMetrics:
             "gauge",
             QUOTA_LABELS,
         )
+        self.changed_at = 0.0  # time.monotonic() of the last usage change, for scrape-aware shutdown
         self.limit_window = Family(
             "maas_limit_window_seconds",
             "Configured window length in seconds of each limit",
@@ -127,9 +129,11 @@ class GatewayMetrics:
         key = (namespace, user, tier, model)
         self.authorized_calls.inc(key)
         self.authorized_hits.inc(key, hits)
+        self.changed_at = time.monotonic()
 
     def limited(self, namespace: str, user: str, tier: str, model: str, limit_name: str) -> None:
         self.limited_calls.inc((namespace, user, tier, model, limit_name))
+        self.changed_at = time.monotonic()
 
     def reported(
         self,
@@ -146,6 +150,7 @@ class GatewayMetrics:
         self.authorized_hits.inc(key, total_tokens)
         self.prompt_tokens.inc(key, prompt_tokens)
         self.completion_tokens.inc(key, completion_tokens)
+        self.changed_at = time.monotonic()
 
     def publish_quotas(self, policies: dict[str, TierPolicies]) -> None:
         for tier, tier_policies in policies.items():
