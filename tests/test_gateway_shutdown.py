@@ -41,7 +41,7 @@ def start_gateway(
     port = free_port()
     process = subprocess.Popen(
         [
-            str(Path(".venv/bin/maas-metrics").resolve()),
+            str(Path(sys.executable).parent / "maas-metrics"),
             "gateway",
             "--config",
             str(path),
