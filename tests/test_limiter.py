@@ -109,3 +109,17 @@ async def test_redis_down_follows_failure_mode_and_recovers(redis: RedisServer) 
         # Counting resumes on the restarted (empty) server.
         assert (await limiter.check_and_update(LIMIT, f"{mode}-user")).remaining == 4
         await limiter.close()
+
+
+async def test_memory_store_drops_expired_counters() -> None:
+    now = [0.0]
+    store = InMemoryStore(clock=lambda: now[0])
+    limiter = RateLimiter(store)
+    short = Limit("maas/requests", "short", max_value=1, seconds=1)
+    for i in range(5000):
+        await limiter.check_and_update(short, f"old-{i}")
+    now[0] = 10.0  # every counter above has expired
+    for i in range(20_000):  # only new keys, as with many users: the old ones must still go
+        await limiter.check_and_update(short, f"new-{i}")
+    assert len(store) == 20_000  # the 5,000 expired counters were swept, not kept forever
+    assert (await limiter.check_and_update(short, "old-1")).allowed  # expired: a new window

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from maas_metrics.limiter.store import CounterState
 
-_SWEEP_EVERY = 4096  # writes between sweeps of expired counters, so memory stays bounded
+_SWEEP_EVERY = 4096  # fewest writes between sweeps of expired counters
 
 
 class InMemoryStore:
@@ -16,7 +16,8 @@ class InMemoryStore:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expires_at seconds)
-        self._writes = 0
+        self._writes = 0  # since the last sweep
+        self._sweep_after = _SWEEP_EVERY
 
     def __len__(self) -> int:
         return len(self._counters)
@@ -30,8 +31,13 @@ class InMemoryStore:
     def _write(self, key: str, value: int, expires_at: float, now: float) -> None:
         self._counters[key] = (value, expires_at)
         self._writes += 1
-        if self._writes % _SWEEP_EVERY == 0:
+        # Sweep after as many writes as there were live counters at the last sweep: the
+        # sweep's cost is then amortised O(1) per write, and memory stays within about
+        # twice the live counters (see BENCHMARKS.md, "expiry sweep cost").
+        if self._writes >= self._sweep_after:
             self._counters = {k: e for k, e in self._counters.items() if e[1] > now}
+            self._writes = 0
+            self._sweep_after = max(_SWEEP_EVERY, len(self._counters))
 
     async def check_and_update(
         self, key: str, delta: int, max_value: int, window_ms: int
