@@ -24,3 +24,15 @@ def load_config_or_exit(path: Path) -> Config:
         return load_config(path)
     except ConfigError as error:
         fail(str(error), code=2)
+
+
+def write_output(text: str, output: Path | None, summary: str = "") -> None:
+    """`text` to stdout, or to `output` with a `wrote FILE (summary)` line on stderr."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        fail(f"cannot write {output}: {error.strerror or error}")
+    print(f"wrote {output}" + (f" ({summary})" if summary else ""), file=sys.stderr)

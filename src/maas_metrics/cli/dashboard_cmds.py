@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
+from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit, write_output
 
 
 class OutputFormat(StrEnum):
@@ -87,14 +86,7 @@ def dashboard(
             text = render_grafana_dashboard(
                 catalogue, namespace=k8s_namespace, datasource_name=datasource_name
             )
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as error:
-        fail(f"cannot write {output}: {error.strerror or error}")
-    print(f"wrote {output} ({len(catalogue.panels)} panels, {output_format.value})", file=sys.stderr)
+    write_output(text, output, f"{len(catalogue.panels)} panels, {output_format.value}")
 
 
 def register(app: typer.Typer) -> None:

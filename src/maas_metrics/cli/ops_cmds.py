@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
+from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit, write_output
 from maas_metrics.rules.alerts import DEFAULT_LIMITER_JOBS, AlertSettings
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help=CONFIG_OPTION_HELP)]
@@ -40,7 +40,9 @@ LimiterJobOption = Annotated[
 ]
 
 
-def _alert_settings(limited_ratio: float, near_quota: float, jobs: list[str] | None) -> AlertSettings:
+def _alert_settings(
+    limited_ratio: float, near_quota: float, jobs: list[str] | None
+) -> AlertSettings:
     try:
         return AlertSettings(
             limited_ratio=limited_ratio,
@@ -49,17 +51,6 @@ def _alert_settings(limited_ratio: float, near_quota: float, jobs: list[str] | N
         )
     except ValueError as error:
         fail(str(error))
-
-
-def _write(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as error:
-        fail(f"cannot write {output}: {error.strerror}")
-    print(f"wrote {output}", file=sys.stderr)
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -115,7 +106,7 @@ def rules(
         except ValueError as error:
             fail(str(error))
         text = dump(prometheus_rule(namespace, groups))
-    _write(text, output)
+    write_output(text, output)
 
 
 # --- manifests -------------------------------------------------------------------------------
@@ -126,7 +117,8 @@ def manifests(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o",
+            "--output",
+            "-o",
             help="Directory to write one YAML file per object into (numbered in apply order); "
             "default: one multi-document YAML stream on stdout.",
         ),
@@ -138,7 +130,9 @@ def manifests(
         str | None,
         typer.Option(help="Container image of maas-metrics for the gateway Deployment."),
     ] = None,
-    replicas: Annotated[int, typer.Option(help="Gateway replicas (they share counters in Redis).")] = 2,
+    replicas: Annotated[
+        int, typer.Option(help="Gateway replicas (they share counters in Redis).")
+    ] = 2,
     gateway_name: Annotated[
         str, typer.Option(help="The Gateway API Gateway the Kuadrant policies target.")
     ] = "maas-default-gateway",
@@ -212,6 +206,7 @@ def manifests(
 
 # --- report ----------------------------------------------------------------------------------
 
+
 def _filter(what: str) -> typer.models.OptionInfo:
     option: typer.models.OptionInfo = typer.Option(
         help=f"Only this {what} (repeatable; matched literally, never as a regex)."
@@ -237,10 +232,15 @@ def report(
     ] = None,
     period: Annotated[
         str | None,
-        typer.Option(help="A calendar month (2026-11) or day (2026-11-05) in UTC, instead of --from/--to."),
+        typer.Option(
+            help="A calendar month (2026-11) or day (2026-11-05) in UTC, instead of --from/--to."
+        ),
     ] = None,
     by: Annotated[
-        str, typer.Option(help="Group rows by these keys, comma-separated: user, tier, model, namespace.")
+        str,
+        typer.Option(
+            help="Group rows by these keys, comma-separated: user, tier, model, namespace."
+        ),
     ] = "user,tier,model",
     user: Annotated[list[str] | None, _filter("user")] = None,
     tier: Annotated[list[str] | None, _filter("tier")] = None,
@@ -308,7 +308,12 @@ def report(
         rng = resolve_range(start=start, end=end, period=period, resolution=res)
         filters = {
             key: tuple(values)
-            for key, values in (("user", user), ("tier", tier), ("model", model), ("namespace", namespace))
+            for key, values in (
+                ("user", user),
+                ("tier", tier),
+                ("model", model),
+                ("namespace", namespace),
+            )
             if values
         }
         request = ReportRequest(
@@ -350,8 +355,12 @@ def report(
             to_table(result, Console(file=handle, width=160))
         print(f"wrote {output}", file=sys.stderr)
         return
-    text = {"csv": to_csv, "json": to_json}[format](result) if format != "html" else to_html(result, cfg)
-    _write(text, output)
+    text = (
+        {"csv": to_csv, "json": to_json}[format](result)
+        if format != "html"
+        else to_html(result, cfg)
+    )
+    write_output(text, output)
 
 
 def register(app: typer.Typer) -> None:
