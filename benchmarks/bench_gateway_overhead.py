@@ -406,6 +406,7 @@ def report(
         "like the gateway's; installed in its own venv with `" + litellm_peer.INSTALL + "`. "
         "Each Redis target has its own `redis-server` 7. "
         "*failed* = non-2xx answers + socket errors over all rounds.\n\n"
+        + COMPARABILITY
         + benchlib.markdown_table(headers, rows)
         + ("\n" + benchlib.markdown_table(ratio_headers, ratio_rows) if ratio_rows else "")
         + "\n### Issue 2's speed and memory goals\n\n"
@@ -424,6 +425,20 @@ def report(
         + info.markdown()
     )
     benchlib.update_section("overhead", body)
+
+
+COMPARABILITY = (
+    "Comparable: the same mock upstream, request body, load generator and machine; one worker "
+    "process each; a request limit and a token limit per key, both enforced, counters in memory "
+    "or in Redis; every request admitted; no access log. Not comparable: LiteLLM's windows are "
+    "fixed at one minute (rpm/tpm) where maas-metrics uses the config's (120 s requests, 60 s "
+    "tokens here); LiteLLM reserves an estimate of the tokens before the call and reconciles "
+    "after, maas-metrics checks before and adds `usage.total_tokens` after; LiteLLM's keys come "
+    "from a custom-auth module, not from its Postgres-backed virtual keys (which need Prisma "
+    "engines downloaded at start-up, impossible here); LiteLLM also computes cost, runs its "
+    "callbacks and re-serialises the answer, while maas-metrics passes the upstream body through "
+    "and keeps Limitador-compatible metrics.\n\n"
+)
 
 
 def _litellm_version(binary: str | None) -> str:

@@ -1,0 +1,161 @@
+"""A/B: the gateway as it is vs. with its two inference routes served past Starlette's middleware.
+
+The profile (profile_gateway.py) puts about a tenth of the gateway's samples in
+Starlette: `ServerErrorMiddleware`, `ExceptionMiddleware` and the router
+wrap every request before `Gateway._infer` runs. The proposed change lets
+`POST /v1/chat/completions` and `POST /v1/completions` go straight to
+`Gateway._infer` from the app's `__call__` (same error handling:
+`GatewayError` -> its response, anything else -> the 500 handler); every
+other request still goes through Starlette. It is applied to a copy of the
+package in a temporary directory (never to `src/`), and both gateways run
+side by side on one mock model, measured interleaved with wrk.
+
+Run: .venv/bin/python benchmarks/bench_gateway_fastpath.py [--rounds 8 --seconds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from rich.progress import Progress
+
+import bench_gateway_overhead as overhead
+import benchlib
+from services import Service
+from wrkload import WrkResult, run_wrk
+
+ANCHOR = """    app.state.gateway = gateway
+    return app"""
+FAST_PATH = '''    app.state.gateway = gateway
+    hot = {"/v1/chat/completions": "/chat/completions", "/v1/completions": "/completions"}
+    starlette_call = app.__call__
+
+    async def fast(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = hot.get(scope["path"])
+            if path is not None:
+                request = Request(scope, receive, send)
+                try:
+                    response = await gateway._infer(request, path)
+                except errors.GatewayError as exc:
+                    response = exc.response()
+                except Exception as exc:
+                    response = await _server_error(request, exc)
+                await response(scope, receive, send)
+                return
+        await starlette_call(scope, receive, send)
+
+    class FastStarlette(Starlette):
+        async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+            await fast(scope, receive, send)
+
+    app.__class__ = FastStarlette
+    return app'''
+
+
+def patched_copy(workdir: Path) -> Path:
+    source = benchlib.ROOT / "src" / "maas_metrics"
+    target = workdir / "maas_metrics"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    app = target / "gateway" / "app.py"
+    text = app.read_text()
+    if ANCHOR not in text:
+        raise SystemExit("error: create_app() no longer ends as this A/B expects; update ANCHOR")
+    app.write_text(text.replace(ANCHOR, FAST_PATH))
+    return workdir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    info = benchlib.RunInfo.begin(".venv/bin/python benchmarks/bench_gateway_fastpath.py")
+    results: dict[tuple[str, int], list[WrkResult]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-fastpath-") as tmp:
+        workdir = Path(tmp)
+        copy = patched_copy(workdir / "patched")
+        mock_port = benchlib.free_port()
+        mock = Service(
+            "mock",
+            [overhead.maas_cli(), "mock-model", "--port", str(mock_port)],
+            mock_port,
+            "/healthz",
+            workdir / "mock.log",
+        )
+        upstream = f"{mock.url}/v1"
+        gateways = {
+            "src/ as is": overhead.gateway_service("as-is", workdir, upstream, "memory"),
+            "fast path": overhead.gateway_service("fast-path", workdir, upstream, "memory"),
+        }
+        gateways["fast path"].env = {"PYTHONPATH": str(copy)}
+        started: list[Service] = []
+        try:
+            mock.start()
+            started.append(mock)
+            for service in gateways.values():
+                service.start()
+                started.append(service)
+            script = overhead.script(overhead.BENCH_KEY)
+            with Progress(console=benchlib.console) as progress:
+                task = progress.add_task("A/B", total=args.rounds * 2 * len(gateways))
+                for service in gateways.values():
+                    run_wrk(service.url + "/v1/chat/completions", script, 16, 2)  # warm-up
+                for _ in range(args.rounds):
+                    for concurrency in (1, 16):
+                        for name, service in gateways.items():
+                            progress.update(task, description=f"{name}, c={concurrency}")
+                            result = run_wrk(
+                                service.url + "/v1/chat/completions", script, concurrency, args.seconds
+                            )
+                            if result.non_2xx or result.socket_errors:
+                                raise SystemExit(f"error: {name} failed requests: {result}")
+                            results.setdefault((name, concurrency), []).append(result)
+                            progress.advance(task)
+        finally:
+            for service in reversed(started):
+                service.stop()
+    info.end()
+    headers = ["gateway", "conc.", "req/s (median)", "p50 ms (median)", "runs won on req/s"]
+    rows = []
+    for concurrency in (1, 16):
+        a, b = (results[(name, concurrency)] for name in gateways)
+        wins = {"src/ as is": sum(x.rps > y.rps for x, y in zip(a, b, strict=True))}
+        wins["fast path"] = args.rounds - wins["src/ as is"]
+        for name in gateways:
+            runs = results[(name, concurrency)]
+            rows.append(
+                [
+                    name,
+                    str(concurrency),
+                    benchlib.fmt_rate(statistics.median(r.rps for r in runs)),
+                    f"{statistics.median(r.p50_us for r in runs) / 1000:.2f}",
+                    f"{wins[name]} of {args.rounds}",
+                ]
+            )
+    benchlib.print_table("Starlette fast path A/B", headers, rows)
+    body = (
+        "## Gateway: inference routes past Starlette's middleware (A/B, proposed)\n\n"
+        "The profile above puts about a tenth of the gateway's samples in Starlette's per-request "
+        "wrappers. Proposed change in `src/maas_metrics/gateway/app.py`, `create_app`: serve "
+        "`POST /v1/chat/completions` and `POST /v1/completions` straight from the app's "
+        "`__call__` into `Gateway._infer` (a `GatewayError` becomes its response, anything else "
+        "goes to `_server_error`, as now); every other request still goes through Starlette. "
+        "Measured on a patched copy of the package (never `src/`): both gateways side by side "
+        f"on one mock model, wrk, {args.rounds} interleaved rounds x {args.seconds:g} s per "
+        "concurrency.\n\n"
+        + benchlib.markdown_table(headers, rows)
+        + "\nNot applied: the gateway is not this benchmark's file. The patch (class swap "
+        "inside `create_app`) is the quickest way to measure the idea; a clean version would "
+        "give `create_app` a small ASGI entry class with the same two routes.\n\n"
+        + info.markdown()
+    )
+    benchlib.update_section("fastpath", body)
+
+
+if __name__ == "__main__":
+    main()
