@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +27,19 @@ from pydantic import (
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+def _encodable(value: str) -> str:
+    """Reject lone surrogates: they cannot be written as UTF-8, so /metrics could not show them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+"""A string that becomes a metric label or a PromQL value: non-empty is checked where needed."""
 
 
 class ConfigError(Exception):
@@ -96,7 +110,7 @@ class Tier(_Strict):
 class Model(_Strict):
     """A model served through the gateway and the OpenAI-compatible base URL behind it."""
 
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[Text, Field(min_length=1)]
     upstream: Annotated[str, Field(pattern=r"^https?://")]
 
     @field_validator("upstream")
@@ -108,16 +122,16 @@ class Model(_Strict):
 class ApiKey(_Strict):
     """An API key, stored only as the SHA-256 hex digest of the secret."""
 
-    user: Annotated[str, Field(min_length=1)]
-    groups: Annotated[list[str], Field(min_length=1)]
+    user: Annotated[Text, Field(min_length=1)]
+    groups: Annotated[list[Text], Field(min_length=1)]
     sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
 
 
 class Namespaces(_Strict):
     """The `limitador_namespace` values of the two policies (kept apart so tokens never mix with requests)."""
 
-    requests: Annotated[str, Field(min_length=1)] = "maas/requests"
-    tokens: Annotated[str, Field(min_length=1)] = "maas/tokens"
+    requests: Annotated[Text, Field(min_length=1)] = "maas/requests"
+    tokens: Annotated[Text, Field(min_length=1)] = "maas/tokens"
 
     @model_validator(mode="after")
     def _distinct(self) -> Namespaces:

@@ -51,7 +51,7 @@ class KeyTable:
         if not authorization:
             raise errors.missing_key()
         scheme, _, secret = authorization.partition(" ")
-        secret = secret.strip()
+        secret = secret.strip(" \t")  # HTTP whitespace only: str.strip() would also eat \x85, \xa0
         if scheme.lower() != "bearer" or not secret:
             raise errors.missing_key()
         digest = hashlib.sha256(secret.encode()).hexdigest()
