@@ -251,20 +251,25 @@ def parse_config(data: object) -> Config:
         raise ConfigError(describe_validation_error(error)) from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config, raising `ConfigError` with a one-line reason."""
+def read_yaml(path: str | Path, what: str) -> object:
+    """The parsed YAML of a file, or `ConfigError` with one line saying what is wrong and where."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {what}: {error.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: {problem}{where}") from None
+        raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config, raising `ConfigError` with a one-line reason."""
+    data = read_yaml(path, "config")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a YAML mapping")
     try:

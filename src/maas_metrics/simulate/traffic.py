@@ -32,9 +32,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 import orjson
-import yaml
 
-from maas_metrics.config import Config, hash_key
+from maas_metrics.config import Config, ConfigError, hash_key, read_yaml
 
 Endpoint = Literal["chat", "completions"]
 Outcome = Literal["ok", "limited", "error"]
@@ -139,15 +138,9 @@ def load_keys(path: str | Path) -> dict[str, str]:
     """Read a keys file (`keys: {user: secret}`, as examples/demo-keys.yaml)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise TrafficError(f"{path}: cannot read keys file: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise TrafficError(
-            f"{path}: not valid YAML: {getattr(error, 'problem', None) or error}"
-        ) from None
+        data = read_yaml(path, "keys file")
+    except ConfigError as error:
+        raise TrafficError(str(error)) from None
     keys = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(keys, dict) or not keys:
         raise TrafficError(
