@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh --test
 echo "==> ruff"
+.venv/bin/ruff format --check .
 .venv/bin/ruff check .
 echo "==> mypy"
 .venv/bin/mypy

@@ -70,7 +70,9 @@ class DataSet:
         return self.start + self.hours * 3600
 
     def key(self) -> str:
-        return json.dumps({"users": self.users, "hours": self.hours, "start": self.start, "version": 1})
+        return json.dumps(
+            {"users": self.users, "hours": self.hours, "start": self.start, "version": 1}
+        )
 
 
 def tier_of(user: int) -> str:
@@ -94,7 +96,9 @@ class Traffic:
             yield n, n * pool_t[(base + 3 * k) % len(pool_t)]
 
 
-def write_chunk(data: DataSet, traffic: Traffic, chunk_start: int, path: Path, carry: dict[str, int]) -> None:
+def write_chunk(
+    data: DataSet, traffic: Traffic, chunk_start: int, path: Path, carry: dict[str, int]
+) -> None:
     """Samples of every series for [chunk_start, chunk_start + BLOCK) as OpenMetrics."""
     restart = data.start + data.hours * 1800  # the gateway restarts half-way
     first = (chunk_start - data.start) // SCRAPE
@@ -108,10 +112,18 @@ def write_chunk(data: DataSet, traffic: Traffic, chunk_start: int, path: Path, c
                 steps = list(traffic.steps(pair, first, count))
                 labels = f'model="{model}",tier="{tier}",user="user-{user:05d}"'
                 series = {
-                    f'authorized_calls{{limitador_namespace="maas/requests",{labels}}}': [s[0] for s in steps],
-                    f'authorized_hits{{limitador_namespace="maas/requests",{labels}}}': [s[0] for s in steps],
-                    f'authorized_calls{{limitador_namespace="maas/tokens",{labels}}}': [s[0] for s in steps],
-                    f'authorized_hits{{limitador_namespace="maas/tokens",{labels}}}': [s[1] for s in steps],
+                    f'authorized_calls{{limitador_namespace="maas/requests",{labels}}}': [
+                        s[0] for s in steps
+                    ],
+                    f'authorized_hits{{limitador_namespace="maas/requests",{labels}}}': [
+                        s[0] for s in steps
+                    ],
+                    f'authorized_calls{{limitador_namespace="maas/tokens",{labels}}}': [
+                        s[0] for s in steps
+                    ],
+                    f'authorized_hits{{limitador_namespace="maas/tokens",{labels}}}': [
+                        s[1] for s in steps
+                    ],
                 }
                 if user % 10 == 3:
                     limited = [1 if s[0] >= 2 else 0 for s in steps]
@@ -142,7 +154,12 @@ def write_chunk(data: DataSet, traffic: Traffic, chunk_start: int, path: Path, c
                         f'maas_limit_max{{limit_name="{tier_cfg.name}-{policy}",limitador_namespace="{ns}",'
                         f'policy="{policy}",tier="{tier_cfg.name}"}}'
                     )
-                    out.write("".join(f"{gauge} {limit.max} {t}\n" for t in range(data.start, data.end + 1, SCRAPE)))
+                    out.write(
+                        "".join(
+                            f"{gauge} {limit.max} {t}\n"
+                            for t in range(data.start, data.end + 1, SCRAPE)
+                        )
+                    )
         out.write("# EOF\n")
 
 
@@ -167,8 +184,16 @@ def build_tsdb(data: DataSet, data_dir: Path, progress: Progress) -> None:
             _finish(running, previous)
             progress.advance(task)
         running = subprocess.Popen(
-            [find_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(path), str(tsdb)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                find_binary("promtool"),
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                str(path),
+                str(tsdb),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         previous = path
     if running is not None:
@@ -191,7 +216,9 @@ def build_rules(data: DataSet, prometheus: PrometheusProcess, progress: Progress
     if marker.exists():
         if marker.read_text() == key:
             return
-        raise SystemExit(f"{marker.parent} holds other recording rules: remove it or choose another --data-dir")
+        raise SystemExit(
+            f"{marker.parent} holds other recording rules: remove it or choose another --data-dir"
+        )
     from tests.history import backfill_recording_rules  # after benchlib put the repo on sys.path
 
     task = progress.add_task("promtool create-blocks-from rules", total=None)
@@ -207,12 +234,21 @@ class Timing:
 
 
 def run_target(
-    api: PrometheusAPI, catalogue: Catalogue, target: Target, end: int, options: dict[str, list[str]]
+    api: PrometheusAPI,
+    catalogue: Catalogue,
+    target: Target,
+    end: int,
+    options: dict[str, list[str]],
 ) -> Timing:
     step = 3600 if target.min_step == "1h" else grafana_interval(VIEW_RANGE)
     expr = expand(
-        target.expr, Selection(), VIEW_RANGE, rate_interval(grafana_interval(VIEW_RANGE)),
-        variables=catalogue.variables, interval_seconds=step, options=options,
+        target.expr,
+        Selection(),
+        VIEW_RANGE,
+        rate_interval(grafana_interval(VIEW_RANGE)),
+        variables=catalogue.variables,
+        interval_seconds=step,
+        options=options,
     )
     began = time.perf_counter()
     try:
@@ -243,11 +279,19 @@ def resolve_variables(
             for _ in range(repeat):
                 began = time.perf_counter()
                 if variable.kind == "top":
-                    expr = expand(variable.top_expr, Selection(), VIEW_RANGE, 60, variables=catalogue.variables)
+                    expr = expand(
+                        variable.top_expr,
+                        Selection(),
+                        VIEW_RANGE,
+                        60,
+                        variables=catalogue.variables,
+                    )
                     samples = api.query(expr, time=end)
                     options[variable.name] = top_values(variable, [s.labels for s in samples])
                 else:
-                    match = expand(variable.match, Selection(), VIEW_RANGE, 60, variables=catalogue.variables)
+                    match = expand(
+                        variable.match, Selection(), VIEW_RANGE, 60, variables=catalogue.variables
+                    )
                     api.label_values(variable.label_name, [match])
                 runs.append(time.perf_counter() - began)
         except PrometheusError as error:
@@ -292,14 +336,18 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "maas-bench-dashboard",
+        "--data-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "maas-bench-dashboard",
         help="Where the TSDB is built and kept for later runs.",
     )
     parser.add_argument("--no-write", action="store_true", help=f"Do not write {RESULTS.name}.")
     args = parser.parse_args()
-    command = ".venv/bin/python benchmarks/bench_dashboard_queries.py" + (
-        f" --users {args.users}" if args.users != 10_000 else ""
-    ) + (f" --hours {args.hours}" if args.hours != 6 else "")
+    command = (
+        ".venv/bin/python benchmarks/bench_dashboard_queries.py"
+        + (f" --users {args.users}" if args.users != 10_000 else "")
+        + (f" --hours {args.hours}" if args.hours != 6 else "")
+    )
     info = benchlib.RunInfo.begin(command)
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -316,7 +364,12 @@ def main() -> None:
     config = load_config(CONFIG)
     raw = build_catalogue(config, price_date=PRICE_DAY)
     rules = build_catalogue(config, recording_rules=True, price_date=PRICE_DAY)
-    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    ]
     prometheus = PrometheusProcess(args.data_dir, retention="3650d")
     with Progress(*columns, console=benchlib.console) as progress:
         build_tsdb(data, args.data_dir, progress)
@@ -327,7 +380,8 @@ def main() -> None:
             build_rules(data, prometheus, progress)
             with PrometheusAPI(prometheus.url, timeout=600) as api:
                 series = api.query(
-                    "count({__name__=~\"authorized_hits|authorized_calls|limited_calls\"})", time=data.end
+                    'count({__name__=~"authorized_hits|authorized_calls|limited_calls"})',
+                    time=data.end,
                 )
                 series_count = int(series[0].value) if series else 0
                 measured_raw, variables_raw = measure(
@@ -342,14 +396,21 @@ def main() -> None:
 
     headers = ["Panel", "Queries", "Raw counters", "--recording-rules"]
     rows = [
-        [panel.title, str(len(panel.targets)), fmt(measured_raw[panel.key]), fmt(measured_rules[panel.key])]
+        [
+            panel.title,
+            str(len(panel.targets)),
+            fmt(measured_raw[panel.key]),
+            fmt(measured_rules[panel.key]),
+        ]
         for panel in raw.panels
     ]
     rows += [
         [f"variable ${name}", "1", fmt(timing), fmt(variables_rules[name])]
         for name, timing in variables_raw.items()
     ]
-    benchlib.print_table(f"Default view (last 1 h, All) over {series_count:,} series", headers, rows)
+    benchlib.print_table(
+        f"Default view (last 1 h, All) over {series_count:,} series", headers, rows
+    )
     failures = [k for k, t in itertools.chain(measured_raw.items()) if t.seconds is None]
     slow = [k for k, t in measured_rules.items() if t.seconds is None or t.seconds >= 1]
     verdict = (
@@ -368,7 +429,7 @@ def main() -> None:
         f"{series_count:,} counter series in total (authorized_hits, authorized_calls; limited_calls for "
         "every tenth user), backfilled into Debian's Prometheus 2.42 (`promtool tsdb create-blocks-from "
         "openmetrics`); recording rules backfilled with `promtool tsdb create-blocks-from rules`.\n\n"
-        "Default view: every filter \"All\", last 1 hour, instant targets at the end of the hour, range "
+        'Default view: every filter "All", last 1 hour, instant targets at the end of the hour, range '
         f"targets at Grafana's step ({grafana_interval(VIEW_RANGE):g} s; hourly panel 1 h). A panel's time is "
         f"the sum of its targets' medians over {args.repeat} runs, one after the other (Grafana runs them in "
         "parallel, so this is an upper bound). Variables are resolved before the panels: "

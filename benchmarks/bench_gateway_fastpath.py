@@ -30,7 +30,7 @@ from wrkload import WrkResult, run_wrk
 
 ANCHOR = """    app.state.gateway = gateway
     return app"""
-FAST_PATH = '''    app.state.gateway = gateway
+FAST_PATH = """    app.state.gateway = gateway
     hot = {"/v1/chat/completions": "/chat/completions", "/v1/completions": "/completions"}
     starlette_call = app.__call__
 
@@ -54,7 +54,7 @@ FAST_PATH = '''    app.state.gateway = gateway
             await fast(scope, receive, send)
 
     app.__class__ = FastStarlette
-    return app'''
+    return app"""
 
 
 def patched_copy(workdir: Path) -> Path:
@@ -110,7 +110,10 @@ def main() -> None:
                         for name, service in gateways.items():
                             progress.update(task, description=f"{name}, c={concurrency}")
                             result = run_wrk(
-                                service.url + "/v1/chat/completions", script, concurrency, args.seconds
+                                service.url + "/v1/chat/completions",
+                                script,
+                                concurrency,
+                                args.seconds,
                             )
                             if result.non_2xx or result.socket_errors:
                                 raise SystemExit(f"error: {name} failed requests: {result}")
@@ -151,8 +154,7 @@ def main() -> None:
         + benchlib.markdown_table(headers, rows)
         + "\nNot applied: the gateway is not this benchmark's file. The patch (class swap "
         "inside `create_app`) is the quickest way to measure the idea; a clean version would "
-        "give `create_app` a small ASGI entry class with the same two routes.\n\n"
-        + info.markdown()
+        "give `create_app` a small ASGI entry class with the same two routes.\n\n" + info.markdown()
     )
     benchlib.update_section("fastpath", body)
 

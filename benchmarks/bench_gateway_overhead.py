@@ -162,9 +162,7 @@ def litellm_service(
 
 
 def script(key: str) -> str:
-    return lua_script(
-        BODY, {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
-    )
+    return lua_script(BODY, {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
 
 
 def startup_times(make: Callable[[], Service], times: int) -> list[float]:
@@ -199,7 +197,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         workdir = Path(tmp)
-        redis_a, redis_b = benchlib.RedisServer(workdir / "ra"), benchlib.RedisServer(workdir / "rb")
+        redis_a, redis_b = (
+            benchlib.RedisServer(workdir / "ra"),
+            benchlib.RedisServer(workdir / "rb"),
+        )
         for r in (redis_a, redis_b):
             r.workdir.mkdir()
         mock_port = benchlib.free_port()
@@ -270,7 +271,9 @@ def main() -> None:
                     for target in limit_targets:
                         progress.update(lim, description=f"limits bite: {target}, c=16")
                         cell = limited.setdefault(target, Cell(target, 16))
-                        cell.runs.append(run_wrk(endpoint[target], script(LIMITED_KEY), 16, args.seconds))
+                        cell.runs.append(
+                            run_wrk(endpoint[target], script(LIMITED_KEY), 16, args.seconds)
+                        )
                         progress.advance(lim)
 
                 rss = {DIRECT: mock.rss_bytes()} | {n: s.rss_bytes() for n, s in services.items()}
@@ -321,9 +324,12 @@ def report(
             )
     benchlib.print_table("Gateway overhead (median of rounds)", headers, rows)
 
-    ratio_headers = ["concurrency", "maas-metrics memory / LiteLLM memory (req/s)",
-                     "maas-metrics redis / LiteLLM redis (req/s)",
-                     "LiteLLM memory p50 / maas-metrics memory p50"]
+    ratio_headers = [
+        "concurrency",
+        "maas-metrics memory / LiteLLM memory (req/s)",
+        "maas-metrics redis / LiteLLM redis (req/s)",
+        "LiteLLM memory p50 / maas-metrics memory p50",
+    ]
     ratio_rows = []
     if LITE_MEM in targets:
         for c in CONCURRENCIES:
@@ -346,14 +352,30 @@ def report(
     mem_mib = rss[MAAS_MEM] / 2**20
     c16 = cells[(MAAS_MEM, 16)].rps
     goals = [
-        ["req/s at concurrency 16 (memory store)", ">= 1,500", benchlib.fmt_rate(c16),
-         "yes" if c16 >= 1500 else "NO"],
-        ["added median latency at concurrency 1 vs direct", "< 1 ms", f"{added_ms:.2f} ms",
-         "yes" if added_ms < 1 else "NO"],
-        ["start-up to first 200 on /healthz (median of 5)", "< 2 s", f"{startup_ms:.0f} ms",
-         "yes" if startup_ms < 2000 else "NO"],
-        ["resident memory after the load (RSS)", "< 100 MiB", f"{mem_mib:.1f} MiB",
-         "yes" if mem_mib < 100 else "NO"],
+        [
+            "req/s at concurrency 16 (memory store)",
+            ">= 1,500",
+            benchlib.fmt_rate(c16),
+            "yes" if c16 >= 1500 else "NO",
+        ],
+        [
+            "added median latency at concurrency 1 vs direct",
+            "< 1 ms",
+            f"{added_ms:.2f} ms",
+            "yes" if added_ms < 1 else "NO",
+        ],
+        [
+            "start-up to first 200 on /healthz (median of 5)",
+            "< 2 s",
+            f"{startup_ms:.0f} ms",
+            "yes" if startup_ms < 2000 else "NO",
+        ],
+        [
+            "resident memory after the load (RSS)",
+            "< 100 MiB",
+            f"{mem_mib:.1f} MiB",
+            "yes" if mem_mib < 100 else "NO",
+        ],
     ]
     goal_headers = ["issue 2 goal (maas-metrics, memory store)", "goal", "measured", "met"]
     benchlib.print_table("Speed and memory goals", goal_headers, goals)
@@ -366,28 +388,50 @@ def report(
 
     lim_headers = ["target (one key over its limits)", "req/s", "p50 ms", "p99 ms", "429s"]
     lim_rows = [
-        [t, benchlib.fmt_rate(cell.rps), ms(cell.med("p50_us")), ms(cell.med("p99_us")),
-         f"{sum(r.non_2xx for r in cell.runs):,} of {sum(r.requests for r in cell.runs):,}"]
+        [
+            t,
+            benchlib.fmt_rate(cell.rps),
+            ms(cell.med("p50_us")),
+            ms(cell.med("p99_us")),
+            f"{sum(r.non_2xx for r in cell.runs):,} of {sum(r.requests for r in cell.runs):,}",
+        ]
         for t, cell in limited.items()
     ]
     if lim_rows:
         benchlib.print_table("When limits bite (c=16)", lim_headers, lim_rows)
 
     raw = {
-        "info": {"command": info.command, "started": info.started,
-                 "load_before": info.load_before, "load_after": info.load_after},
-        "cells": [{"target": c.target, "concurrency": c.concurrency,
-                   "runs": [asdict(r) for r in c.runs]} for c in cells.values()],
-        "limited": [{"target": c.target, "runs": [asdict(r) for r in c.runs]}
-                    for c in limited.values()],
-        "startup_seconds": startups, "gateway_startups_seconds": gateway_starts,
+        "info": {
+            "command": info.command,
+            "started": info.started,
+            "load_before": info.load_before,
+            "load_after": info.load_after,
+        },
+        "cells": [
+            {"target": c.target, "concurrency": c.concurrency, "runs": [asdict(r) for r in c.runs]}
+            for c in cells.values()
+        ],
+        "limited": [
+            {"target": c.target, "runs": [asdict(r) for r in c.runs]} for c in limited.values()
+        ],
+        "startup_seconds": startups,
+        "gateway_startups_seconds": gateway_starts,
         "rss_bytes": rss,
     }
     benchlib.RESULTS.mkdir(parents=True, exist_ok=True)
     (benchlib.RESULTS / "gateway_overhead.json").write_text(json.dumps(raw, indent=1))
     chart_note = charts.overhead_charts(
-        [(t, c, cells[(t, c)].rps, cells[(t, c)].med("p50_us") / 1000,
-          cells[(t, c)].med("p99_us") / 1000) for t in targets for c in CONCURRENCIES],
+        [
+            (
+                t,
+                c,
+                cells[(t, c)].rps,
+                cells[(t, c)].med("p50_us") / 1000,
+                cells[(t, c)].med("p99_us") / 1000,
+            )
+            for t in targets
+            for c in CONCURRENCIES
+        ],
         benchlib.RESULTS / "gateway_overhead",
     )
 
@@ -417,10 +461,13 @@ def report(
         + benchlib.markdown_table(side_headers, side_rows)
         + "\nStart-up of each server in the table above is its first start in this run "
         "(LiteLLM: to the first 200 on `/health/liveliness`); RSS includes child processes.\n"
-        + ("\n### When limits bite\n\nThe same servers, one key whose limits are exhausted "
-           "(maas-metrics: free tier, 5 requests / 2 min; LiteLLM: rpm 5, tpm 100), "
-           "concurrency 16: the 429 path.\n\n" + benchlib.markdown_table(lim_headers, lim_rows)
-           if lim_rows else "")
+        + (
+            "\n### When limits bite\n\nThe same servers, one key whose limits are exhausted "
+            "(maas-metrics: free tier, 5 requests / 2 min; LiteLLM: rpm 5, tpm 100), "
+            "concurrency 16: the 429 path.\n\n" + benchlib.markdown_table(lim_headers, lim_rows)
+            if lim_rows
+            else ""
+        )
         + f"\n{chart_note}\n\n"
         + info.markdown()
     )

@@ -62,11 +62,14 @@ def before_fix(workdir: Path) -> Path:
     """A copy of the package whose memory store is the one before the fix commit."""
     old = subprocess.run(
         ["git", "-C", str(benchlib.ROOT), "show", f"{FIX_COMMIT}^:{MEMORY}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     target = workdir / "maas_metrics"
-    shutil.copytree(benchlib.ROOT / "src" / "maas_metrics", target,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        benchlib.ROOT / "src" / "maas_metrics", target, ignore=shutil.ignore_patterns("__pycache__")
+    )
     (target / "limiter" / "memory.py").write_text(old)
     return workdir
 
@@ -77,7 +80,10 @@ def rounds_per_second(pythonpath: Path | None, counters: int, seconds: float) ->
         env["PYTHONPATH"] = str(pythonpath)
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, str(counters), str(seconds)],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return float(out.stdout.strip())
 

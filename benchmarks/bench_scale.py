@@ -97,14 +97,18 @@ def main() -> None:
         help="Where the TSDB is built and kept for later runs.",
     )
     args = parser.parse_args()
-    command = ".venv/bin/python benchmarks/bench_scale.py" + (
-        f" --users {args.users}" if args.users != 10_000 else ""
-    ) + (f" --hours {args.hours}" if args.hours != 24 else "")
+    command = (
+        ".venv/bin/python benchmarks/bench_scale.py"
+        + (f" --users {args.users}" if args.users != 10_000 else "")
+        + (f" --hours {args.hours}" if args.hours != 24 else "")
+    )
     configure(VIEWS["last 1 h"])
     args.data_dir.mkdir(parents=True, exist_ok=True)
     marker = args.data_dir / "raw.ready"
-    start = json.loads(marker.read_text())["start"] if marker.exists() else (
-        int(time.time()) // dq.BLOCK * dq.BLOCK - args.hours * 3600
+    start = (
+        json.loads(marker.read_text())["start"]
+        if marker.exists()
+        else (int(time.time()) // dq.BLOCK * dq.BLOCK - args.hours * 3600)
     )
     data = dq.DataSet(args.users, args.hours, start)
 
@@ -113,7 +117,12 @@ def main() -> None:
         "raw counters": build_catalogue(config, price_date=dq.PRICE_DAY),
         "recording rules": build_catalogue(config, recording_rules=True, price_date=dq.PRICE_DAY),
     }
-    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    ]
     prometheus = PrometheusProcess(args.data_dir, retention="3650d")
     panels: dict[tuple[str, str], dict[str, dq.Timing]] = {}
     variables: dict[tuple[str, str], dict[str, dq.Timing]] = {}
@@ -124,9 +133,7 @@ def main() -> None:
         prometheus.start(timeout=900)
         progress.update(task, total=1, completed=1)
         try:
-            timed_build(
-                args.data_dir, "rules", lambda: dq.build_rules(data, prometheus, progress)
-            )
+            timed_build(args.data_dir, "rules", lambda: dq.build_rules(data, prometheus, progress))
             build = json.loads((args.data_dir / BUILD_TIMES).read_text())
             info = benchlib.RunInfo.begin(command)
             with PrometheusAPI(prometheus.url, timeout=600) as api:
@@ -164,7 +171,9 @@ def write(
     info: benchlib.RunInfo,
 ) -> None:
     raw = catalogues["raw counters"]
-    headers = ["panel", "queries"] + [f"{view}, {mode}" for view in VIEWS for mode in ("raw", "rules")]
+    headers = ["panel", "queries"] + [
+        f"{view}, {mode}" for view in VIEWS for mode in ("raw", "rules")
+    ]
     rows = []
     for panel in raw.panels:
         row = [panel.title, str(len(panel.targets))]
@@ -205,10 +214,10 @@ def write(
         for key, t in timings.items()
         if t.seconds is None or t.seconds >= 1
     ]
-    verdict = (
-        ("Failed queries: " + "; ".join(failed) + ". " if failed else "No query failed. ")
-        + ("With recording rules every panel answered in under 1 s."
-           if not slow_rules else "With recording rules, over 1 s or failed: " + "; ".join(slow_rules) + ".")
+    verdict = ("Failed queries: " + "; ".join(failed) + ". " if failed else "No query failed. ") + (
+        "With recording rules every panel answered in under 1 s."
+        if not slow_rules
+        else "With recording rules, over 1 s or failed: " + "; ".join(slow_rules) + "."
     )
     benchlib.console.print(verdict)
     body = (
@@ -223,16 +232,13 @@ def write(
         "per-panel timing reuse `benchmarks/bench_dashboard_queries.py` (Grafana-exact "
         "`expand`, instant targets at the end of the view, range targets at Grafana's step; a "
         "panel's time is the sum of its targets' medians over "
-        f"{args.repeat} runs, run one after the other). Every filter is \"All\".\n\n"
+        f'{args.repeat} runs, run one after the other). Every filter is "All".\n\n'
         + benchlib.markdown_table(headers, rows)
         + "\n"
         + benchlib.markdown_table(report_headers, report_rows)
         + "\nThe report reads raw counters only (it has no recording-rule mode) with "
         f"`--resolution {SCRAPE}s`; windows Prometheus refuses as too large are split, which is "
-        "why the 24 h report sends more queries.\n\n"
-        + verdict
-        + "\n\n"
-        + info.markdown()
+        "why the 24 h report sends more queries.\n\n" + verdict + "\n\n" + info.markdown()
     )
     benchlib.update_section("scale", body)
 

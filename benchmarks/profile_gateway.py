@@ -81,9 +81,23 @@ def profile(seconds: float, workdir: Path) -> tuple[Counter[str], Counter[str], 
         )
         load.start()
         subprocess.run(
-            [spy, "record", "--pid", str(gateway.process.pid), "--duration", f"{seconds:g}",
-             "--rate", "250", "--format", "raw", "--nonblocking", "-o", str(raw)],
-            check=True, capture_output=True,
+            [
+                spy,
+                "record",
+                "--pid",
+                str(gateway.process.pid),
+                "--duration",
+                f"{seconds:g}",
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(raw),
+            ],
+            check=True,
+            capture_output=True,
         )
         load.join()
     finally:
@@ -108,14 +122,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args()
     info = benchlib.RunInfo.begin(".venv/bin/python benchmarks/profile_gateway.py")
-    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp, Progress(
-        console=benchlib.console
-    ) as progress:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp,
+        Progress(console=benchlib.console) as progress,
+    ):
         task = progress.add_task("profiling the gateway under wrk -c16", total=None)
         by_component, by_function, total, load = profile(args.seconds, Path(tmp))
         progress.update(task, total=1, completed=1)
     info.end()
-    own = 100 * sum(n for name, n in by_component.items() if name.startswith("maas-metrics")) / total
+    own = (
+        100 * sum(n for name, n in by_component.items() if name.startswith("maas-metrics")) / total
+    )
     headers = ["component (innermost frame)", "share of samples"]
     rows = [[name, f"{100 * n / total:.1f}%"] for name, n in by_component.most_common()]
     benchlib.print_table(f"Gateway CPU by component ({total:,} samples)", headers, rows)

@@ -56,9 +56,7 @@ class WrkResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def run_wrk(
-    url: str, script: str, connections: int, seconds: float, threads: int = 1
-) -> WrkResult:
+def run_wrk(url: str, script: str, connections: int, seconds: float, threads: int = 1) -> WrkResult:
     """One wrk run; `connections` concurrent keep-alive connections for `seconds`."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)

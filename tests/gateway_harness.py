@@ -37,7 +37,13 @@ USERS: dict[str, tuple[list[str], str]] = {
     "frank": (["system:authenticated", "enterprise-users"], "sk-test-frank"),
     "nobody": (["contractors"], "sk-test-nobody"),  # in no tier: 403
 }
-TIER_OF = {"alice": "free", "bob": "free", "carol": "free", "dave": "premium", "frank": "enterprise"}
+TIER_OF = {
+    "alice": "free",
+    "bob": "free",
+    "carol": "free",
+    "dave": "premium",
+    "frank": "enterprise",
+}
 MODELS = ("granite-8b", "llama-3-8b", "mistral-7b")
 REQUESTS_NS = "maas/requests"
 TOKENS_NS = "maas/tokens"
@@ -65,19 +71,25 @@ def make_config(
         {
             "tiers": [
                 {
-                    "name": "free", "level": 0, "groups": ["system:authenticated"],
+                    "name": "free",
+                    "level": 0,
+                    "groups": ["system:authenticated"],
                     "price_per_hit": 0.005,
                     "request_limit": {"max": 5, "window_seconds": 120},
                     "token_limit": {"max": 100, "window_seconds": 60},
                 },
                 {
-                    "name": "premium", "level": 1, "groups": ["premium-users"],
+                    "name": "premium",
+                    "level": 1,
+                    "groups": ["premium-users"],
                     "price_per_hit": 0.008,
                     "request_limit": {"max": 20, "window_seconds": 120},
                     "token_limit": {"max": 50_000, "window_seconds": 60},
                 },
                 {
-                    "name": "enterprise", "level": 2, "groups": ["enterprise-users"],
+                    "name": "enterprise",
+                    "level": 2,
+                    "groups": ["enterprise-users"],
                     "price_per_hit": 0.01,
                     "request_limit": {"max": 50, "window_seconds": 120},
                     "token_limit": {"max": 100_000, "window_seconds": 60},
@@ -89,7 +101,10 @@ def make_config(
                 for user, (groups, key) in users.items()
             ],
             "storage": {"url": storage, "on_failure": on_failure},
-            "gateway": {"max_body_bytes": max_body_bytes, "upstream_timeout_seconds": timeout_seconds},
+            "gateway": {
+                "max_body_bytes": max_body_bytes,
+                "upstream_timeout_seconds": timeout_seconds,
+            },
         }
     )
 
@@ -171,8 +186,14 @@ def running_gateway(config: Config) -> Iterator[str]:
 def gateway_process(config_path: Path, port: int | None = None) -> Iterator[str]:
     """`maas-metrics gateway` as its own process, exactly as a user starts it; yields its base URL."""
     port = port or free_port()
-    command = [str(Path(sys.executable).parent / "maas-metrics"), "gateway",
-               "--config", str(config_path), "--port", str(port)]
+    command = [
+        str(Path(sys.executable).parent / "maas-metrics"),
+        "gateway",
+        "--config",
+        str(config_path),
+        "--port",
+        str(port),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port, process=process)
@@ -215,13 +236,23 @@ def scrape(base_url: str) -> dict[Series, float]:
 def usage_key(
     name: str, namespace: str, user: str, model: str, tier: str | None = None, **extra: str
 ) -> Series:
-    labels = {"limitador_namespace": namespace, "user": user,
-              "tier": tier or TIER_OF[user], "model": model, **extra}
+    labels = {
+        "limitador_namespace": namespace,
+        "user": user,
+        "tier": tier or TIER_OF[user],
+        "model": model,
+        **extra,
+    }
     return (name, frozenset(labels.items()))
 
 
 def counters(metrics: dict[Series, float]) -> dict[Series, float]:
     """Only the usage counters (Limitador's three and the maas_ token counters)."""
-    names = {"authorized_hits", "authorized_calls", "limited_calls",
-             "maas_prompt_tokens", "maas_completion_tokens"}
+    names = {
+        "authorized_hits",
+        "authorized_calls",
+        "limited_calls",
+        "maas_prompt_tokens",
+        "maas_completion_tokens",
+    }
     return {key: value for key, value in metrics.items() if key[0] in names}

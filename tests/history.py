@@ -56,7 +56,18 @@ from maas_metrics.telemetry.exposition import escape_label_value
 SCRAPE_INTERVAL = 15
 SECOND_TOKEN_NAMESPACE = "tenant-b/tokens"
 ONLY_LIMITED_USER = "mallory"
-USER_NAMES = ("alice", "bob", "carol", "dave", "eve.smith+1", "frank", "grace", "heidi", "ivan", "judy")
+USER_NAMES = (
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "eve.smith+1",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+)
 
 HITS = "authorized_hits"
 CALLS = "authorized_calls"
@@ -201,7 +212,10 @@ class History:
         for after, until in windows:
             totals: dict[Labels, float] = {}
             for key, times, sums in prepared:
-                amount = sums[bisect.bisect_right(times, until)] - sums[bisect.bisect_right(times, after)]
+                amount = (
+                    sums[bisect.bisect_right(times, until)]
+                    - sums[bisect.bisect_right(times, after)]
+                )
                 if amount:
                     totals[key] = float(amount)
             out.append(totals)
@@ -266,19 +280,39 @@ def build_history(
 
     req_ns = history.request_namespace
 
-    def request(t: int, user: str, tier_name: str, *, limited_share: float, burst: bool = False) -> None:
+    def request(
+        t: int, user: str, tier_name: str, *, limited_share: float, burst: bool = False
+    ) -> None:
         """One chat completion through both policies, as the gateway meters it."""
         level = config.tier(tier_name).level
         model = rng.choice(history.models[:2]) if rng.random() < 0.7 else rng.choice(history.models)
-        token_ns = history.token_namespaces[0] if burst or rng.random() < 0.75 else history.token_namespaces[1]
+        token_ns = (
+            history.token_namespaces[0]
+            if burst or rng.random() < 0.75
+            else history.token_namespaces[1]
+        )
         usage = {"user": user, "tier": tier_name, "model": model}
         if rng.random() < limited_share:
-            add(t, LIMITED, 1, limitador_namespace=req_ns, limit_name=f"{tier_name}-requests", **usage)
+            add(
+                t,
+                LIMITED,
+                1,
+                limitador_namespace=req_ns,
+                limit_name=f"{tier_name}-requests",
+                **usage,
+            )
             return
         add(t, CALLS, 1, limitador_namespace=req_ns, **usage)
         add(t, HITS, 1, limitador_namespace=req_ns, **usage)
         if rng.random() < limited_share / 2:
-            add(t, LIMITED, 1, limitador_namespace=token_ns, limit_name=f"{tier_name}-tokens", **usage)
+            add(
+                t,
+                LIMITED,
+                1,
+                limitador_namespace=token_ns,
+                limit_name=f"{tier_name}-tokens",
+                **usage,
+            )
             return
         add(t, CALLS, 1, limitador_namespace=token_ns, **usage)
         add(t, HITS, 0, limitador_namespace=token_ns, **usage)
@@ -314,8 +348,16 @@ def build_history(
     while t <= end:
         if not quiet(t):
             model = history.models[int(t // 600) % 2]
-            add(t, LIMITED, 1, limitador_namespace=req_ns, limit_name=f"{lowest}-requests",
-                user=ONLY_LIMITED_USER, tier=lowest, model=model)
+            add(
+                t,
+                LIMITED,
+                1,
+                limitador_namespace=req_ns,
+                limit_name=f"{lowest}-requests",
+                user=ONLY_LIMITED_USER,
+                tier=lowest,
+                model=model,
+            )
         t += 97
 
     history.gauges.append(Gauge("limitador_up", (), 1))
@@ -327,7 +369,9 @@ def build_history(
             if limit is None:
                 continue
             labels = labels_of(
-                limitador_namespace=namespace, tier=tier.name, policy=policy,
+                limitador_namespace=namespace,
+                tier=tier.name,
+                policy=policy,
                 limit_name=f"{tier.name}-{policy}",
             )
             history.gauges.append(Gauge("maas_limit_max", labels, limit.max))
@@ -352,7 +396,9 @@ def backfill_recording_rules_aligned(prometheus: PrometheusProcess, start: int, 
             for rule in group["rules"]:
                 for series in api.query_range(str(rule["expr"]), start, end, step):
                     text = _label_text(tuple(sorted(series.labels.items())))
-                    lines.extend(f"{rule['record']}{text} {v!r} {t:.3f}\n" for t, v in series.points)
+                    lines.extend(
+                        f"{rule['record']}{text} {v!r} {t:.3f}\n" for t, v in series.points
+                    )
     lines.append("# EOF\n")
     prometheus.stop()
     prometheus.backfill("".join(lines))
@@ -375,13 +421,25 @@ def backfill_recording_rules(prometheus: PrometheusProcess, start: int, end: int
     rules.write_text(yaml.safe_dump({"groups": recording_groups()}, sort_keys=False))
     output = prometheus.data_dir / "rule-blocks"
     result = subprocess.run(
-        [find_binary("promtool"), "tsdb", "create-blocks-from", "rules", "--quiet",
-         f"--start={start}", f"--end={end}", f"--url={prometheus.url}",
-         f"--output-dir={output}", str(rules)],
-        capture_output=True, text=True,
+        [
+            find_binary("promtool"),
+            "tsdb",
+            "create-blocks-from",
+            "rules",
+            "--quiet",
+            f"--start={start}",
+            f"--end={end}",
+            f"--url={prometheus.url}",
+            f"--output-dir={output}",
+            str(rules),
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"promtool rule backfill failed: {result.stderr.strip() or result.stdout.strip()}")
+        raise RuntimeError(
+            f"promtool rule backfill failed: {result.stderr.strip() or result.stdout.strip()}"
+        )
     prometheus.stop()
     for block in sorted(output.iterdir()):
         if block.is_dir():

@@ -41,7 +41,9 @@ SELECTIONS = {"all": Selection(), "platinum": Selection(tier=["platinum"])}
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     start = (int(time.time()) // HOUR - 4) * HOUR
-    history = build_history(VARIANT, start=start, hours=2.5, restart_after_seconds=5400, bursts_after_seconds=())
+    history = build_history(
+        VARIANT, start=start, hours=2.5, restart_after_seconds=5400, bursts_after_seconds=()
+    )
     assert "platinum" in history.users.values()
     prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
     prometheus.backfill(history.openmetrics())
@@ -57,7 +59,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 @pytest.mark.parametrize("variant", ["raw", "rules"])
 @pytest.mark.parametrize("selection_name", sorted(SELECTIONS))
 @pytest.mark.parametrize("target", targets(RAW), ids=lambda t: f"{t[0]}.{t[1]}")
-def test_fourth_tier_in_every_panel(env: Env, target: tuple[str, str], selection_name: str, variant: str) -> None:
+def test_fourth_tier_in_every_panel(
+    env: Env, target: tuple[str, str], selection_name: str, variant: str
+) -> None:
     rules = variant == "rules" and target[0] != "quota_headroom"
     case = Case(env.history, SELECTIONS[selection_name], env.history.end, HOUR, rules)
     expected = EXPECTED[target](case)

@@ -104,7 +104,9 @@ def test_every_variable_used_is_defined(board: dict[str, Any]) -> None:
 
 def test_every_target_has_the_prometheus_datasource(board: dict[str, Any]) -> None:
     for panel, target in targets(board):
-        assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel[
+            "title"
+        ]
         assert target["expr"]
 
 
@@ -114,8 +116,8 @@ def test_variables_are_multi_select_with_all(board: dict[str, Any]) -> None:
         variable = variables[name]
         assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*"
         assert variable["refresh"] == 2  # re-read when the time range changes
-    assert "tier=~\"$tier\"" in variables["user"]["query"]
-    assert "limitador_namespace=~\"$namespace\"" in variables["user"]["query"]
+    assert 'tier=~"$tier"' in variables["user"]["query"]
+    assert 'limitador_namespace=~"$namespace"' in variables["user"]["query"]
     assert "limited_calls" in variables["user"]["query"]  # users who were only limited
     assert variables["datasource"]["query"] == "prometheus"
     assert variables["datasource"]["current"]["value"] == "${DS_PROMETHEUS}"
@@ -144,7 +146,9 @@ def test_counters_are_only_read_through_increase_or_rate(board: dict[str, Any]) 
 
 def test_token_panels_never_read_the_request_namespace(board: dict[str, Any]) -> None:
     for panel, target in targets(board):
-        for match in re.finditer(r"(authorized_hits|:authorized_hits:increase1m)\{([^}]*)\}", target["expr"]):
+        for match in re.finditer(
+            r"(authorized_hits|:authorized_hits:increase1m)\{([^}]*)\}", target["expr"]
+        ):
             matchers = match.group(2)
             if panel["title"].startswith("⛽") and target["refId"] == "B":
                 assert 'limitador_namespace=~"$request_namespace"' in matchers  # the request quota
@@ -155,7 +159,11 @@ def test_token_panels_never_read_the_request_namespace(board: dict[str, Any]) ->
 def test_tier_colours_on_every_by_tier_panel(board: dict[str, Any], example_config: Config) -> None:
     colours = {t.name: t.colour for t in example_config.tiers}
     assert colours == {"free": "green", "premium": "blue", "enterprise": "gold"}
-    coloured = [p for p in board["panels"] if any(t["legendFormat"].endswith("{{tier}}") for t in p["targets"])]
+    coloured = [
+        p
+        for p in board["panels"]
+        if any(t["legendFormat"].endswith("{{tier}}") for t in p["targets"])
+    ]
     assert len(coloured) >= 8
     for panel in coloured:
         overrides = {
@@ -188,11 +196,13 @@ def test_prices_come_from_the_config_on_the_price_date(example_config: Config) -
     june = render_json(build_catalogue(config, price_date=date(2025, 6, 30)))
     july = render_json(build_catalogue(config, price_date=date(2025, 7, 1)))
     august = render_json(build_catalogue(config, price_date=date(2025, 8, 1)))
-    price = r'label_replace(vector({}), \"tier\", \"premium\", \"\", \"\")'
+    price = r"label_replace(vector({}), \"tier\", \"premium\", \"\", \"\")"
     assert price.format("0.008") in june and price.format("0.009") not in june
     assert price.format("0.009") in july
     assert 'label_replace(vector(0.02), \\"tier\\", \\"premium\\"' in august
-    assert '\\"model\\", \\"mistral-7b\\"' in august and "mistral-7b" not in july.split("model=~")[0]
+    assert (
+        '\\"model\\", \\"mistral-7b\\"' in august and "mistral-7b" not in july.split("model=~")[0]
+    )
     for text in (june, july, august):
         assert 'vector(0.01), \\"tier\\", \\"enterprise\\"' in text  # enterprise is priced too
 
@@ -200,15 +210,25 @@ def test_prices_come_from_the_config_on_the_price_date(example_config: Config) -
 def test_a_fourth_tier_gets_panels_colours_and_costs(example_config: Config) -> None:
     board = dashboard(build_catalogue(with_fourth_tier(example_config), price_date=PRICE_DAY))
     exprs = {p["title"]: " ".join(t["expr"] for t in p["targets"]) for p in board["panels"]}
-    for title in ("💰 Top 5 Users by Cost", "🧾 Total Cost", "💵 Revenue by Tier", "📋 Detailed Metrics Table"):
+    for title in (
+        "💰 Top 5 Users by Cost",
+        "🧾 Total Cost",
+        "💵 Revenue by Tier",
+        "📋 Detailed Metrics Table",
+    ):
         assert 'label_replace(vector(0.02), "tier", "platinum", "", "")' in exprs[title]
     for panel in board["panels"]:
         if any(t["legendFormat"].endswith("{{tier}}") for t in panel["targets"]):
-            assert any(o["matcher"]["options"] == "/^(?:.* · )?platinum$/" for o in panel["fieldConfig"]["overrides"])
+            assert any(
+                o["matcher"]["options"] == "/^(?:.* · )?platinum$/"
+                for o in panel["fieldConfig"]["overrides"]
+            )
     quota = next(p for p in board["panels"] if p["title"].startswith("⛽"))
     assert 'tier="platinum"' in quota["targets"][0]["expr"]
     table = next(p for p in board["panels"] if p["type"] == "table")
-    mapping = next(o for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Tier")
+    mapping = next(
+        o for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Tier"
+    )
     assert mapping["properties"][0]["value"][0]["options"]["platinum"]["color"] == "purple"
 
 
@@ -226,8 +246,12 @@ def test_configmap_for_the_sidecar(example_config: Config) -> None:
 def test_grafana_operator_resource(example_config: Config) -> None:
     catalogue = build_catalogue(example_config, price_date=PRICE_DAY)
     doc = yaml.safe_load(render_grafana_dashboard(catalogue, datasource_name="prom-main"))
-    assert doc["apiVersion"] == "grafana.integreatly.org/v1beta1" and doc["kind"] == "GrafanaDashboard"
-    assert doc["spec"]["datasources"] == [{"inputName": "DS_PROMETHEUS", "datasourceName": "prom-main"}]
+    assert (
+        doc["apiVersion"] == "grafana.integreatly.org/v1beta1" and doc["kind"] == "GrafanaDashboard"
+    )
+    assert doc["spec"]["datasources"] == [
+        {"inputName": "DS_PROMETHEUS", "datasourceName": "prom-main"}
+    ]
     assert doc["spec"]["instanceSelector"]["matchLabels"]
     assert json.loads(doc["spec"]["json"]) == dashboard(catalogue)
 
@@ -239,18 +263,33 @@ def test_cli_writes_identical_bytes_each_time(tmp_path: Path) -> None:
     outputs = []
     for name in ("a.json", "b.json"):
         result = runner.invoke(
-            app, ["dashboard", "-c", str(EXAMPLE_CONFIG), "--price-date", "2025-06-01", "-o", str(tmp_path / name)]
+            app,
+            [
+                "dashboard",
+                "-c",
+                str(EXAMPLE_CONFIG),
+                "--price-date",
+                "2025-06-01",
+                "-o",
+                str(tmp_path / name),
+            ],
         )
         assert result.exit_code == 0, result.output
         outputs.append((tmp_path / name).read_bytes())
     assert outputs[0] == outputs[1]
-    stdout = runner.invoke(app, ["dashboard", "-c", str(EXAMPLE_CONFIG), "--price-date", "2025-06-01"])
+    stdout = runner.invoke(
+        app, ["dashboard", "-c", str(EXAMPLE_CONFIG), "--price-date", "2025-06-01"]
+    )
     assert stdout.stdout.encode() == outputs[0]
 
 
-@pytest.mark.parametrize(("fmt", "kind"), [("configmap", "ConfigMap"), ("grafana-operator", "GrafanaDashboard")])
+@pytest.mark.parametrize(
+    ("fmt", "kind"), [("configmap", "ConfigMap"), ("grafana-operator", "GrafanaDashboard")]
+)
 def test_cli_kubernetes_formats(fmt: str, kind: str) -> None:
-    result = runner.invoke(app, ["dashboard", "-c", str(EXAMPLE_CONFIG), "--format", fmt, "--recording-rules"])
+    result = runner.invoke(
+        app, ["dashboard", "-c", str(EXAMPLE_CONFIG), "--format", fmt, "--recording-rules"]
+    )
     assert result.exit_code == 0, result.output
     doc = yaml.safe_load(result.stdout)
     assert doc["kind"] == kind
@@ -264,6 +303,9 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     result = runner.invoke(app, ["dashboard", "-c", str(EXAMPLE_CONFIG), "--price-date", "June"])
-    assert result.exit_code != 0 and result.stderr == "error: --price-date 'June' is not a date in YYYY-MM-DD form\n"
+    assert (
+        result.exit_code != 0
+        and result.stderr == "error: --price-date 'June' is not a date in YYYY-MM-DD form\n"
+    )
     result = runner.invoke(app, ["dashboard", "-c", str(EXAMPLE_CONFIG), "--format", "xml"])
     assert result.exit_code != 0

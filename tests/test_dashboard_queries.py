@@ -103,7 +103,11 @@ class Case:
     def picks(self, labels: Mapping[str, str], *, tokens_only: bool, models: bool = True) -> bool:
         if tokens_only and labels["limitador_namespace"] == self.history.request_namespace:
             return False
-        for name, label in (("namespace", "limitador_namespace"), ("tier", "tier"), ("user", "user")):
+        for name, label in (
+            ("namespace", "limitador_namespace"),
+            ("tier", "tier"),
+            ("user", "user"),
+        ):
             choice = self.selection.choice(name)
             if isinstance(choice, tuple) and labels[label] not in choice:
                 return False
@@ -122,7 +126,10 @@ class Case:
     def totals(self, metric: str, by: tuple[str, ...], *, tokens_only: bool) -> dict[Labels, float]:
         window = self.edges(self.end - self.length, self.end)
         return self.history.totals_at(
-            metric, [window], by=by, where=lambda labels: self.picks(labels, tokens_only=tokens_only)
+            metric,
+            [window],
+            by=by,
+            where=lambda labels: self.picks(labels, tokens_only=tokens_only),
         )[0]
 
     def hits(self, by: tuple[str, ...]) -> dict[Labels, float]:
@@ -138,7 +145,9 @@ class Case:
         return dict(out)
 
     def success(self, by: tuple[str, ...]) -> dict[Labels, float]:
-        return ratio(self.totals(CALLS, by, tokens_only=False), self.totals(LIMITED, by, tokens_only=False))
+        return ratio(
+            self.totals(CALLS, by, tokens_only=False), self.totals(LIMITED, by, tokens_only=False)
+        )
 
     def active(self, by: tuple[str, ...]) -> set[Labels]:
         calls = self.totals(CALLS, by, tokens_only=False)
@@ -157,16 +166,28 @@ class Case:
         return [self.edges(t - length, t) for t in self.steps(step)]
 
     def series(
-        self, metric: str, by: tuple[str, ...], *, tokens_only: bool, step: int, length: int,
+        self,
+        metric: str,
+        by: tuple[str, ...],
+        *,
+        tokens_only: bool,
+        step: int,
+        length: int,
         rate: bool = False,
     ) -> dict[tuple[Labels, int], float]:
         windows = self.step_windows(step, length, rate=rate)
         per_step = self.history.totals_at(
             metric, windows, by=by, where=lambda labels: self.picks(labels, tokens_only=tokens_only)
         )
-        return {(key, t): v for t, totals in zip(self.steps(step), per_step, strict=True) for key, v in totals.items()}
+        return {
+            (key, t): v
+            for t, totals in zip(self.steps(step), per_step, strict=True)
+            for key, v in totals.items()
+        }
 
-    def rates(self, metric: str, by: tuple[str, ...], *, tokens_only: bool) -> dict[tuple[Labels, int], float]:
+    def rates(
+        self, metric: str, by: tuple[str, ...], *, tokens_only: bool
+    ) -> dict[tuple[Labels, int], float]:
         seconds = INTERVAL_SECONDS if self.rules else RATE_INTERVAL
         counts = self.series(
             metric, by, tokens_only=tokens_only, step=STEP, length=RATE_INTERVAL, rate=True
@@ -188,8 +209,10 @@ class Case:
                 return self.picks(labels, tokens_only=False, models=False)
 
             used = self.history.totals_at(
-                HITS, [(self.end - limit.window_seconds, self.end)],
-                by=("limitador_namespace", "user", "tier"), where=where,
+                HITS,
+                [(self.end - limit.window_seconds, self.end)],
+                by=("limitador_namespace", "user", "tier"),
+                where=where,
             )[0]
             out.update({k: v / limit.max for k, v in used.items()})
         return out
@@ -244,7 +267,8 @@ EXPECTED: dict[tuple[str, str], Callable[[Case], Expect]] = {
     ("calls_by_tier", "B"): lambda c: Expect(c.rates(LIMITED, ("tier",), tokens_only=False)),
     ("success_rate_by_tier", "A"): lambda c: Expect(
         series_ratio(
-            c.rates(CALLS, ("tier",), tokens_only=False), c.rates(LIMITED, ("tier",), tokens_only=False)
+            c.rates(CALLS, ("tier",), tokens_only=False),
+            c.rates(LIMITED, ("tier",), tokens_only=False),
         ),
         keep_zeros=True,
     ),
@@ -287,20 +311,31 @@ def top_options(env: Env, catalogue: Catalogue, case: Case) -> dict[str, list[st
     for variable in catalogue.variables:
         if variable.kind == "top":
             expr = expand(
-                variable.top_expr, case.selection, case.length, RATE_INTERVAL, variables=catalogue.variables
+                variable.top_expr,
+                case.selection,
+                case.length,
+                RATE_INTERVAL,
+                variables=catalogue.variables,
             )
             samples = env.api.query(expr, time=case.end)
             options[variable.name] = top_values(variable, [s.labels for s in samples])
     return options
 
 
-def run(env: Env, catalogue: Catalogue, case: Case, panel_key: str, ref_id: str) -> dict[Any, float]:
+def run(
+    env: Env, catalogue: Catalogue, case: Case, panel_key: str, ref_id: str
+) -> dict[Any, float]:
     panel = catalogue.panel(panel_key)
     target = panel.target(ref_id)
     step = HOUR if target.min_step == "1h" else STEP
     expr = expand(
-        target.expr, case.selection, case.length, RATE_INTERVAL,
-        variables=catalogue.variables, interval_seconds=step, options=top_options(env, catalogue, case),
+        target.expr,
+        case.selection,
+        case.length,
+        RATE_INTERVAL,
+        variables=catalogue.variables,
+        interval_seconds=step,
+        options=top_options(env, catalogue, case),
     )
     if target.instant:
         return {key_of(s.labels): s.value for s in env.api.query(expr, time=case.end)}
@@ -415,4 +450,6 @@ def test_detailed_table_lists_the_most_active_users(env: Env) -> None:
     for ref_id in "ABCDE":
         expected = EXPECTED[("details", ref_id)](case).values
         expected = {k: v for k, v in expected.items() if dict(k)["user"] in top}
-        check(run(env, catalogue, case, "details", ref_id), Expect(expected, keep_zeros=ref_id == "D"))
+        check(
+            run(env, catalogue, case, "details", ref_id), Expect(expected, keep_zeros=ref_id == "D")
+        )

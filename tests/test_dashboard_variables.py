@@ -75,7 +75,9 @@ def test_rate_interval_is_go_duration_text(seconds: float, text: str) -> None:
     assert go_duration(seconds) == text
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(15, "15s"), (90, "1m"), (3600, "1h"), (0.5, "500ms")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(15, "15s"), (90, "1m"), (3600, "1h"), (0.5, "500ms")]
+)
 def test_interval_is_grafana_format_interval(seconds: float, text: str) -> None:
     assert format_interval(seconds) == text
 
@@ -101,11 +103,15 @@ def test_rate_interval_is_at_least_four_scrapes() -> None:
 def test_builtins_and_unknown_variables(variables: tuple[Variable, ...]) -> None:
     out = expand(
         "increase(x[$__range]) rate(x[$__rate_interval]) $__interval",
-        Selection(), 5400.4, 75, variables=variables, interval_seconds=60,
+        Selection(),
+        5400.4,
+        75,
+        variables=variables,
+        interval_seconds=60,
     )
     assert out == "increase(x[5400s]) rate(x[1m15s]) 1m"
     with pytest.raises(ValueError, match=r"\$nope"):
-        expand("x{a=~\"$nope\"}", Selection(), 60, 60, variables=variables)
+        expand('x{a=~"$nope"}', Selection(), 60, 60, variables=variables)
     braces = expand('x{u=~"${user}"}', Selection(user=["a"]), 60, 60, variables=variables)
     assert braces == 'x{u=~"a"}'
 

@@ -92,8 +92,20 @@ class DemoProcess:
         while base > 65000:
             base = free_port()
         self.process = subprocess.Popen(
-            [*cli(), "demo", "--config", str(EXAMPLE_CONFIG), "--keys", str(DEMO_KEYS),
-             "--rate", str(rate), "--port-base", str(base), "--grafana-json", str(self.grafana_json)],
+            [
+                *cli(),
+                "demo",
+                "--config",
+                str(EXAMPLE_CONFIG),
+                "--keys",
+                str(DEMO_KEYS),
+                "--rate",
+                str(rate),
+                "--port-base",
+                str(base),
+                "--grafana-json",
+                str(self.grafana_json),
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -208,4 +220,3 @@ def test_demo_rejects_missing_keys_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: --keys {tmp_path / 'nope.yaml'}: no such file"
-

@@ -54,7 +54,12 @@ def auth(user: str) -> dict[str, str]:
 
 
 def chat_body(model: str = "granite-8b", **extra: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, **extra}
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 1,
+        **extra,
+    }
 
 
 def assert_error(response: httpx.Response, status: int, code: str | int | None) -> dict[str, Any]:
@@ -77,34 +82,125 @@ def big_chunks() -> Iterator[bytes]:
 # (name, method, path, headers, request kwargs, status, code)
 PRE_POLICY_CASES: list[tuple[str, str, str, dict[str, str], dict[str, Any], int, str | None]] = [
     ("no key", "POST", "/v1/chat/completions", {}, {"json": chat_body()}, 401, "invalid_api_key"),
-    ("bad key", "POST", "/v1/chat/completions", {"Authorization": "Bearer sk-nope"},
-     {"json": chat_body()}, 401, "invalid_api_key"),
-    ("not bearer", "POST", "/v1/completions", {"Authorization": f"Basic {secret('alice')}"},
-     {"json": chat_body()}, 401, "invalid_api_key"),
-    ("no key, huge body", "POST", "/v1/chat/completions", {},
-     {"content": b"x" * (MAX_BODY * 2)}, 401, "invalid_api_key"),
+    (
+        "bad key",
+        "POST",
+        "/v1/chat/completions",
+        {"Authorization": "Bearer sk-nope"},
+        {"json": chat_body()},
+        401,
+        "invalid_api_key",
+    ),
+    (
+        "not bearer",
+        "POST",
+        "/v1/completions",
+        {"Authorization": f"Basic {secret('alice')}"},
+        {"json": chat_body()},
+        401,
+        "invalid_api_key",
+    ),
+    (
+        "no key, huge body",
+        "POST",
+        "/v1/chat/completions",
+        {},
+        {"content": b"x" * (MAX_BODY * 2)},
+        401,
+        "invalid_api_key",
+    ),
     ("no key for models", "GET", "/v1/models", {}, {}, 401, "invalid_api_key"),
-    ("tierless user", "POST", "/v1/chat/completions", auth("nobody"), {"json": chat_body()},
-     403, "no_tier"),
-    ("malformed json", "POST", "/v1/chat/completions", auth("alice"), {"content": b'{"model": '},
-     400, "invalid_json"),
-    ("json array", "POST", "/v1/chat/completions", auth("alice"), {"json": [chat_body()]},
-     400, "invalid_json"),
-    ("no model", "POST", "/v1/chat/completions", auth("alice"),
-     {"json": {"messages": [{"role": "user", "content": "hi"}]}}, 400, "missing_model"),
-    ("model not a string", "POST", "/v1/completions", auth("alice"),
-     {"json": {"model": 7, "prompt": "hi"}}, 400, "missing_model"),
-    ("stream not a boolean", "POST", "/v1/chat/completions", auth("alice"),
-     {"json": chat_body(stream="yes")}, 400, "invalid_stream"),
-    ("unknown model", "POST", "/v1/chat/completions", auth("alice"),
-     {"json": chat_body("gpt-404")}, 404, "model_not_found"),
-    ("unknown path", "POST", "/v1/embeddings", auth("alice"), {"json": chat_body()},
-     404, "not_found"),
+    (
+        "tierless user",
+        "POST",
+        "/v1/chat/completions",
+        auth("nobody"),
+        {"json": chat_body()},
+        403,
+        "no_tier",
+    ),
+    (
+        "malformed json",
+        "POST",
+        "/v1/chat/completions",
+        auth("alice"),
+        {"content": b'{"model": '},
+        400,
+        "invalid_json",
+    ),
+    (
+        "json array",
+        "POST",
+        "/v1/chat/completions",
+        auth("alice"),
+        {"json": [chat_body()]},
+        400,
+        "invalid_json",
+    ),
+    (
+        "no model",
+        "POST",
+        "/v1/chat/completions",
+        auth("alice"),
+        {"json": {"messages": [{"role": "user", "content": "hi"}]}},
+        400,
+        "missing_model",
+    ),
+    (
+        "model not a string",
+        "POST",
+        "/v1/completions",
+        auth("alice"),
+        {"json": {"model": 7, "prompt": "hi"}},
+        400,
+        "missing_model",
+    ),
+    (
+        "stream not a boolean",
+        "POST",
+        "/v1/chat/completions",
+        auth("alice"),
+        {"json": chat_body(stream="yes")},
+        400,
+        "invalid_stream",
+    ),
+    (
+        "unknown model",
+        "POST",
+        "/v1/chat/completions",
+        auth("alice"),
+        {"json": chat_body("gpt-404")},
+        404,
+        "model_not_found",
+    ),
+    (
+        "unknown path",
+        "POST",
+        "/v1/embeddings",
+        auth("alice"),
+        {"json": chat_body()},
+        404,
+        "not_found",
+    ),
     ("wrong method", "GET", "/v1/chat/completions", auth("alice"), {}, 405, "method_not_allowed"),
-    ("too large by length", "POST", "/v1/chat/completions", auth("alice"),
-     {"content": b" " * (MAX_BODY + 1)}, 413, "request_too_large"),
-    ("too large, chunked", "POST", "/v1/chat/completions", auth("alice"),
-     {"content": big_chunks()}, 413, "request_too_large"),
+    (
+        "too large by length",
+        "POST",
+        "/v1/chat/completions",
+        auth("alice"),
+        {"content": b" " * (MAX_BODY + 1)},
+        413,
+        "request_too_large",
+    ),
+    (
+        "too large, chunked",
+        "POST",
+        "/v1/chat/completions",
+        auth("alice"),
+        {"content": big_chunks()},
+        413,
+        "request_too_large",
+    ),
 ]
 
 
@@ -122,8 +218,15 @@ def test_errors_before_the_policies_change_no_metric(
     status: int,
     code: str,
 ) -> None:
-    assert httpx.post(f"{gateway}/v1/completions", json={"model": "granite-8b", "prompt": "warm"},
-                      headers=auth("dave"), timeout=10).status_code == 200
+    assert (
+        httpx.post(
+            f"{gateway}/v1/completions",
+            json={"model": "granite-8b", "prompt": "warm"},
+            headers=auth("dave"),
+            timeout=10,
+        ).status_code
+        == 200
+    )
     before = scrape_text(gateway)
     response = httpx.request(method, f"{gateway}{path}", headers=headers, timeout=10, **kwargs)
     assert_error(response, status, code)
@@ -139,11 +242,17 @@ def test_upstream_failure_counts_no_tokens(
     gateway: str, model: str, status: int, code: str, stream: bool
 ) -> None:
     before = scrape(gateway)
-    response = httpx.post(f"{gateway}/v1/chat/completions", json=chat_body(model, stream=stream),
-                          headers=auth("frank"), timeout=10)
+    response = httpx.post(
+        f"{gateway}/v1/chat/completions",
+        json=chat_body(model, stream=stream),
+        headers=auth("frank"),
+        timeout=10,
+    )
     assert_error(response, status, code)
     after = scrape(gateway)
-    changed = {k: after[k] - before.get(k, 0) for k in counters(after) if after[k] != before.get(k, 0)}
+    changed = {
+        k: after[k] - before.get(k, 0) for k in counters(after) if after[k] != before.get(k, 0)
+    }
     # As with Limitador, the checks that admitted the request stay counted; no token is.
     assert changed == {
         usage_key("authorized_calls", REQUESTS_NS, "frank", model): 1,
@@ -154,8 +263,12 @@ def test_upstream_failure_counts_no_tokens(
 
 def test_upstream_error_status_is_passed_through(gateway: str) -> None:
     # The mock rejects a chat request without messages: its 400 reaches the client as JSON.
-    response = httpx.post(f"{gateway}/v1/chat/completions", json={"model": "granite-8b"},
-                          headers=auth("frank"), timeout=10)
+    response = httpx.post(
+        f"{gateway}/v1/chat/completions",
+        json={"model": "granite-8b"},
+        headers=auth("frank"),
+        timeout=10,
+    )
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
     metrics = scrape(gateway)
@@ -166,15 +279,17 @@ def test_upstream_error_status_is_passed_through(gateway: str) -> None:
 
 def test_429_carries_retry_after_and_rate_limit_headers(gateway: str) -> None:
     for remaining in (4, 3, 2, 1, 0):
-        ok = httpx.post(f"{gateway}/v1/chat/completions", json=chat_body(), headers=auth("alice"),
-                        timeout=10)
+        ok = httpx.post(
+            f"{gateway}/v1/chat/completions", json=chat_body(), headers=auth("alice"), timeout=10
+        )
         assert ok.status_code == 200
         assert ok.headers["X-RateLimit-Limit"] == "5"
         assert ok.headers["X-RateLimit-Remaining"] == str(remaining)
         assert 1 <= int(ok.headers["X-RateLimit-Reset"]) <= 120
     before = scrape(gateway)
-    limited = httpx.post(f"{gateway}/v1/chat/completions", json=chat_body(), headers=auth("alice"),
-                         timeout=10)
+    limited = httpx.post(
+        f"{gateway}/v1/chat/completions", json=chat_body(), headers=auth("alice"), timeout=10
+    )
     error = assert_error(limited, 429, "rate_limit_exceeded")
     assert error["type"] == "requests"
     retry_after = int(limited.headers["Retry-After"])

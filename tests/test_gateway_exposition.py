@@ -30,7 +30,10 @@ LIMITADOR_COUNTERS = ("authorized_hits", "authorized_calls", "limited_calls")
 
 def test_promtool_accepts_metrics_with_hostile_user_names() -> None:
     users = {name: (["premium-users"], f"sk-hostile-{key}") for key, name in HOSTILE_USERS.items()}
-    with running_mock() as mock, running_gateway(make_config(mock.url, extra_users=users)) as gateway:
+    with (
+        running_mock() as mock,
+        running_gateway(make_config(mock.url, extra_users=users)) as gateway,
+    ):
         for name, (_, key) in users.items():
             response = httpx.post(
                 f"{gateway}/v1/chat/completions",
@@ -49,11 +52,15 @@ def test_promtool_accepts_metrics_with_hostile_user_names() -> None:
     )
     assert check.returncode != 1, check.stderr.decode()  # 1 = unparsable; 3 = lint findings only
     findings = set((check.stdout + check.stderr).decode().strip().splitlines())
-    assert findings <= {f'{name} counter metrics should have "_total" suffix'
-                        for name in LIMITADOR_COUNTERS}
+    assert findings <= {
+        f'{name} counter metrics should have "_total" suffix' for name in LIMITADOR_COUNTERS
+    }
 
     # The label values come back exactly as the users are named.
     metrics = parse_metrics(text)
     for name in HOSTILE_USERS.values():
-        assert metrics[usage_key("authorized_calls", TOKENS_NS, name, "granite-8b", tier="premium")] == 1
+        assert (
+            metrics[usage_key("authorized_calls", TOKENS_NS, name, "granite-8b", tier="premium")]
+            == 1
+        )
     assert not any(family.startswith("evil") for family, _ in metrics)

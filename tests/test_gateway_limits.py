@@ -46,7 +46,9 @@ async def burst(base_urls: list[str], user: str, count: int) -> Counter[int]:
         api = clients[index % len(clients)]
         try:
             await api.chat.completions.create(
-                model="granite-8b", messages=[{"role": "user", "content": f"q{index}"}], max_tokens=1
+                model="granite-8b",
+                messages=[{"role": "user", "content": f"q{index}"}],
+                max_tokens=1,
             )
         except openai.RateLimitError as error:
             return error.status_code
@@ -61,14 +63,28 @@ async def burst(base_urls: list[str], user: str, count: int) -> Counter[int]:
 
 def assert_exactly_the_limit(statuses: Counter[int], metrics_of: list[dict[Series, float]]) -> None:
     assert statuses == {200: FREE_REQUEST_LIMIT, 429: 200 - FREE_REQUEST_LIMIT}
-    admitted = sum(m.get(usage_key("authorized_calls", REQUESTS_NS, "alice", "granite-8b"), 0)
-                   for m in metrics_of)
-    limited = sum(m.get(usage_key("limited_calls", REQUESTS_NS, "alice", "granite-8b",
-                                  limit_name="free-requests"), 0) for m in metrics_of)
-    answered = sum(m.get(usage_key("authorized_calls", TOKENS_NS, "alice", "granite-8b"), 0)
-                   for m in metrics_of)
-    assert (admitted, limited, answered) == (FREE_REQUEST_LIMIT, 200 - FREE_REQUEST_LIMIT,
-                                             FREE_REQUEST_LIMIT)
+    admitted = sum(
+        m.get(usage_key("authorized_calls", REQUESTS_NS, "alice", "granite-8b"), 0)
+        for m in metrics_of
+    )
+    limited = sum(
+        m.get(
+            usage_key(
+                "limited_calls", REQUESTS_NS, "alice", "granite-8b", limit_name="free-requests"
+            ),
+            0,
+        )
+        for m in metrics_of
+    )
+    answered = sum(
+        m.get(usage_key("authorized_calls", TOKENS_NS, "alice", "granite-8b"), 0)
+        for m in metrics_of
+    )
+    assert (admitted, limited, answered) == (
+        FREE_REQUEST_LIMIT,
+        200 - FREE_REQUEST_LIMIT,
+        FREE_REQUEST_LIMIT,
+    )
 
 
 @pytest.mark.parametrize("storage", ["memory", "redis"])
@@ -94,5 +110,7 @@ async def test_two_gateway_processes_sharing_redis_admit_exactly_the_limit(
         assert_exactly_the_limit(statuses, per_process)
         # Both processes really served: each admitted or rejected part of the burst.
         for metrics in per_process:
-            assert sum(v for k, v in metrics.items()
-                       if k[0] in {"authorized_calls", "limited_calls"}) > 0
+            assert (
+                sum(v for k, v in metrics.items() if k[0] in {"authorized_calls", "limited_calls"})
+                > 0
+            )

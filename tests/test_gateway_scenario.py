@@ -53,7 +53,9 @@ class Call:
     model: str
     endpoint: str  # "chat" | "completions"
     stream: bool
-    expect: str  # "ok" | "requests" (429 by the request policy) | "tokens" (429 by the token policy)
+    expect: (
+        str  # "ok" | "requests" (429 by the request policy) | "tokens" (429 by the token policy)
+    )
     prompt: str = "hi"
     max_tokens: int | None = 3
 
@@ -89,7 +91,9 @@ def run_call(gateway: str, call: Call) -> tuple[int, int, int] | str:
         assert "".join(texts).strip(), "the stream carried no answer"
         usage = chunks[-1].usage
     else:
-        answer = result.choices[0].message.content if call.endpoint == "chat" else result.choices[0].text
+        answer = (
+            result.choices[0].message.content if call.endpoint == "chat" else result.choices[0].text
+        )
         assert answer
         usage = result.usage
     assert usage is not None
@@ -119,23 +123,31 @@ def scenario() -> list[Call]:
         Call("dave", "granite-8b", "completions", True, "ok", max_tokens=None),
         Call("frank", "mistral-7b", "chat", False, "ok", max_tokens=None),
         Call("frank", "mistral-7b", "chat", True, "ok", max_tokens=None),
-        Call("frank", "granite-8b", "completions", False, "ok", prompt="enterprise", max_tokens=None),
+        Call(
+            "frank", "granite-8b", "completions", False, "ok", prompt="enterprise", max_tokens=None
+        ),
     ]
     return calls
 
 
-def expected_counters(results: list[tuple[Call, tuple[int, int, int] | str]]) -> dict[Series, float]:
+def expected_counters(
+    results: list[tuple[Call, tuple[int, int, int] | str]],
+) -> dict[Series, float]:
     """Limitador's counting rules applied by hand to the scenario's outcomes."""
     out: Counter[Series] = Counter()
     for call, result in results:
         user, model, tier = call.user, call.model, TIER_OF[call.user]
         if result == "requests":
-            out[usage_key("limited_calls", REQUESTS_NS, user, model, limit_name=f"{tier}-requests")] += 1
+            out[
+                usage_key("limited_calls", REQUESTS_NS, user, model, limit_name=f"{tier}-requests")
+            ] += 1
             continue
         out[usage_key("authorized_calls", REQUESTS_NS, user, model)] += 1
         out[usage_key("authorized_hits", REQUESTS_NS, user, model)] += 1
         if result == "tokens":
-            out[usage_key("limited_calls", TOKENS_NS, user, model, limit_name=f"{tier}-tokens")] += 1
+            out[
+                usage_key("limited_calls", TOKENS_NS, user, model, limit_name=f"{tier}-tokens")
+            ] += 1
             continue
         assert isinstance(result, tuple)
         prompt, completion, total = result
@@ -169,9 +181,14 @@ def test_scripted_scenario_gives_exact_limitador_counters(gateway: str) -> None:
 
 def test_identity_comes_from_the_key_only(gateway: str) -> None:
     forged = {
-        "x-user": "mallory", "x-tier": "free", "x-model": "llama-3-8b",
-        "x-limitador-namespace": "evil", "x-forwarded-user": "mallory",
-        "x-remote-user": "mallory", "x-auth-request-user": "mallory", "x-groups": "free",
+        "x-user": "mallory",
+        "x-tier": "free",
+        "x-model": "llama-3-8b",
+        "x-limitador-namespace": "evil",
+        "x-forwarded-user": "mallory",
+        "x-remote-user": "mallory",
+        "x-auth-request-user": "mallory",
+        "x-groups": "free",
     }
     api = client(gateway, "frank")
     result = api.chat.completions.create(
@@ -188,9 +205,12 @@ def test_identity_comes_from_the_key_only(gateway: str) -> None:
         usage_key("authorized_hits", REQUESTS_NS, "frank", "granite-8b"): 1,
         usage_key("authorized_calls", TOKENS_NS, "frank", "granite-8b"): 1,
         usage_key("authorized_hits", TOKENS_NS, "frank", "granite-8b"): result.usage.total_tokens,
-        usage_key("maas_prompt_tokens", TOKENS_NS, "frank", "granite-8b"): result.usage.prompt_tokens,
-        usage_key("maas_completion_tokens", TOKENS_NS, "frank", "granite-8b"):
-            result.usage.completion_tokens,
+        usage_key(
+            "maas_prompt_tokens", TOKENS_NS, "frank", "granite-8b"
+        ): result.usage.prompt_tokens,
+        usage_key(
+            "maas_completion_tokens", TOKENS_NS, "frank", "granite-8b"
+        ): result.usage.completion_tokens,
     }
 
 

@@ -36,7 +36,11 @@ def mock() -> Iterator[RunningMock]:
 def chat(gateway: str, user: str) -> httpx.Response:
     return httpx.post(
         f"{gateway}/v1/chat/completions",
-        json={"model": "granite-8b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+        json={
+            "model": "granite-8b",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 2,
+        },
         headers={"Authorization": f"Bearer {secret(user)}"},
         timeout=10,
     )
@@ -104,5 +108,11 @@ def test_redis_outage_follows_failure_mode_and_recovers(
         after = scrape(gateway)
         assert after[PARTITIONED] == 0
         assert after[usage_key("authorized_calls", REQUESTS_NS, "carol", "llama-3-8b")] == 5
-        assert after[usage_key("limited_calls", REQUESTS_NS, "carol", "llama-3-8b",
-                               limit_name="free-requests")] == 1
+        assert (
+            after[
+                usage_key(
+                    "limited_calls", REQUESTS_NS, "carol", "llama-3-8b", limit_name="free-requests"
+                )
+            ]
+            == 1
+        )

@@ -24,10 +24,13 @@ USAGE = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
 
 def sse(separator: bytes) -> tuple[bytes, bytes]:
     """An OpenAI-style stream with a usage chunk, and the same stream without that chunk."""
+
     def event(payload: object) -> bytes:
         return b"data: " + orjson.dumps(payload) + separator
 
-    chunks = [event({"choices": [{"delta": {"content": w}}], "usage": None}) for w in ("a", "b ", "é")]
+    chunks = [
+        event({"choices": [{"delta": {"content": w}}], "usage": None}) for w in ("a", "b ", "é")
+    ]
     usage = event({"choices": [], "usage": USAGE})
     done = b"data: [DONE]" + separator
     keepalive = b": keep-alive" + separator
@@ -57,8 +60,11 @@ def test_usage_is_found_and_hidden_whatever_the_chunking(
     capture = UsageCapture(hide_usage_chunk=hide)
     assert run(capture, full, cuts) == (without_usage if hide else full)
     assert capture.usage is not None
-    assert (capture.usage.prompt_tokens, capture.usage.completion_tokens,
-            capture.usage.total_tokens) == (3, 5, 8)
+    assert (
+        capture.usage.prompt_tokens,
+        capture.usage.completion_tokens,
+        capture.usage.total_tokens,
+    ) == (3, 5, 8)
     assert capture.done
 
 
@@ -71,12 +77,16 @@ def test_events_pass_as_soon_as_they_are_complete() -> None:
 
 
 def test_client_disconnect_mid_stream_counts_no_tokens_and_breaks_nothing() -> None:
-    body = {"model": "granite-8b", "messages": [{"role": "user", "content": "long story"}],
-            "stream": True}
+    body = {
+        "model": "granite-8b",
+        "messages": [{"role": "user", "content": "long story"}],
+        "stream": True,
+    }
     headers = {"Authorization": f"Bearer {secret('frank')}"}
     with running_mock(latency_ms=500) as mock, running_gateway(make_config(mock.url)) as gateway:
-        with httpx.stream("POST", f"{gateway}/v1/chat/completions", json=body, headers=headers,
-                          timeout=10) as response:
+        with httpx.stream(
+            "POST", f"{gateway}/v1/chat/completions", json=body, headers=headers, timeout=10
+        ) as response:
             assert response.status_code == 200
             first = next(response.iter_raw())
             assert first.startswith(b"data: ")
@@ -88,8 +98,12 @@ def test_client_disconnect_mid_stream_counts_no_tokens_and_breaks_nothing() -> N
         # had the relay kept going, its tokens would be counted by now.
         used = 0
         for _ in range(2):
-            done = httpx.post(f"{gateway}/v1/chat/completions", json={**body, "stream": False},
-                              headers=headers, timeout=10)
+            done = httpx.post(
+                f"{gateway}/v1/chat/completions",
+                json={**body, "stream": False},
+                headers=headers,
+                timeout=10,
+            )
             assert done.status_code == 200
             used += done.json()["usage"]["total_tokens"]
         after = scrape(gateway)
@@ -97,13 +111,17 @@ def test_client_disconnect_mid_stream_counts_no_tokens_and_breaks_nothing() -> N
 
 
 def test_upstream_dying_mid_stream_ends_with_an_error_event_and_counts_no_tokens() -> None:
-    body = {"model": "granite-8b", "messages": [{"role": "user", "content": "long story"}],
-            "stream": True}
+    body = {
+        "model": "granite-8b",
+        "messages": [{"role": "user", "content": "long story"}],
+        "stream": True,
+    }
     headers = {"Authorization": f"Bearer {secret('frank')}"}
     with running_mock(latency_ms=500) as mock, running_gateway(make_config(mock.url)) as gateway:
         before = counters(scrape(gateway))
-        with httpx.stream("POST", f"{gateway}/v1/chat/completions", json=body, headers=headers,
-                          timeout=10) as response:
+        with httpx.stream(
+            "POST", f"{gateway}/v1/chat/completions", json=body, headers=headers, timeout=10
+        ) as response:
             lines = response.iter_lines()
             assert next(lines).startswith("data: {")
             mock.stop()

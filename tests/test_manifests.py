@@ -23,14 +23,36 @@ KUADRANT_WINDOW = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
 #: A config whose windows and names exercise the window format and a fourth tier.
 CONFIG: dict[str, Any] = {
     "tiers": [
-        {"name": "free", "level": 0, "groups": ["system:authenticated"], "price_per_hit": 0.005,
-         "request_limit": {"max": 5, "window_seconds": 120}, "token_limit": {"max": 100, "window_seconds": 60}},
-        {"name": "premium", "level": 1, "groups": ["premium-users"], "price_per_hit": 0.008,
-         "request_limit": {"max": 20, "window_seconds": 90}, "token_limit": {"max": 50000, "window_seconds": 3600}},
-        {"name": "enterprise", "level": 2, "groups": ["enterprise-users"], "price_per_hit": 0.01,
-         "token_limit": {"max": 100000, "window_seconds": 86400}},
-        {"name": "research", "level": 3, "groups": ["researchers"], "price_per_hit": 0.002,
-         "request_limit": {"max": 7, "window_seconds": 3725}},
+        {
+            "name": "free",
+            "level": 0,
+            "groups": ["system:authenticated"],
+            "price_per_hit": 0.005,
+            "request_limit": {"max": 5, "window_seconds": 120},
+            "token_limit": {"max": 100, "window_seconds": 60},
+        },
+        {
+            "name": "premium",
+            "level": 1,
+            "groups": ["premium-users"],
+            "price_per_hit": 0.008,
+            "request_limit": {"max": 20, "window_seconds": 90},
+            "token_limit": {"max": 50000, "window_seconds": 3600},
+        },
+        {
+            "name": "enterprise",
+            "level": 2,
+            "groups": ["enterprise-users"],
+            "price_per_hit": 0.01,
+            "token_limit": {"max": 100000, "window_seconds": 86400},
+        },
+        {
+            "name": "research",
+            "level": 3,
+            "groups": ["researchers"],
+            "price_per_hit": 0.002,
+            "request_limit": {"max": 7, "window_seconds": 3725},
+        },
     ],
     "models": [{"name": "granite-8b", "upstream": "http://granite:8000/v1"}],
     "api_keys": [{"user": "alice", "groups": ["system:authenticated"], "sha256": "a" * 64}],
@@ -62,32 +84,47 @@ def generate(config_file: Path, *args: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def docs(config_file: Path) -> list[dict[str, Any]]:
-    return generate(config_file, "--namespace", "llm-gw", "--image", "registry.example/maas:1.2",
-                    "--gateway-name", "ai-gw", "--gateway-namespace", "gw-system", "--replicas", "3")
+    return generate(
+        config_file,
+        "--namespace",
+        "llm-gw",
+        "--image",
+        "registry.example/maas:1.2",
+        "--gateway-name",
+        "ai-gw",
+        "--gateway-namespace",
+        "gw-system",
+        "--replicas",
+        "3",
+    )
 
 
 def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    found = [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
     assert len(found) == 1, f"{kind} {name}: {len(found)} found"
     return found[0]
 
 
 def test_every_object_is_present_once(docs: list[dict[str, Any]]) -> None:
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
-    assert kinds == sorted([
-        ("Namespace", "llm-gw"),
-        ("ServiceMonitor", "limitador-limitador"),
-        ("ServiceMonitor", "maas-gateway"),
-        ("PrometheusRule", "maas-metrics"),
-        ("TelemetryPolicy", "maas-telemetry"),
-        ("RateLimitPolicy", "maas-request-limits"),
-        ("TokenRateLimitPolicy", "maas-token-limits"),
-        ("ConfigMap", "maas-metrics-config"),
-        ("Deployment", "maas-redis"),
-        ("Service", "maas-redis"),
-        ("Deployment", "maas-gateway"),
-        ("Service", "maas-gateway"),
-    ])
+    assert kinds == sorted(
+        [
+            ("Namespace", "llm-gw"),
+            ("ServiceMonitor", "limitador-limitador"),
+            ("ServiceMonitor", "maas-gateway"),
+            ("PrometheusRule", "maas-metrics"),
+            ("TelemetryPolicy", "maas-telemetry"),
+            ("RateLimitPolicy", "maas-request-limits"),
+            ("TokenRateLimitPolicy", "maas-token-limits"),
+            ("ConfigMap", "maas-metrics-config"),
+            ("Deployment", "maas-redis"),
+            ("Service", "maas-redis"),
+            ("Deployment", "maas-gateway"),
+            ("Service", "maas-gateway"),
+        ]
+    )
     assert docs[0]["kind"] == "Namespace"
 
 
@@ -97,7 +134,9 @@ def test_limitador_service_monitor(docs: list[dict[str, Any]]) -> None:
     assert sm["metadata"]["namespace"] == "kuadrant-system"
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["kuadrant-system"]}
     # The labels the Limitador Operator sets on its Service limitador-limitador.
-    assert sm["spec"]["selector"] == {"matchLabels": {"app": "limitador", "limitador-resource": "limitador"}}
+    assert sm["spec"]["selector"] == {
+        "matchLabels": {"app": "limitador", "limitador-resource": "limitador"}
+    }
     assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
 
 
@@ -118,7 +157,11 @@ def test_telemetry_policy_adds_user_tier_and_model(docs: list[dict[str, Any]]) -
     tp = one(docs, "TelemetryPolicy")
     assert tp["apiVersion"] == "extensions.kuadrant.io/v1alpha1"
     assert tp["metadata"]["namespace"] == "gw-system"
-    assert tp["spec"]["targetRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "ai-gw"}
+    assert tp["spec"]["targetRef"] == {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": "ai-gw",
+    }
     assert tp["spec"]["metrics"]["default"]["labels"] == {
         "user": "auth.identity.userid",
         "tier": "auth.identity.tier",
@@ -132,7 +175,11 @@ def check_limits(policy: dict[str, Any], config: Config, kind: str) -> None:
     for tier in config.tiers:
         spec = tier.request_limit if kind == "requests" else tier.token_limit
         if spec is not None:
-            expected[f"{tier.name}-{kind}"] = (tier.name, spec.max, EXPECTED_WINDOWS[spec.window_seconds])
+            expected[f"{tier.name}-{kind}"] = (
+                tier.name,
+                spec.max,
+                EXPECTED_WINDOWS[spec.window_seconds],
+            )
     assert set(spec_limits) == set(expected)
     for name, (tier_name, maximum, window) in expected.items():
         limit = spec_limits[name]
@@ -141,17 +188,25 @@ def check_limits(policy: dict[str, Any], config: Config, kind: str) -> None:
         assert limit["when"] == [{"predicate": f'auth.identity.tier == "{tier_name}"'}]
         assert limit["counters"] == [{"expression": "auth.identity.userid"}]
     assert policy["metadata"]["namespace"] == "gw-system"
-    assert policy["spec"]["targetRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "ai-gw"}
+    assert policy["spec"]["targetRef"] == {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": "ai-gw",
+    }
 
 
-def test_rate_limit_policy_has_each_tiers_request_limit(docs: list[dict[str, Any]], config: Config) -> None:
+def test_rate_limit_policy_has_each_tiers_request_limit(
+    docs: list[dict[str, Any]], config: Config
+) -> None:
     rlp = one(docs, "RateLimitPolicy")
     assert rlp["apiVersion"] == "kuadrant.io/v1"
     check_limits(rlp, config, "requests")
     assert set(rlp["spec"]["limits"]) == {"free-requests", "premium-requests", "research-requests"}
 
 
-def test_token_rate_limit_policy_has_each_tiers_token_limit(docs: list[dict[str, Any]], config: Config) -> None:
+def test_token_rate_limit_policy_has_each_tiers_token_limit(
+    docs: list[dict[str, Any]], config: Config
+) -> None:
     trlp = one(docs, "TokenRateLimitPolicy")
     assert trlp["apiVersion"] == "kuadrant.io/v1alpha1"
     check_limits(trlp, config, "tokens")
@@ -165,9 +220,17 @@ def test_prometheus_rule_carries_the_alerts_for_every_limit(docs: list[dict[str,
     alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
     assert records
-    quota = {r["labels"]["limit_name"]: r["expr"] for r in alerts if r["alert"] == "MaaSUserNearQuota"}
-    assert set(quota) == {"free-requests", "free-tokens", "premium-requests", "premium-tokens",
-                          "enterprise-tokens", "research-requests"}
+    quota = {
+        r["labels"]["limit_name"]: r["expr"] for r in alerts if r["alert"] == "MaaSUserNearQuota"
+    }
+    assert set(quota) == {
+        "free-requests",
+        "free-tokens",
+        "premium-requests",
+        "premium-tokens",
+        "enterprise-tokens",
+        "research-requests",
+    }
     assert 'limitador_namespace="team-a/requests",tier="premium"' in quota["premium-requests"]
     assert "[90s]" in quota["premium-requests"]
     assert 'limitador_namespace="team-a/tokens",tier="enterprise"' in quota["enterprise-tokens"]
@@ -177,7 +240,9 @@ def test_prometheus_rule_carries_the_alerts_for_every_limit(docs: list[dict[str,
     assert {r["alert"] for r in alerts} >= {"MaaSRateLimiterDown", "MaaSCounterStorePartitioned"}
 
 
-def test_config_map_holds_the_config_pointing_at_the_bundled_redis(docs: list[dict[str, Any]], config: Config) -> None:
+def test_config_map_holds_the_config_pointing_at_the_bundled_redis(
+    docs: list[dict[str, Any]], config: Config
+) -> None:
     cm = one(docs, "ConfigMap", "maas-metrics-config")
     deployed = parse_config(yaml.safe_load(cm["data"]["maas.yaml"]))
     redis = one(docs, "Service", "maas-redis")
@@ -192,7 +257,9 @@ def test_config_map_holds_the_config_pointing_at_the_bundled_redis(docs: list[di
     assert deployed.gateway.port == config.gateway.port == 9000
 
 
-def test_gateway_deployment_runs_the_config_and_serves_the_service(docs: list[dict[str, Any]]) -> None:
+def test_gateway_deployment_runs_the_config_and_serves_the_service(
+    docs: list[dict[str, Any]],
+) -> None:
     dep = one(docs, "Deployment", "maas-gateway")
     svc = one(docs, "Service", "maas-gateway")
     spec = dep["spec"]
@@ -225,7 +292,11 @@ def test_redis_deployment_backs_the_redis_service(docs: list[dict[str, Any]]) ->
 
 def test_example_config_and_parts(tmp_path: Path) -> None:
     kuadrant = generate(EXAMPLE_CONFIG, "--part", "kuadrant")
-    assert sorted(d["kind"] for d in kuadrant) == ["RateLimitPolicy", "TelemetryPolicy", "TokenRateLimitPolicy"]
+    assert sorted(d["kind"] for d in kuadrant) == [
+        "RateLimitPolicy",
+        "TelemetryPolicy",
+        "TokenRateLimitPolicy",
+    ]
     rlp = one(kuadrant, "RateLimitPolicy")
     # The reference limits: 5 / 20 / 50 requests per 2 minutes; 100 / 50,000 / 100,000 tokens per minute.
     assert {k: v["rates"] for k, v in rlp["spec"]["limits"].items()} == {
@@ -251,9 +322,15 @@ def test_example_config_and_parts(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--namespace", "Not_Valid"], "error: namespace 'Not_Valid' is not a valid Kubernetes namespace"),
+        (
+            ["--namespace", "Not_Valid"],
+            "error: namespace 'Not_Valid' is not a valid Kubernetes namespace",
+        ),
         (["--replicas", "0"], "error: replicas must be at least 1"),
-        (["--part", "grafana"], "error: --part 'grafana': choose from monitoring, kuadrant, gateway"),
+        (
+            ["--part", "grafana"],
+            "error: --part 'grafana': choose from monitoring, kuadrant, gateway",
+        ),
     ],
 )
 def test_bad_options_give_one_line_and_fail(args: list[str], message: str) -> None:

@@ -29,10 +29,18 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
-JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -92,9 +100,7 @@ def test_bytes_that_are_not_json_get_400(gateway: httpx.Client, body: bytes, pat
 
 
 @FUZZ
-@given(
-    value=JSON_VALUES.filter(lambda v: not isinstance(v, dict)), path=st.sampled_from(PATHS)
-)
+@given(value=JSON_VALUES.filter(lambda v: not isinstance(v, dict)), path=st.sampled_from(PATHS))
 def test_json_that_is_not_an_object_gets_400(gateway: httpx.Client, value: Any, path: str) -> None:
     body = orjson.dumps(value)
     response = send_and_check(gateway, "POST", path, content=body, headers=valid_auth())
@@ -115,7 +121,9 @@ def _bad_model_object(draw: st.DrawFn) -> dict[str, Any]:
         obj["model"] = draw(st.text(min_size=1, max_size=40).filter(lambda m: m not in MODELS))
     elif flaw == "bad stream":
         obj["model"] = draw(st.sampled_from(MODELS))
-        obj["stream"] = draw(JSON_VALUES.filter(lambda v: v is not None and not isinstance(v, bool)))
+        obj["stream"] = draw(
+            JSON_VALUES.filter(lambda v: v is not None and not isinstance(v, bool))
+        )
     obj.setdefault("messages", [{"role": "user", "content": "hi"}])
     return obj
 

@@ -31,7 +31,9 @@ from tests.gateway_harness import running_gateway, running_mock
 from tests.servers import require_binary
 
 LIMITADOR_COUNTERS = ("authorized_hits", "authorized_calls", "limited_calls")
-ALLOWED_FINDINGS = {f'{name} counter metrics should have "_total" suffix' for name in LIMITADOR_COUNTERS}
+ALLOWED_FINDINGS = {
+    f'{name} counter metrics should have "_total" suffix' for name in LIMITADOR_COUNTERS
+}
 
 HOSTILE_USERS = (
     'say "hi"',
@@ -131,12 +133,14 @@ def test_hostile_labels_stay_valid_for_promtool_and_prometheus(tmp_path: Path) -
         for user in HOSTILE_USERS
         for model in HOSTILE_MODELS
     }
-    got_calls = {(s.labels["limitador_namespace"], s.labels["user"], s.labels["model"]) for s in calls}
+    got_calls = {
+        (s.labels["limitador_namespace"], s.labels["user"], s.labels["model"]) for s in calls
+    }
     assert got_calls == expected_calls
     assert all(s.value == 1 for s in calls)
-    assert {(s.labels["limitador_namespace"], s.labels["user"], s.labels["model"]) for s in limited} == {
-        (HOSTILE_NAMESPACES["requests"], user, HOSTILE_MODELS[0]) for user in HOSTILE_USERS
-    }
+    assert {
+        (s.labels["limitador_namespace"], s.labels["user"], s.labels["model"]) for s in limited
+    } == {(HOSTILE_NAMESPACES["requests"], user, HOSTILE_MODELS[0]) for user in HOSTILE_USERS}
     assert {s.labels["user"] for s in hits} == set(HOSTILE_USERS)
     assert max(len(s.labels["user"]) for s in calls) == 10_240
     assert injected == []

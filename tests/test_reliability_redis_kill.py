@@ -56,12 +56,18 @@ def config(upstream: str, storage: str, on_failure: str) -> Config:
         {
             "tiers": [
                 {
-                    "name": "free", "level": 0, "groups": ["free"], "price_per_hit": 0.005,
+                    "name": "free",
+                    "level": 0,
+                    "groups": ["free"],
+                    "price_per_hit": 0.005,
                     "request_limit": {"max": 5, "window_seconds": 120},
                     "token_limit": {"max": 100_000, "window_seconds": 60},
                 },
                 {
-                    "name": "bulk", "level": 1, "groups": ["bulk"], "price_per_hit": 0.01,
+                    "name": "bulk",
+                    "level": 1,
+                    "groups": ["bulk"],
+                    "price_per_hit": 0.01,
                     "request_limit": {"max": 10**9, "window_seconds": 120},
                     "token_limit": {"max": 10**12, "window_seconds": 60},
                 },
@@ -76,7 +82,11 @@ def config(upstream: str, storage: str, on_failure: str) -> Config:
 def chat(client: httpx.Client, key: str) -> httpx.Response:
     return client.post(
         "/v1/chat/completions",
-        json={"model": MODEL, "messages": [{"role": "user", "content": "count me"}], "max_tokens": 8},
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "count me"}],
+            "max_tokens": 8,
+        },
         headers={"Authorization": f"Bearer {key}"},
     )
 
@@ -124,8 +134,14 @@ def test_redis_killed_under_load_and_restarted(
         path = write_config(config(mock.url, redis.url, mode), tmp_path / "maas.yaml")
         with log.open("wb") as out:
             gateway = subprocess.Popen(
-                [str(Path(sys.executable).parent / "maas-metrics"), "gateway",
-                 "--config", str(path), "--port", str(port)],
+                [
+                    str(Path(sys.executable).parent / "maas-metrics"),
+                    "gateway",
+                    "--config",
+                    str(path),
+                    "--port",
+                    str(port),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -148,7 +164,9 @@ def test_redis_killed_under_load_and_restarted(
                 health_during = httpx.get(f"{base}/healthz", timeout=10)
                 back = time.monotonic()
                 redis.start()  # same port, empty: no persistence
-                wait_until(lambda: metrics(base)[PARTITIONED] == 0, "datastore_partitioned to clear")
+                wait_until(
+                    lambda: metrics(base)[PARTITIONED] == 0, "datastore_partitioned to clear"
+                )
                 recovered = time.monotonic()
                 time.sleep(1.5)
             finally:
@@ -191,12 +209,16 @@ def test_redis_killed_under_load_and_restarted(
     # reported its tokens; a 503 (deny) left the token metrics alone.
     ok = [r for r in replies if r.status == 200]
     denied = [r for r in replies if r.status == 503]
-    token_calls = sum(after.get(usage_key("authorized_calls", TOKENS_NS, u, MODEL, "bulk"), 0)
-                      for u in LOAD_USERS)
-    token_hits = sum(after.get(usage_key("authorized_hits", TOKENS_NS, u, MODEL, "bulk"), 0)
-                     for u in LOAD_USERS)
-    request_calls = sum(after.get(usage_key("authorized_calls", REQUESTS_NS, u, MODEL, "bulk"), 0)
-                        for u in LOAD_USERS)
+    token_calls = sum(
+        after.get(usage_key("authorized_calls", TOKENS_NS, u, MODEL, "bulk"), 0) for u in LOAD_USERS
+    )
+    token_hits = sum(
+        after.get(usage_key("authorized_hits", TOKENS_NS, u, MODEL, "bulk"), 0) for u in LOAD_USERS
+    )
+    request_calls = sum(
+        after.get(usage_key("authorized_calls", REQUESTS_NS, u, MODEL, "bulk"), 0)
+        for u in LOAD_USERS
+    )
     assert token_calls == len(ok)
     assert token_hits == sum(r.tokens for r in ok)
     # A request whose request-policy check passed just before the kill and whose token

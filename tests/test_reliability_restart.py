@@ -75,12 +75,18 @@ def make_config(upstream: str) -> Config:
         {
             "tiers": [
                 {
-                    "name": "free", "level": 0, "groups": ["free"], "price_per_hit": 0.005,
+                    "name": "free",
+                    "level": 0,
+                    "groups": ["free"],
+                    "price_per_hit": 0.005,
                     "request_limit": {"max": 3, "window_seconds": 600},
                     "token_limit": {"max": 10**9, "window_seconds": 600},
                 },
                 {
-                    "name": "standard", "level": 1, "groups": ["standard"], "price_per_hit": 0.008,
+                    "name": "standard",
+                    "level": 1,
+                    "groups": ["standard"],
+                    "price_per_hit": 0.008,
                     "request_limit": {"max": 10**9, "window_seconds": 600},
                     "token_limit": {"max": 10**12, "window_seconds": 600},
                 },
@@ -123,8 +129,14 @@ class Gateway:
     """`maas-metrics gateway` as its own process on a fixed port, restartable."""
 
     def __init__(self, config_path: Path, port: int, log: Path) -> None:
-        self.argv = [str(Path(sys.executable).parent / "maas-metrics"), "gateway",
-                     "--config", str(config_path), "--port", str(port)]
+        self.argv = [
+            str(Path(sys.executable).parent / "maas-metrics"),
+            "gateway",
+            "--config",
+            str(config_path),
+            "--port",
+            str(port),
+        ]
         self.base = f"http://127.0.0.1:{port}"
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -263,13 +275,17 @@ def test_restart_mid_traffic_keeps_dashboard_and_report_totals(tmp_path: Path) -
                 after = scrapes(api, 3)  # quiet scrapes: candidates for the range end
                 start, end = aligned_pair(before, after)
                 range_seconds = round(end - start)
-                while time.time() < math.ceil(end) + 0.2:  # the report reads at the next whole second
+                while (
+                    time.time() < math.ceil(end) + 0.2
+                ):  # the report reads at the next whole second
                     time.sleep(0.05)
 
                 catalogue = build_catalogue(config)
 
                 def dashboard(expr: str) -> list[tuple[dict[str, str], float]]:
-                    query = expand(expr, Selection(), range_seconds, 4.0, variables=catalogue.variables)
+                    query = expand(
+                        expr, Selection(), range_seconds, 4.0, variables=catalogue.variables
+                    )
                     return [(s.labels, s.value) for s in api.query(query, time=end)]
 
                 total_hits = dashboard(catalogue.panel("total_hits").target("A").expr)
@@ -287,7 +303,8 @@ def test_restart_mid_traffic_keeps_dashboard_and_report_totals(tmp_path: Path) -
                     ),
                 )
                 raw_hits = sum(
-                    s.value for s in api.query(f'authorized_hits{{limitador_namespace="{TOKENS_NS}"}}')
+                    s.value
+                    for s in api.query(f'authorized_hits{{limitador_namespace="{TOKENS_NS}"}}')
                 )
             finally:
                 gateway.stop()

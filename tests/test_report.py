@@ -52,10 +52,17 @@ KEYS = ("limitador_namespace", "user", "tier", "model")
 def config_data() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     tiers = {t["name"]: t for t in data["tiers"]}
-    tiers["premium"]["price_changes"] = [{"effective_from": CHANGE_DAY.isoformat(), "per_hit": 0.012}]
+    tiers["premium"]["price_changes"] = [
+        {"effective_from": CHANGE_DAY.isoformat(), "per_hit": 0.012}
+    ]
     tiers["enterprise"]["price_changes"] = [
-        {"effective_from": CHANGE_DAY.isoformat(), "per_hit": 0.02, "model": "granite-8b",
-         "per_prompt_token": 0.00002, "per_completion_token": 0.00006},
+        {
+            "effective_from": CHANGE_DAY.isoformat(),
+            "per_hit": 0.02,
+            "model": "granite-8b",
+            "per_prompt_token": 0.00002,
+            "per_completion_token": 0.00006,
+        },
     ]
     # A price that is not in force yet must not touch this bill.
     tiers["free"]["price_changes"] = [
@@ -72,7 +79,10 @@ def true_cost(history: History, after: int, until: int) -> dict[tuple[str, ...],
     out: dict[tuple[str, ...], float] = defaultdict(float)
     for event in history.events:
         labels = dict(event.labels)
-        if not after < event.time <= until or labels["limitador_namespace"] == history.request_namespace:
+        if (
+            not after < event.time <= until
+            or labels["limitador_namespace"] == history.request_namespace
+        ):
             continue
         key = tuple(labels[k] for k in KEYS)
         new = event.time > CHANGE
@@ -99,12 +109,22 @@ class Truth:
 def truth(history: History, after: int, until: int) -> Truth:
     def total(metric: str, tokens_only: bool) -> dict[tuple[str, ...], float]:
         raw = history.total(
-            metric, after, until, by=KEYS,
-            where=lambda lb: not tokens_only or lb["limitador_namespace"] != history.request_namespace,
+            metric,
+            after,
+            until,
+            by=KEYS,
+            where=lambda lb: (
+                not tokens_only or lb["limitador_namespace"] != history.request_namespace
+            ),
         )
         return {tuple(dict(k)[n] for n in KEYS): v for k, v in raw.items()}
 
-    return Truth(total(HITS, True), total(CALLS, False), total(LIMITED, False), true_cost(history, after, until))
+    return Truth(
+        total(HITS, True),
+        total(CALLS, False),
+        total(LIMITED, False),
+        true_cost(history, after, until),
+    )
 
 
 @dataclass
@@ -137,7 +157,9 @@ def at(ts: int) -> datetime:
 
 
 def report_rows(env: Env, after: int, until: int, **options: Any) -> dict[tuple[str, ...], Any]:
-    request = ReportRequest(range=TimeRange(at(after), at(until)), by=("namespace", "user", "tier", "model"), **options)
+    request = ReportRequest(
+        range=TimeRange(at(after), at(until)), by=("namespace", "user", "tier", "model"), **options
+    )
     report = build_report(env.api, CONFIG, request)
     return {row.key: row.totals for row in report.rows}
 
@@ -197,7 +219,9 @@ def test_bills_before_and_after_the_price_change_add_up_to_the_whole(env: Env) -
 # --- equal to the dashboard's detailed table ---------------------------------------------------
 
 
-def dashboard_table(env: Env, selection: Selection, after: int, until: int, day: date) -> dict[str, dict[tuple[str, ...], float]]:
+def dashboard_table(
+    env: Env, selection: Selection, after: int, until: int, day: date
+) -> dict[str, dict[tuple[str, ...], float]]:
     catalogue = build_catalogue(CONFIG, price_date=day)
     panel = catalogue.panel("details")
     out: dict[str, dict[tuple[str, ...], float]] = {}
@@ -220,7 +244,9 @@ def dashboard_table(env: Env, selection: Selection, after: int, until: int, day:
     ],
     ids=["all", "specific"],
 )
-def test_report_equals_the_dashboards_detailed_table(env: Env, selection: Selection, filters: dict[str, tuple[str, ...]]) -> None:
+def test_report_equals_the_dashboards_detailed_table(
+    env: Env, selection: Selection, filters: dict[str, tuple[str, ...]]
+) -> None:
     for after, until in ((START, CHANGE), (START + 1800, env.history.end)):
         table = dashboard_table(env, selection, after, until, at(after).date())
         rows = report_rows(env, after, until, filters=filters)
@@ -243,7 +269,9 @@ def test_report_equals_the_dashboards_detailed_table(env: Env, selection: Select
 
 
 def cli(env: Env, *args: str) -> Any:
-    result = runner.invoke(app, ["report", "--config", str(env.config_file), "--prometheus", env.url, *args])
+    result = runner.invoke(
+        app, ["report", "--config", str(env.config_file), "--prometheus", env.url, *args]
+    )
     assert result.exit_code == 0, result.output
     return result
 
@@ -253,11 +281,27 @@ def iso(ts: int) -> str:
 
 
 def test_cli_json_by_tier_equals_truth(env: Env) -> None:
-    doc = json.loads(cli(env, "--from", iso(START), "--to", iso(env.history.end), "--by", "tier", "--format", "json").stdout)
+    doc = json.loads(
+        cli(
+            env,
+            "--from",
+            iso(START),
+            "--to",
+            iso(env.history.end),
+            "--by",
+            "tier",
+            "--format",
+            "json",
+        ).stdout
+    )
     expected = truth(env.history, START, env.history.end)
     per_tier: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for name, table in (("tokens", expected.tokens), ("allowed_calls", expected.allowed),
-                        ("limited_calls", expected.limited), ("cost_usd", expected.cost)):
+    for name, table in (
+        ("tokens", expected.tokens),
+        ("allowed_calls", expected.allowed),
+        ("limited_calls", expected.limited),
+        ("cost_usd", expected.cost),
+    ):
         for key, value in table.items():
             per_tier[key[2]][name] += value
     assert {r["tier"] for r in doc["rows"]} == set(per_tier)
@@ -267,7 +311,8 @@ def test_cli_json_by_tier_equals_truth(env: Env) -> None:
         assert row["allowed_calls"] == want["allowed_calls"]
         assert row["limited_calls"] == want["limited_calls"]
         assert row["success_rate"] == pytest.approx(
-            want["allowed_calls"] / (want["allowed_calls"] + want["limited_calls"]), abs=1e-6)
+            want["allowed_calls"] / (want["allowed_calls"] + want["limited_calls"]), abs=1e-6
+        )
         assert row["cost_usd"] == pytest.approx(want["cost_usd"], abs=1e-6)
     assert doc["total"]["tokens"] == sum(expected.tokens.values())
     assert doc["total"]["cost_usd"] == pytest.approx(sum(expected.cost.values()), abs=1e-6)
@@ -288,20 +333,46 @@ def test_cli_csv_matches_json(env: Env) -> None:
     common = ("--from", iso(START), "--to", iso(env.history.end), "--by", "user,tier")
     rows = list(csv.DictReader(io.StringIO(cli(env, *common, "--format", "csv").stdout)))
     doc = json.loads(cli(env, *common, "--format", "json").stdout)
-    assert list(rows[0]) == ["user", "tier", "tokens", "allowed_calls", "limited_calls", "success_rate", "cost_usd"]
+    assert list(rows[0]) == [
+        "user",
+        "tier",
+        "tokens",
+        "allowed_calls",
+        "limited_calls",
+        "success_rate",
+        "cost_usd",
+    ]
     assert len(rows) == len(doc["rows"])
     for text, row in zip(rows, doc["rows"], strict=True):
         assert (text["user"], text["tier"]) == (row["user"], row["tier"])
         assert float(text["tokens"]) == row["tokens"]
         assert float(text["cost_usd"]) == pytest.approx(row["cost_usd"])
-        assert text["success_rate"] == ("" if row["success_rate"] is None else str(row["success_rate"]))
+        assert text["success_rate"] == (
+            "" if row["success_rate"] is None else str(row["success_rate"])
+        )
     mallory = next(r for r in rows if r["user"] == "mallory")
-    assert (mallory["tokens"], mallory["allowed_calls"], mallory["success_rate"]) == ("0", "0", "0.0")
+    assert (mallory["tokens"], mallory["allowed_calls"], mallory["success_rate"]) == (
+        "0",
+        "0",
+        "0.0",
+    )
 
 
 def test_cli_html_is_a_self_contained_page_with_the_charts(env: Env, tmp_path: Path) -> None:
     out = tmp_path / "bill.html"
-    cli(env, "--from", iso(START), "--to", iso(env.history.end), "--by", "tier", "--format", "html", "-o", str(out))
+    cli(
+        env,
+        "--from",
+        iso(START),
+        "--to",
+        iso(env.history.end),
+        "--by",
+        "tier",
+        "--format",
+        "html",
+        "-o",
+        str(out),
+    )
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>")
     users = min(10, len(env.history.users))
@@ -342,7 +413,20 @@ def test_cli_table(env: Env) -> None:
 )
 def test_filter_values_match_literally(env: Env, users: list[str], expected: set[str]) -> None:
     args = [a for u in users for a in ("--user", u)]
-    doc = json.loads(cli(env, "--from", iso(START), "--to", iso(env.history.end), "--by", "user", "--format", "json", *args).stdout)
+    doc = json.loads(
+        cli(
+            env,
+            "--from",
+            iso(START),
+            "--to",
+            iso(env.history.end),
+            "--by",
+            "user",
+            "--format",
+            "json",
+            *args,
+        ).stdout
+    )
     assert {r["user"] for r in doc["rows"]} == expected
     if not expected:
         assert doc["total"]["tokens"] == 0 and doc["total"]["allowed_calls"] == 0
@@ -361,14 +445,23 @@ def test_filter_values_match_literally(env: Env, users: list[str], expected: set
         (["--period", "2026-13"], "error: --period '2026-13' is not a month"),
         (["--from", "now", "--to", "now-1h"], "error: the range is empty"),
         (["--to", "now"], "error: give --from"),
-        (["--from", "now-1h", "--format", "pdf"], "error: --format 'pdf': choose from table, csv, json, html"),
-        (["--from", "now-1h", "--step", "7s"], "error: --step 7s must be a multiple of the resolution"),
+        (
+            ["--from", "now-1h", "--format", "pdf"],
+            "error: --format 'pdf': choose from table, csv, json, html",
+        ),
+        (
+            ["--from", "now-1h", "--step", "7s"],
+            "error: --step 7s must be a multiple of the resolution",
+        ),
         (["--from", "now-1h", "--resolution", "7s"], "error: --resolution 7s must divide a day"),
         (["--from", "now-1h", "--step", "soon"], "error: --step 'soon' is not a duration"),
     ],
 )
 def test_bad_input_gives_one_line_and_fails(args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["report", "--config", str(EXAMPLE_CONFIG), "--prometheus", "http://127.0.0.1:9", *args])
+    result = runner.invoke(
+        app,
+        ["report", "--config", str(EXAMPLE_CONFIG), "--prometheus", "http://127.0.0.1:9", *args],
+    )
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
@@ -376,28 +469,47 @@ def test_bad_input_gives_one_line_and_fails(args: list[str], message: str) -> No
 
 def test_unreachable_prometheus_gives_one_line() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    result = runner.invoke(app, ["report", "--config", str(EXAMPLE_CONFIG), "--prometheus", url, "--from", "now-1h"])
+    result = runner.invoke(
+        app, ["report", "--config", str(EXAMPLE_CONFIG), "--prometheus", url, "--from", "now-1h"]
+    )
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach Prometheus at {url}"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach Prometheus at {url}"), (
+        result.stderr
+    )
 
 
 # --- pieces -------------------------------------------------------------------------------------
 
 
 def test_periods_and_times() -> None:
-    assert parse_period("2026-11") == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
-    assert parse_period("2026-12") == (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
-    assert parse_period("2028-02-29") == (datetime(2028, 2, 29, tzinfo=UTC), datetime(2028, 3, 1, tzinfo=UTC))
+    assert parse_period("2026-11") == (
+        datetime(2026, 11, 1, tzinfo=UTC),
+        datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    assert parse_period("2026-12") == (
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert parse_period("2028-02-29") == (
+        datetime(2028, 2, 29, tzinfo=UTC),
+        datetime(2028, 3, 1, tzinfo=UTC),
+    )
     now = datetime(2026, 11, 15, 12, 0, 7, tzinfo=UTC)
     assert parse_time("now-24h", "--from", now) == datetime(2026, 11, 14, 12, 0, 7, tzinfo=UTC)
     assert parse_time("now-7d", "--from", now) == datetime(2026, 11, 8, 12, 0, 7, tzinfo=UTC)
-    assert parse_time("2026-11-01T12:00+02:00", "--from", now) == datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+    assert parse_time("2026-11-01T12:00+02:00", "--from", now) == datetime(
+        2026, 11, 1, 10, 0, tzinfo=UTC
+    )
     assert parse_time("2026-11-01T12:00", "--from", now) == datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     assert parse_time("2026-11-01", "--from", now) == datetime(2026, 11, 1, tzinfo=UTC)
     # A period in progress stops at now, snapped to the 15 s grid.
     rng = resolve_range(start=None, end=None, period="2026-11", resolution=15, now=now)
-    assert (rng.start, rng.end, rng.clipped) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 15, 12, 0, tzinfo=UTC), True)
+    assert (rng.start, rng.end, rng.clipped) == (
+        datetime(2026, 11, 1, tzinfo=UTC),
+        datetime(2026, 11, 15, 12, 0, tzinfo=UTC),
+        True,
+    )
     with pytest.raises(TimeInputError):
         parse_period("November")
 

@@ -34,7 +34,9 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([require_binary("promtool"), *args], capture_output=True, text=True)
 
 
-def promtool_test(tmp_path: Path, rule_file: Path, tests: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+def promtool_test(
+    tmp_path: Path, rule_file: Path, tests: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
     spec = {"rule_files": [rule_file.name], "evaluation_interval": "1m", "tests": tests}
     test_file = tmp_path / f"test-{rule_file.stem}.yml"
     test_file.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -47,7 +49,10 @@ def series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
 
 
 def alert(labels: dict[str, str], description: str, summary: str) -> dict[str, Any]:
-    return {"exp_labels": labels, "exp_annotations": {"summary": summary, "description": description}}
+    return {
+        "exp_labels": labels,
+        "exp_annotations": {"summary": summary, "description": description},
+    }
 
 
 # --- hand-written scenarios -------------------------------------------------------------------
@@ -58,7 +63,9 @@ DOWN_TEXT = "limitador_up is 0, the scrape target is down, or no limiter reports
 LIMITER_DOWN: dict[str, Any] = {
     "interval": "1m",
     "input_series": [
-        series("limitador_up", {"job": "limitador-limitador", "instance": "l1:8080"}, "1 1 0 0 0 0"),
+        series(
+            "limitador_up", {"job": "limitador-limitador", "instance": "l1:8080"}, "1 1 0 0 0 0"
+        ),
         series("up", {"job": "limitador-limitador", "instance": "l1:8080"}, "1x5"),
         series("limitador_up", {"job": "maas-gateway", "instance": "g1:8080"}, "1x5"),
         series("up", {"job": "maas-gateway", "instance": "g1:8080"}, "1 1 1 0 0 0"),
@@ -109,7 +116,9 @@ NO_LIMITER_AT_ALL: dict[str, Any] = {
 }
 
 
-def calls(name: str, ns: str, tier: str, user: str, values: str, limit: str | None = None) -> dict[str, str]:
+def calls(
+    name: str, ns: str, tier: str, user: str, values: str, limit: str | None = None
+) -> dict[str, str]:
     labels = {"limitador_namespace": ns, "tier": tier, "user": user, "model": "granite-8b"}
     if limit:
         labels["limit_name"] = limit
@@ -161,7 +170,12 @@ def hits(ns: str, tier: str, user: str, values: str) -> dict[str, str]:
 
 
 def quota(ns: str, tier: str, policy: str, value: int) -> dict[str, str]:
-    labels = {"limitador_namespace": ns, "tier": tier, "limit_name": f"{tier}-{policy}", "policy": policy}
+    labels = {
+        "limitador_namespace": ns,
+        "tier": tier,
+        "limit_name": f"{tier}-{policy}",
+        "policy": policy,
+    }
     return series("maas_limit_max", labels, f"{value}x40")
 
 
@@ -186,11 +200,17 @@ NEAR_QUOTA: dict[str, Any] = {
             "alertname": "MaaSUserNearQuota",
             "exp_alerts": [
                 near_quota_alert(
-                    TOKENS, "free", "alice", "tokens",
+                    TOKENS,
+                    "free",
+                    "alice",
+                    "tokens",
                     "alice used 100 tokens of 100 per 60s (limit free-tokens, alert at 90%).",
                 ),
                 near_quota_alert(
-                    REQUESTS, "premium", "carol", "requests",
+                    REQUESTS,
+                    "premium",
+                    "carol",
+                    "requests",
                     "carol used 19 requests of 20 per 120s (limit premium-requests, alert at 90%).",
                 ),
             ],
@@ -200,7 +220,10 @@ NEAR_QUOTA: dict[str, Any] = {
             "alertname": "MaaSUserNearQuota",
             "exp_alerts": [
                 near_quota_alert(
-                    REQUESTS, "premium", "carol", "requests",
+                    REQUESTS,
+                    "premium",
+                    "carol",
+                    "requests",
                     "carol used 19 requests of 20 per 120s (limit premium-requests, alert at 90%).",
                 ),
             ],
@@ -213,7 +236,9 @@ NEAR_QUOTA: dict[str, Any] = {
 PARTITIONED: dict[str, Any] = {
     "interval": "1m",
     "input_series": [
-        series("datastore_partitioned", {"job": "maas-gateway", "instance": "g1:8080"}, "0 1 1 1 1 1"),
+        series(
+            "datastore_partitioned", {"job": "maas-gateway", "instance": "g1:8080"}, "0 1 1 1 1 1"
+        ),
         series("datastore_partitioned", {"job": "maas-gateway", "instance": "g2:8080"}, "0x5"),
     ],
     "alert_rule_test": [
@@ -248,7 +273,9 @@ def ratio_case(expected: list[dict[str, Any]]) -> dict[str, Any]:
 # --- tests ------------------------------------------------------------------------------------
 
 
-def test_rule_file_passes_promtool_check_and_holds_recording_and_alert_groups(tmp_path: Path) -> None:
+def test_rule_file_passes_promtool_check_and_holds_recording_and_alert_groups(
+    tmp_path: Path,
+) -> None:
     path = run_rules(tmp_path)
     check = promtool("check", "rules", str(path))
     assert check.returncode == 0, check.stdout + check.stderr
@@ -257,7 +284,10 @@ def test_rule_file_passes_promtool_check_and_holds_recording_and_alert_groups(tm
     assert groups[0] == recording.recording_group()
     alerts = [r["alert"] for r in groups[1]["rules"]]
     assert sorted(set(alerts)) == [
-        "MaaSCounterStorePartitioned", "MaaSHighLimitedRatio", "MaaSRateLimiterDown", "MaaSUserNearQuota",
+        "MaaSCounterStorePartitioned",
+        "MaaSHighLimitedRatio",
+        "MaaSRateLimiterDown",
+        "MaaSUserNearQuota",
     ]
     # One near-quota rule per configured limit: 3 tiers x (requests, tokens).
     assert alerts.count("MaaSUserNearQuota") == 6
@@ -268,7 +298,12 @@ def test_promtool_unit_tests_of_every_alert_pass(tmp_path: Path) -> None:
     tests: list[dict[str, Any]] = [
         LIMITER_DOWN,
         NO_LIMITER_AT_ALL,
-        ratio_case([ratio_alert(TOKENS, "free", "50%", "20%"), ratio_alert(REQUESTS, "enterprise", "100%", "20%")]),
+        ratio_case(
+            [
+                ratio_alert(TOKENS, "free", "50%", "20%"),
+                ratio_alert(REQUESTS, "enterprise", "100%", "20%"),
+            ]
+        ),
         NEAR_QUOTA,
         PARTITIONED,
     ]
@@ -279,30 +314,41 @@ def test_promtool_unit_tests_of_every_alert_pass(tmp_path: Path) -> None:
 
 def test_thresholds_come_from_the_command_line(tmp_path: Path) -> None:
     path = run_rules(tmp_path, "--limited-ratio", "0.6")
-    result = promtool_test(tmp_path, path, [ratio_case([ratio_alert(REQUESTS, "enterprise", "100%", "60%")])])
+    result = promtool_test(
+        tmp_path, path, [ratio_case([ratio_alert(REQUESTS, "enterprise", "100%", "60%")])]
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_promtool_unit_test_catches_a_wrong_expectation(tmp_path: Path) -> None:
     """The harness can fail: expecting the premium tier (9 % limited) to alert is refused."""
     path = run_rules(tmp_path)
-    wrong = ratio_case([
-        ratio_alert(TOKENS, "free", "50%", "20%"),
-        ratio_alert(REQUESTS, "enterprise", "100%", "20%"),
-        ratio_alert(TOKENS, "premium", "9.091%", "20%"),
-    ])
+    wrong = ratio_case(
+        [
+            ratio_alert(TOKENS, "free", "50%", "20%"),
+            ratio_alert(REQUESTS, "enterprise", "100%", "20%"),
+            ratio_alert(TOKENS, "premium", "9.091%", "20%"),
+        ]
+    )
     result = promtool_test(tmp_path, path, [wrong])
     assert result.returncode != 0
     assert "MaaSHighLimitedRatio" in result.stdout + result.stderr
 
 
-def test_a_new_tier_gets_quota_alerts_with_its_own_window(tmp_path: Path, example_config: Config) -> None:
+def test_a_new_tier_gets_quota_alerts_with_its_own_window(
+    tmp_path: Path, example_config: Config
+) -> None:
     data = example_config.model_dump(mode="json")
-    data["tiers"].append({
-        "name": "research", "level": 7, "groups": ["researchers"], "price_per_hit": 0.002,
-        "request_limit": {"max": 7, "window_seconds": 30},
-        "token_limit": {"max": 123456, "window_seconds": 3600},
-    })
+    data["tiers"].append(
+        {
+            "name": "research",
+            "level": 7,
+            "groups": ["researchers"],
+            "price_per_hit": 0.002,
+            "request_limit": {"max": 7, "window_seconds": 30},
+            "token_limit": {"max": 123456, "window_seconds": 3600},
+        }
+    )
     config_path = tmp_path / "five.yaml"
     config_path.write_text(yaml.safe_dump(data))
     parse_config(data)
@@ -312,15 +358,17 @@ def test_a_new_tier_gets_quota_alerts_with_its_own_window(tmp_path: Path, exampl
     research = [r for r in rules if r["labels"].get("limit_name", "").startswith("research-")]
     assert {r["labels"]["limit_name"] for r in research} == {"research-requests", "research-tokens"}
     by_name = {r["labels"]["limit_name"]: r for r in research}
-    assert '[30s]' in by_name["research-requests"]["expr"]
+    assert "[30s]" in by_name["research-requests"]["expr"]
     assert 'tier="research"' in by_name["research-requests"]["expr"]
-    assert '[3600s]' in by_name["research-tokens"]["expr"]
+    assert "[3600s]" in by_name["research-tokens"]["expr"]
     assert "123456 per 3600s" in by_name["research-tokens"]["annotations"]["description"]
 
 
 def test_prometheusrule_format_wraps_the_same_groups(tmp_path: Path) -> None:
     plain = yaml.safe_load(run_rules(tmp_path).read_text())
-    wrapped = yaml.safe_load(run_rules(tmp_path, "--format", "prometheusrule", "--namespace", "monitoring").read_text())
+    wrapped = yaml.safe_load(
+        run_rules(tmp_path, "--format", "prometheusrule", "--namespace", "monitoring").read_text()
+    )
     assert wrapped["apiVersion"] == "monitoring.coreos.com/v1"
     assert wrapped["kind"] == "PrometheusRule"
     assert wrapped["metadata"]["namespace"] == "monitoring"
@@ -333,7 +381,10 @@ def test_prometheusrule_format_wraps_the_same_groups(tmp_path: Path) -> None:
         (["--limited-ratio", "1.5"], "error: limited ratio must be between 0 and 1"),
         (["--near-quota", "0"], "error: near-quota fraction must be in (0, 1]"),
         (["--format", "xml"], "error: --format 'xml': choose prometheus or prometheusrule"),
-        (["--format", "prometheusrule", "--namespace", "Bad_NS"], "error: namespace 'Bad_NS' is not a valid"),
+        (
+            ["--format", "prometheusrule", "--namespace", "Bad_NS"],
+            "error: namespace 'Bad_NS' is not a valid",
+        ),
     ],
 )
 def test_bad_options_give_one_line_and_fail(args: list[str], message: str) -> None:

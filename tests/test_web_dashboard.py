@@ -136,7 +136,9 @@ def test_browser_every_panel_has_data_and_the_tier_filter_changes_the_numbers(
     lines = [p.key for p in catalogue.panels if p.kind == "timeseries"]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(demo.dashboard_url)
@@ -156,9 +158,13 @@ def test_browser_every_panel_has_data_and_the_tier_filter_changes_the_numbers(
             for panel in catalogue.panels:
                 section = f"#panel-{panel.key}"
                 if panel.kind in ("timeseries", "barchart"):
-                    page.wait_for_selector(f"{section} .main-svg .trace", state="attached", timeout=20_000)
+                    page.wait_for_selector(
+                        f"{section} .main-svg .trace", state="attached", timeout=20_000
+                    )
                 elif panel.kind == "piechart":
-                    page.wait_for_selector(f"{section} .main-svg .slice", state="attached", timeout=20_000)
+                    page.wait_for_selector(
+                        f"{section} .main-svg .slice", state="attached", timeout=20_000
+                    )
                 elif panel.kind == "bargauge":
                     assert _gauge(page, panel.key), panel.key
                 elif panel.kind == "table":
@@ -235,8 +241,12 @@ def _same(a: float, b: float) -> bool:
 
 
 def _grafana_query_result_options(
-    dashboard: dict[str, Any], variables: list[Variable], selection: Selection,
-    end: float, range_seconds: float, prometheus: str,
+    dashboard: dict[str, Any],
+    variables: list[Variable],
+    selection: Selection,
+    end: float,
+    range_seconds: float,
+    prometheus: str,
 ) -> dict[str, list[str]]:
     """The options of `query_result(...)` variables as Grafana computes them from the JSON.
 
@@ -257,7 +267,9 @@ def _grafana_query_result_options(
         raw = _prometheus(prometheus, "/api/v1/query", {"query": expr, "time": f"{end:.3f}"})
         pattern = re.compile(v["regex"].strip("/"))
         texts = [
-            "{" + ",".join(f'{k}="{value}"' for k, value in r["metric"].items()) + "} "
+            "{"
+            + ",".join(f'{k}="{value}"' for k, value in r["metric"].items())
+            + "} "
             + f"{r['value'][1]} {r['value'][0]}"
             for r in raw
         ]
@@ -266,8 +278,13 @@ def _grafana_query_result_options(
 
 
 def _grafana_panel_results(
-    panel: dict[str, Any], variables: list[Variable], selection: Selection,
-    end: float, range_seconds: float, prometheus: str, options: dict[str, list[str]],
+    panel: dict[str, Any],
+    variables: list[Variable],
+    selection: Selection,
+    end: float,
+    range_seconds: float,
+    prometheus: str,
+    options: dict[str, list[str]],
 ) -> tuple[dict[str, str], dict[str, list[tuple[dict[str, str], list[tuple[float, float]]]]]]:
     """Each target of a Grafana JSON panel run as Grafana would: refId -> query, [(labels, points)]."""
     queries, out = {}, {}
@@ -321,8 +338,7 @@ def _when_data_is_rich(web: DashboardData) -> float:
         end = float(math.floor(time.time()) - 2 * SCRAPE_INTERVAL)
         probe = web.panels(Selection(), Window(end, 600, SCRAPE_INTERVAL))
         rich = all(
-            p.has_data and (p.panel.kind != "timeseries" or longest_series(p) >= 3)
-            for p in probe
+            p.has_data and (p.panel.kind != "timeseries" or longest_series(p) >= 3) for p in probe
         )
         if rich:
             return end
@@ -331,7 +347,9 @@ def _when_data_is_rich(web: DashboardData) -> float:
         time.sleep(SCRAPE_INTERVAL)
 
 
-def test_web_numbers_equal_the_grafana_json_queries(demo: DemoProcess, example_config: Config) -> None:
+def test_web_numbers_equal_the_grafana_json_queries(
+    demo: DemoProcess, example_config: Config
+) -> None:
     dashboard = json.loads(Path(demo.grafana_json).read_text())
     variables = _grafana_variables(dashboard)
     catalogue = build_catalogue(example_config)
@@ -342,7 +360,9 @@ def test_web_numbers_equal_the_grafana_json_queries(demo: DemoProcess, example_c
     selections = [
         Selection(),
         Selection(tier=("free", "enterprise"), model=("granite-8b", "mistral-7b")),
-        Selection(namespace=("maas/tokens",), user=tuple(u for u in users if u in ("dave", "frank"))),
+        Selection(
+            namespace=("maas/tokens",), user=tuple(u for u in users if u in ("dave", "frank"))
+        ),
     ]
     compared = nonempty = 0
     try:
@@ -359,7 +379,13 @@ def test_web_numbers_equal_the_grafana_json_queries(demo: DemoProcess, example_c
                     ours = results[panel["title"]]
                     assert ours.error is None, ours.error
                     queries, theirs = _grafana_panel_results(
-                        panel, variables, selection, end, range_seconds, demo.prometheus_url, options
+                        panel,
+                        variables,
+                        selection,
+                        end,
+                        range_seconds,
+                        demo.prometheus_url,
+                        options,
                     )
                     # Byte for byte the query Grafana sends.
                     assert {t.target.ref_id: t.expr for t in ours.targets} == queries
@@ -368,7 +394,9 @@ def test_web_numbers_equal_the_grafana_json_queries(demo: DemoProcess, example_c
                     for ref_id, rows in theirs.items():
                         a, b = _canonical(mine[ref_id]), _canonical(rows)
                         assert [labels for labels, _ in a] == [labels for labels, _ in b], (
-                            panel["title"], ref_id, selection,
+                            panel["title"],
+                            ref_id,
+                            selection,
                         )
                         for (labels, points_a), (_, points_b) in zip(a, b, strict=True):
                             assert len(points_a) == len(points_b), (panel["title"], labels)
@@ -389,7 +417,16 @@ def test_browser_shows_a_clear_message_when_prometheus_is_unreachable(tmp_path: 
     dead = f"http://127.0.0.1:{free_port()}"
     port = free_port()
     server = subprocess.Popen(
-        [*cli(), "serve", "--config", str(EXAMPLE_CONFIG), "--prometheus", dead, "--port", str(port)],
+        [
+            *cli(),
+            "serve",
+            "--config",
+            str(EXAMPLE_CONFIG),
+            "--prometheus",
+            dead,
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -407,7 +444,10 @@ def test_browser_shows_a_clear_message_when_prometheus_is_unreachable(tmp_path: 
                 assert banner.startswith(f"⚠ Cannot reach Prometheus at {dead}")
                 page.wait_for_selector(".panel-body[data-state]", timeout=30_000)
                 assert set(_states(page).values()) == {"error"}
-                assert page.text_content("#panel-total_hits .panel-body") == "No answer from Prometheus"
+                assert (
+                    page.text_content("#panel-total_hits .panel-body")
+                    == "No answer from Prometheus"
+                )
             finally:
                 browser.close()
     finally:

@@ -171,9 +171,14 @@ def test_banner_says_prometheus_is_unreachable(example_config: Config) -> None:
 
 
 def test_serve_rejects_a_prometheus_that_is_not_a_url() -> None:
-    result = CliRunner().invoke(app, ["serve", "--config", str(EXAMPLE), "--prometheus", "localhost:9090"])
+    result = CliRunner().invoke(
+        app, ["serve", "--config", str(EXAMPLE), "--prometheus", "localhost:9090"]
+    )
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: --prometheus 'localhost:9090' must be an http:// or https:// URL"
+    assert (
+        result.stderr.strip()
+        == "error: --prometheus 'localhost:9090' must be an http:// or https:// URL"
+    )
 
 
 def test_serve_rejects_an_invalid_config(tmp_path: Path) -> None:

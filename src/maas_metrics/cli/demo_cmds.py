@@ -44,7 +44,9 @@ def serve(
         fail(f"--prometheus {prometheus!r} must be an http:// or https:// URL")
     from maas_metrics.web.server import serve_dashboard
 
-    print(f"maas-metrics web dashboard on http://{host}:{port}/ (Prometheus {prometheus})", flush=True)
+    print(
+        f"maas-metrics web dashboard on http://{host}:{port}/ (Prometheus {prometheus})", flush=True
+    )
     try:
         serve_dashboard(cfg, prometheus, host, port, scrape_interval_seconds=scrape_interval)
     except OSError as error:
@@ -52,9 +54,8 @@ def serve(
 
 
 def demo(
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help=CONFIG_OPTION_HELP)
-    ] = EXAMPLES / "maas.yaml",
+    config: Annotated[Path, typer.Option("--config", "-c", help=CONFIG_OPTION_HELP)] = EXAMPLES
+    / "maas.yaml",
     keys: Annotated[
         Path,
         typer.Option(help="Plaintext demo secrets of the config's API keys (user: key)."),

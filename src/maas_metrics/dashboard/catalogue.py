@@ -135,15 +135,19 @@ def variables(config: Config) -> tuple[Variable, ...]:
             value="prometheus",
         ),
         filter_variable(
-            "namespace", "Namespace", "limitador_namespace", usage(),
+            "namespace",
+            "Namespace",
+            "limitador_namespace",
+            usage(),
             "limitador_namespace: one per policy (and per tenant). Token panels never count the "
             "request policy's namespace, whatever is chosen here.",
         ),
+        filter_variable("tier", "Tier", "tier", usage(NAMESPACE), "The users' service tier."),
         filter_variable(
-            "tier", "Tier", "tier", usage(NAMESPACE), "The users' service tier."
-        ),
-        filter_variable(
-            "user", "User", "user", usage(NAMESPACE, TIER),
+            "user",
+            "User",
+            "user",
+            usage(NAMESPACE, TIER),
             "Users seen in the chosen namespaces and tiers, including users who were only limited.",
         ),
         filter_variable("model", "Model", "model", usage(NAMESPACE), "The model requested."),
@@ -244,7 +248,11 @@ class _Builder:
             description="Users with at least one allowed or limited call in the selected range.",
             kind="stat",
             unit="short",
-            targets=(Target("A", or_zero(f"count({self.active(('user',))})"), legend="users", instant=True),),
+            targets=(
+                Target(
+                    "A", or_zero(f"count({self.active(('user',))})"), legend="users", instant=True
+                ),
+            ),
             grid=Grid(6, 0, 6, 4),
         )
 
@@ -263,7 +271,14 @@ class _Builder:
             kind="stat",
             unit="percentunit",
             decimals=1,
-            targets=(Target("A", success_ratio(allowed, limited, checks), legend="success rate", instant=True),),
+            targets=(
+                Target(
+                    "A",
+                    success_ratio(allowed, limited, checks),
+                    legend="success rate",
+                    instant=True,
+                ),
+            ),
             grid=Grid(12, 0, 6, 4),
             thresholds=(Threshold("red"), Threshold("orange", 0.8), Threshold("green", 0.95)),
         )
@@ -309,7 +324,9 @@ class _Builder:
             kind="timeseries",
             unit="reqps",
             targets=(
-                Target("A", self.c.rate(CALLS, CALL_FILTER, ("tier",)), legend="allowed · {{tier}}"),
+                Target(
+                    "A", self.c.rate(CALLS, CALL_FILTER, ("tier",)), legend="allowed · {{tier}}"
+                ),
                 Target(
                     "B",
                     self.c.rate(LIMITED, CALL_FILTER, ("tier",)),
@@ -562,7 +579,10 @@ class _Builder:
             unit="short",
             targets=(
                 Target(
-                    "A", self.c.total(HITS, tokens_filter, keys), instant=True, table=True,
+                    "A",
+                    self.c.total(HITS, tokens_filter, keys),
+                    instant=True,
+                    table=True,
                     description="hits",
                 ),
                 Target("B", allowed, instant=True, table=True, description="allowed calls"),
@@ -575,7 +595,11 @@ class _Builder:
                     description="success rate",
                 ),
                 Target(
-                    "E", self.cost(keys, tokens_filter), instant=True, table=True, description="cost"
+                    "E",
+                    self.cost(keys, tokens_filter),
+                    instant=True,
+                    table=True,
+                    description="cost",
                 ),
             ),
             columns=(

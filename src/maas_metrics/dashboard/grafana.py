@@ -87,7 +87,9 @@ def _reduce_last() -> common_builder.ReduceDataOptions:
     return common_builder.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 
 
-def _legend(placement: common.LegendPlacement = common.LegendPlacement.BOTTOM) -> common_builder.VizLegendOptions:
+def _legend(
+    placement: common.LegendPlacement = common.LegendPlacement.BOTTOM,
+) -> common_builder.VizLegendOptions:
     return (
         common_builder.VizLegendOptions()
         .show_legend(True)
@@ -121,7 +123,11 @@ def _timeseries(panel: Panel) -> PanelBuilder:
         .line_width(2)
         .fill_opacity(10)
         .color_scheme(_palette())
-        .tooltip(common_builder.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI).sort(common.SortOrder.DESCENDING))
+        .tooltip(
+            common_builder.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
     )
     if panel.stacked:
         builder = builder.stacking(common_builder.StackingConfig().mode(common.StackingMode.NORMAL))
@@ -129,7 +135,11 @@ def _timeseries(panel: Panel) -> PanelBuilder:
         if target.dashed:
             builder = builder.with_override(
                 models.MatcherConfig(id_val="byFrameRefID", options=target.ref_id),
-                [models.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})],
+                [
+                    models.DynamicConfigValue(
+                        id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}
+                    )
+                ],
             )
     return builder
 
@@ -144,7 +154,9 @@ def _barchart(panel: Panel) -> PanelBuilder:
         .color_scheme(_palette())
         .fill_opacity(80)
         .with_transformation(
-            models.DataTransformerConfig(id_val="joinByField", options={"byField": "Time", "mode": "outer"})
+            models.DataTransformerConfig(
+                id_val="joinByField", options={"byField": "Time", "mode": "outer"}
+            )
         )
     )
     if panel.stacked:
@@ -176,7 +188,12 @@ def _piechart(panel: Panel) -> PanelBuilder:
             .show_legend(True)
             .display_mode(common.LegendDisplayMode.TABLE)
             .placement(common.LegendPlacement.RIGHT)
-            .values([piechart_models.PieChartLegendValues.VALUE, piechart_models.PieChartLegendValues.PERCENT])
+            .values(
+                [
+                    piechart_models.PieChartLegendValues.VALUE,
+                    piechart_models.PieChartLegendValues.PERCENT,
+                ]
+            )
         )
         .color_scheme(_palette())
     )
@@ -191,10 +208,20 @@ def _table(panel: Panel, catalogue: Catalogue) -> PanelBuilder:
         .with_transformation(
             models.DataTransformerConfig(
                 id_val="organize",
-                options={"excludeByName": {"Time": True}, "indexByName": index, "renameByName": rename},
+                options={
+                    "excludeByName": {"Time": True},
+                    "indexByName": index,
+                    "renameByName": rename,
+                },
             )
         )
-        .sort_by([common_builder.TableSortByFieldState().display_name(panel.columns[-1].title).desc(True)])
+        .sort_by(
+            [
+                common_builder.TableSortByFieldState()
+                .display_name(panel.columns[-1].title)
+                .desc(True)
+            ]
+        )
         .footer(common_builder.TableFooterOptions().show(False))
     )
     for column in panel.columns:
@@ -210,13 +237,17 @@ def _table(panel: Panel, catalogue: Catalogue) -> PanelBuilder:
         if tier_column is not None:
             mapping = {
                 "type": "value",
-                "options": {t.name: {"color": t.colour, "index": i} for i, t in enumerate(catalogue.tiers)},
+                "options": {
+                    t.name: {"color": t.colour, "index": i} for i, t in enumerate(catalogue.tiers)
+                },
             }
             builder = builder.override_by_name(
                 tier_column,
                 [
                     models.DynamicConfigValue(id_val="mappings", value=[mapping]),
-                    models.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
+                    models.DynamicConfigValue(
+                        id_val="custom.cellOptions", value={"type": "color-text"}
+                    ),
                 ],
             )
     return builder
@@ -254,7 +285,9 @@ def _panel(panel: Panel, catalogue: Catalogue) -> PanelBuilder:
         builder = builder.max(panel.max_value)
     if panel.colour_by_tier and panel.kind != "table":
         for tier in catalogue.tiers:
-            builder = builder.override_by_regexp(tier_regex(tier.name), [_fixed_colour(tier.colour)])
+            builder = builder.override_by_regexp(
+                tier_regex(tier.name), [_fixed_colour(tier.colour)]
+            )
     return builder
 
 
@@ -265,7 +298,11 @@ def _variable(variable: Variable) -> Any:
             .label(variable.label)
             .description(variable.description)
             .type(variable.value)
-            .current(models.VariableOption(selected=True, text="Prometheus", value=f"${{{DATASOURCE_INPUT}}}"))
+            .current(
+                models.VariableOption(
+                    selected=True, text="Prometheus", value=f"${{{DATASOURCE_INPUT}}}"
+                )
+            )
         )
     if variable.kind == "constant":
         return (
@@ -361,4 +398,6 @@ def dashboard(catalogue: Catalogue, *, importable: bool = True) -> dict[str, Any
 
 def render_json(catalogue: Catalogue, *, importable: bool = True) -> str:
     """The dashboard JSON text: 2-space indent, UTF-8 (emoji kept), trailing newline."""
-    return json.dumps(dashboard(catalogue, importable=importable), indent=2, ensure_ascii=False) + "\n"
+    return (
+        json.dumps(dashboard(catalogue, importable=importable), indent=2, ensure_ascii=False) + "\n"
+    )

@@ -34,12 +34,17 @@ _LiteralDumper.add_representer(str, _str)
 
 
 def _dump(document: dict[str, Any]) -> str:
-    return yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True, width=1_000_000)
+    return yaml.dump(
+        document, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True, width=1_000_000
+    )
 
 
 def _labels(catalogue: Catalogue) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "maas-metrics", "app.kubernetes.io/component": "dashboard",
-            "maas-metrics/dashboard": catalogue.uid}
+    return {
+        "app.kubernetes.io/name": "maas-metrics",
+        "app.kubernetes.io/component": "dashboard",
+        "maas-metrics/dashboard": catalogue.uid,
+    }
 
 
 def configmap(catalogue: Catalogue, *, namespace: str) -> dict[str, Any]:

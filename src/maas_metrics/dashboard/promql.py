@@ -27,6 +27,7 @@ from maas_metrics.rules import recording
 #: the pair to read the small per-tier series for All and the per-user series otherwise.
 ABSENT_LABEL = "maas_no_such_label"
 
+
 def re2_escape(value: str) -> str:
     """`value` as an RE2 regex matching it literally (the text before PromQL string escaping)."""
     return re.sub(r"[\\.+*?()|\[\]{}^$]", lambda m: "\\" + m.group(0), value)
@@ -72,7 +73,9 @@ class Counters:
         """The increase of `counter` over `$__range`, summed by `labels`."""
         return self._sum((counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"))
 
-    def total_over(self, counter: str, matchers: Sequence[str], labels: Sequence[str], window: str) -> str:
+    def total_over(
+        self, counter: str, matchers: Sequence[str], labels: Sequence[str], window: str
+    ) -> str:
         """The increase over a fixed `window` (e.g. `1h` for hourly buckets), summed by `labels`."""
         return self._sum((counter,), matchers, labels, _increase(window), _sum_over(window))
 
@@ -130,7 +133,10 @@ def _sum_union(counters: Sequence[str], labels: Sequence[str], read: Callable[[s
     if len(parts) == 1:
         return parts[0]
     marked = [parts[0]]
-    marked += [f'label_replace({p}, "maas_counter", "{c}", "", "")' for p, c in zip(parts[1:], counters[1:], strict=True)]
+    marked += [
+        f'label_replace({p}, "maas_counter", "{c}", "", "")'
+        for p, c in zip(parts[1:], counters[1:], strict=True)
+    ]
     return f"{by(labels)} ({' or '.join(marked)})"
 
 

@@ -114,7 +114,9 @@ def _regex_alternatives(values: Sequence[str]) -> str:
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
-def interpolate(variable: Variable, choice: Choice | None, options: Sequence[str] | None = None) -> str:
+def interpolate(
+    variable: Variable, choice: Choice | None, options: Sequence[str] | None = None
+) -> str:
     """The text Grafana puts in place of `$variable` for this choice (None: its default).
 
     A `top` variable has every option selected ("All" without an allValue):
@@ -168,19 +170,47 @@ def go_duration(seconds: float) -> str:
 def format_interval(seconds: float) -> str:
     """Grafana's `gtime.FormatInterval` (the text of `$__interval`): largest whole unit."""
     ms = int(seconds * 1000)
-    for unit, size in (("y", 31_536_000_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+    for unit, size in (
+        ("y", 31_536_000_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ):
         if ms >= size:
             return f"{ms // size}{unit}"
     return f"{ms}ms" if ms >= 1 else "1ms"
 
 
 _ROUND_STEPS_MS = (
-    (15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1500, 1000),
-    (3500, 2000), (7500, 5000), (12500, 10000), (17500, 15000), (25000, 20000),
-    (45000, 30000), (90000, 60000), (210000, 120000), (450000, 300000), (750000, 600000),
-    (1050000, 900000), (1500000, 1200000), (2700000, 1800000), (5400000, 3600000),
-    (9000000, 7200000), (16200000, 10800000), (32400000, 21600000), (86400000, 43200000),
-    (604800000, 86400000), (1814400000, 604800000), (3628800000, 2592000000),
+    (15, 10),
+    (35, 20),
+    (75, 50),
+    (150, 100),
+    (350, 200),
+    (750, 500),
+    (1500, 1000),
+    (3500, 2000),
+    (7500, 5000),
+    (12500, 10000),
+    (17500, 15000),
+    (25000, 20000),
+    (45000, 30000),
+    (90000, 60000),
+    (210000, 120000),
+    (450000, 300000),
+    (750000, 600000),
+    (1050000, 900000),
+    (1500000, 1200000),
+    (2700000, 1800000),
+    (5400000, 3600000),
+    (9000000, 7200000),
+    (16200000, 10800000),
+    (32400000, 21600000),
+    (86400000, 43200000),
+    (604800000, 86400000),
+    (1814400000, 604800000),
+    (3628800000, 2592000000),
 )
 
 
@@ -214,7 +244,9 @@ def rate_interval(interval_seconds: float, scrape_interval_seconds: float = 15) 
     return max(interval_seconds + scrape_interval_seconds, 4 * scrape_interval_seconds)
 
 
-_VARIABLE_RE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}")
+_VARIABLE_RE = re.compile(
+    r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}"
+)
 
 
 def expand(
@@ -275,4 +307,6 @@ def top_values(variable: Variable, results: Iterable[Mapping[str, str]]) -> list
     the range, pass the samples' labels here, then the list to `expand` as
     `options={variable.name: values}`.
     """
-    return sorted({labels[variable.label_name] for labels in results if variable.label_name in labels})
+    return sorted(
+        {labels[variable.label_name] for labels in results if variable.label_name in labels}
+    )

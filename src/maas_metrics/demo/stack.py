@@ -230,7 +230,9 @@ class DemoStack:
                 return False
 
         try:
-            wait_until("the first Prometheus scrape with traffic", scraped, self.options.start_timeout)
+            wait_until(
+                "the first Prometheus scrape with traffic", scraped, self.options.start_timeout
+            )
         finally:
             api.close()
         return f"every {self.options.scrape_interval_seconds} s"

@@ -66,7 +66,12 @@ class Gateway:
         self.models = {m.name: m.upstream for m in config.models}
         created = int(time.time())
         self._model_objects = {
-            m.name: {"id": m.name, "object": "model", "created": created, "owned_by": "maas-metrics"}
+            m.name: {
+                "id": m.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "maas-metrics",
+            }
             for m in config.models
         }
         self._model_list = orjson.dumps(

@@ -13,9 +13,7 @@ JSON = "application/json"
 
 def error_body(message: str, type_: str, code: str | int | None) -> bytes:
     """`{"error": {"message", "type", "param", "code"}}` as the OpenAI API writes it."""
-    return orjson.dumps(
-        {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    )
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
 
 
 class GatewayError(Exception):
@@ -84,15 +82,11 @@ def bad_request(message: str, code: str = "invalid_request") -> GatewayError:
 
 
 def too_large(limit: int) -> GatewayError:
-    return GatewayError(
-        413, f"Request body larger than {limit} bytes.", code="request_too_large"
-    )
+    return GatewayError(413, f"Request body larger than {limit} bytes.", code="request_too_large")
 
 
 def unknown_model(model: str) -> GatewayError:
-    return GatewayError(
-        404, f"The model {model!r} does not exist.", code="model_not_found"
-    )
+    return GatewayError(404, f"The model {model!r} does not exist.", code="model_not_found")
 
 
 def store_unavailable() -> GatewayError:

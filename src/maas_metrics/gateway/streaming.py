@@ -24,9 +24,7 @@ _LINE_END = re.compile(rb"\r\n|\n|\r")
 def _event_data(event: bytes) -> bytes | None:
     """The joined `data:` lines of one event, or None when it has none."""
     parts = [
-        line[5:].removeprefix(b" ")
-        for line in _LINE_END.split(event)
-        if line.startswith(b"data:")
+        line[5:].removeprefix(b" ") for line in _LINE_END.split(event) if line.startswith(b"data:")
     ]
     return b"\n".join(parts) if parts else None
 

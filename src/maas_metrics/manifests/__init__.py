@@ -46,7 +46,9 @@ class ManifestOptions:
         for name in ("namespace", "kuadrant_namespace", "gateway_namespace"):
             value = getattr(self, name)
             if not DNS_LABEL.match(value):
-                raise ValueError(f"{name.replace('_', '-')} {value!r} is not a valid Kubernetes namespace")
+                raise ValueError(
+                    f"{name.replace('_', '-')} {value!r} is not a valid Kubernetes namespace"
+                )
         if self.replicas < 1:
             raise ValueError(f"replicas must be at least 1, got {self.replicas}")
         if not re.fullmatch(r"([0-9]+(ms|s|m|h))+", self.scrape_interval):

@@ -105,9 +105,7 @@ def gateway_deployment(
                             ],
                         }
                     ],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": "maas-metrics-config"}}
-                    ],
+                    "volumes": [{"name": "config", "configMap": {"name": "maas-metrics-config"}}],
                 },
             },
         },
@@ -122,7 +120,12 @@ def gateway_service(config: Config, namespace: str) -> Manifest:
         "spec": {
             "selector": dict(GATEWAY_SELECTOR),
             "ports": [
-                {"name": "http", "port": config.gateway.port, "targetPort": "http", "protocol": "TCP"}
+                {
+                    "name": "http",
+                    "port": config.gateway.port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
             ],
         },
     }
@@ -169,6 +172,8 @@ def redis_service(namespace: str) -> Manifest:
         "metadata": _meta(REDIS_NAME, namespace, REDIS_SELECTOR),
         "spec": {
             "selector": dict(REDIS_SELECTOR),
-            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+            "ports": [
+                {"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}
+            ],
         },
     }

@@ -61,7 +61,9 @@ class PrometheusProcess:
         self.rule_files = rule_files or []
         self.retention = retention
         self.log_file = log_file or self.data_dir / "prometheus.log"
-        self.preexec_fn = preexec_fn  # e.g. die-with-parent, so even `kill -9` of a demo leaves no orphan
+        self.preexec_fn = (
+            preexec_fn  # e.g. die-with-parent, so even `kill -9` of a demo leaves no orphan
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

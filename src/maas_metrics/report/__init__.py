@@ -59,7 +59,9 @@ def build_report(
     model_index = request.detail_labels.index("model")
     detail: dict[tuple[str, ...], Totals] = {}
     unknown: set[str] = set()
-    for a, b in plan_windows(rng.start, rng.end, price_boundaries(config, rng.start, rng.end), step):
+    for a, b in plan_windows(
+        rng.start, rng.end, price_boundaries(config, rng.start, rng.end), step
+    ):
         for window_start, values_by_key in reader.read(a, b, done):
             day = window_start.date()
             for key, values in values_by_key.items():

@@ -51,7 +51,10 @@ def to_json(report: Report) -> str:
         "by": list(report.by),
         "filters": {k: list(v) for k, v in sorted(report.filters.items())},
         "currency": "USD",
-        "rows": [{**dict(zip(report.by, row.key, strict=True)), **values(row.totals)} for row in report.rows],
+        "rows": [
+            {**dict(zip(report.by, row.key, strict=True)), **values(row.totals)}
+            for row in report.rows
+        ],
         "total": values(report.total),
         "unpriced_tiers": list(report.unknown_tiers),
     }
@@ -87,19 +90,32 @@ def to_table(report: Report, console: Console) -> None:
         caption="tokens: authorized hits of the token policy; calls: policy checks",
         show_footer=True,
     )
-    cells = [count(report.total.tokens), count(report.total.allowed), count(report.total.limited),
-             percent(report.total.success_rate), dollars(report.total.cost)]
+    cells = [
+        count(report.total.tokens),
+        count(report.total.allowed),
+        count(report.total.limited),
+        percent(report.total.success_rate),
+        dollars(report.total.cost),
+    ]
     # On a narrow terminal names wrap; numbers never get cut.
     for index, key in enumerate(report.by):
         table.add_column(key, footer="Total" if index == 0 else "", overflow="fold")
-    for title, footer in zip(("Tokens", "Allowed", "Limited", "Success", "Cost"), cells, strict=True):
+    for title, footer in zip(
+        ("Tokens", "Allowed", "Limited", "Success", "Cost"), cells, strict=True
+    ):
         table.add_column(title, footer=footer, justify="right", no_wrap=True)
     for row in report.rows:
         t = row.totals
         table.add_row(
-            *row.key, count(t.tokens), count(t.allowed), count(t.limited),
-            percent(t.success_rate), dollars(t.cost),
+            *row.key,
+            count(t.tokens),
+            count(t.allowed),
+            count(t.limited),
+            percent(t.success_rate),
+            dollars(t.cost),
         )
     console.print(table)
     if report.unknown_tiers:
-        console.print(f"[yellow]unpriced tiers (not in the config): {', '.join(report.unknown_tiers)}")
+        console.print(
+            f"[yellow]unpriced tiers (not in the config): {', '.join(report.unknown_tiers)}"
+        )

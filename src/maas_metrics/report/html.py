@@ -119,12 +119,14 @@ def to_html(report: Report, config: Config) -> str:
     filters = ", ".join(f"{k} = {' | '.join(v)}" for k, v in sorted(report.filters.items()))
     notes = f"<p>Filters: {escape(filters)}</p>" if filters else ""
     if report.unknown_tiers:
-        notes += f"<p>Unpriced tiers (not in the config): {escape(', '.join(report.unknown_tiers))}</p>"
+        notes += (
+            f"<p>Unpriced tiers (not in the config): {escape(', '.join(report.unknown_tiers))}</p>"
+        )
     title = f"MaaS usage and cost, {period_text(report)}"
     # One chart under the other: plotly sizes a chart to its box when it is drawn.
     blocks = "".join(f'<div class="chart">{chart}</div>' for chart in charts)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{escape(title)}</h1>"
         f"<p>Total cost <strong>{dollars(report.total.cost)}</strong> for "

@@ -54,9 +54,7 @@ def price_on(config: Config, tier_name: str, model: str, day: date) -> Price | N
 
 
 def uses_token_prices(config: Config) -> bool:
-    return any(
-        c.per_prompt_token is not None for tier in config.tiers for c in tier.price_changes
-    )
+    return any(c.per_prompt_token is not None for tier in config.tiers for c in tier.price_changes)
 
 
 def price_boundaries(config: Config, start: datetime, end: datetime) -> list[datetime]:

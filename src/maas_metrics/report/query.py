@@ -32,7 +32,12 @@ from maas_metrics.report.pricing import Usage
 DEFAULT_STEP = 86400.0
 """Seconds per query window unless `--step` says otherwise; halved while Prometheus refuses."""
 
-_SPLIT_ON = ("too many samples", "query timed out", "did not answer in time", "query processing would load")
+_SPLIT_ON = (
+    "too many samples",
+    "query timed out",
+    "did not answer in time",
+    "query processing would load",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,21 +56,20 @@ LIMITED = Counter("limited", "limited_calls", tokens_only=False)
 
 
 def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[str]:
-    out = [matcher(GROUP_KEYS[key], list(values)) for key, values in sorted(request.filters.items())]
+    out = [
+        matcher(GROUP_KEYS[key], list(values)) for key, values in sorted(request.filters.items())
+    ]
     if counter.tokens_only:
         out.insert(0, f"limitador_namespace!={string_literal(config.namespaces.requests)}")
     return out
 
 
-def window_expr(
-    config: Config, request: ReportRequest, counter: Counter, seconds: float
-) -> str:
+def window_expr(config: Config, request: ReportRequest, counter: Counter, seconds: float) -> str:
     """The increase of `counter` over a window of `seconds` ending at the query time."""
     sel = selector(counter.metric, matchers(config, request, counter))
     labels = ", ".join(request.detail_labels)
     return (
-        f"sum by ({labels}) "
-        f"(increase({sel}[{duration(seconds)}:{duration(request.resolution)}]))"
+        f"sum by ({labels}) (increase({sel}[{duration(seconds)}:{duration(request.resolution)}]))"
     )
 
 

@@ -39,7 +39,9 @@ class AlertSettings:
 
     def __post_init__(self) -> None:
         if not 0 < self.limited_ratio < 1:
-            raise ValueError(f"limited ratio must be between 0 and 1 (exclusive), got {self.limited_ratio}")
+            raise ValueError(
+                f"limited ratio must be between 0 and 1 (exclusive), got {self.limited_ratio}"
+            )
         if not 0 < self.near_quota <= 1:
             raise ValueError(f"near-quota fraction must be in (0, 1], got {self.near_quota}")
         if not self.limiter_jobs:
@@ -100,7 +102,10 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
         for policy, limit in (("requests", policies.requests), ("tokens", policies.tokens)):
             if limit is None or limit.max_value == 0:
                 continue
-            where = [matcher("limitador_namespace", [limit.namespace]), matcher("tier", [tier_name])]
+            where = [
+                matcher("limitador_namespace", [limit.namespace]),
+                matcher("tier", [tier_name]),
+            ]
             used = (
                 "sum by (limitador_namespace, tier, user) "
                 f"(increase({selector('authorized_hits', where)}[{duration(limit.seconds)}]))"

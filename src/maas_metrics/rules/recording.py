@@ -75,7 +75,11 @@ def recording_rules() -> list[Rule]:
 
 def recording_group() -> dict[str, Any]:
     """The rule group (for a Prometheus rule file or a PrometheusRule's `spec.groups`)."""
-    return {"name": GROUP_NAME, "interval": f"{INTERVAL_SECONDS // 60}m", "rules": recording_rules()}
+    return {
+        "name": GROUP_NAME,
+        "interval": f"{INTERVAL_SECONDS // 60}m",
+        "rules": recording_rules(),
+    }
 
 
 def recording_groups(config: Config | None = None) -> list[dict[str, Any]]:

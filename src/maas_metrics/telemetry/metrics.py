@@ -101,7 +101,9 @@ class GatewayMetrics:
             "gauge",
             QUOTA_LABELS,
         )
-        self.changed_at = 0.0  # time.monotonic() of the last usage change, for scrape-aware shutdown
+        self.changed_at = (
+            0.0  # time.monotonic() of the last usage change, for scrape-aware shutdown
+        )
         self.limit_window = Family(
             "maas_limit_window_seconds",
             "Configured window length in seconds of each limit",

@@ -29,24 +29,32 @@ from maas_metrics.web.timerange import range_seconds
 HEALTH_PATH = "healthz"
 _FILTER_INPUTS = [Input(f"filter-{name}", "value") for name, _ in FILTERS]
 
-_INDEX = """<!DOCTYPE html>
+_INDEX = (
+    """<!DOCTYPE html>
 <html>
   <head>
     {%metas%}
     <title>{%title%}</title>
     {%favicon%}
     {%css%}
-    <style>""" + CSS + """</style>
+    <style>"""
+    + CSS
+    + """</style>
   </head>
   <body>
     {%app_entry%}
     <footer>{%config%}{%scripts%}{%renderer%}</footer>
   </body>
 </html>"""
+)
 
 
-def selection_of(namespace: list[str] | None, tier: list[str] | None,
-                 user: list[str] | None, model: list[str] | None) -> Selection:
+def selection_of(
+    namespace: list[str] | None,
+    tier: list[str] | None,
+    user: list[str] | None,
+    model: list[str] | None,
+) -> Selection:
     """Dropdown values as a Selection: nothing chosen means All, as in Grafana."""
 
     def choice(values: list[str] | None) -> Any:
@@ -58,7 +66,9 @@ def selection_of(namespace: list[str] | None, tier: list[str] | None,
 class WebDashboard:
     """The app's state: catalogue, data layer and time settings (one per served dashboard)."""
 
-    def __init__(self, catalogue: Catalogue, api: PrometheusAPI, scrape_interval_seconds: float) -> None:
+    def __init__(
+        self, catalogue: Catalogue, api: PrometheusAPI, scrape_interval_seconds: float
+    ) -> None:
         self.catalogue = catalogue
         self.api = api
         self.data = DashboardData(catalogue, api)
@@ -75,7 +85,10 @@ class WebDashboard:
             namespaces = self.data.options("namespace", Selection(), window)
         except PrometheusError as error:
             reason = str(error)
-            return f"⚠ {reason[:1].upper()}{reason[1:]}. The dashboard retries on every refresh.", "error"
+            return (
+                f"⚠ {reason[:1].upper()}{reason[1:]}. The dashboard retries on every refresh.",
+                "error",
+            )
         if not namespaces:
             return (
                 f"⏳ Prometheus at {self.api.url} has no MaaS metrics yet (authorized_calls, "
@@ -88,7 +101,9 @@ class WebDashboard:
     def panels(self, selection: Selection, window: Window) -> dict[str, PanelData]:
         return {d.panel.key: d for d in self.data.panels(selection, window)}
 
-    def options(self, name: str, selection: Selection, window: Window, chosen: list[str] | None) -> list[str]:
+    def options(
+        self, name: str, selection: Selection, window: Window, chosen: list[str] | None
+    ) -> list[str]:
         values = self.data.options(name, selection, window)
         if name == "tier":  # configured tiers in level order first, like the legend
             order = {t.name: i for i, t in enumerate(self.catalogue.tiers)}
@@ -106,7 +121,9 @@ def create_app(
 ) -> Dash:
     """The Dash app for `config` reading `prometheus_url`; serve `app.server` with any WSGI server."""
     catalogue = catalogue or build_catalogue(config)
-    state = WebDashboard(catalogue, PrometheusAPI(prometheus_url, timeout=30), scrape_interval_seconds)
+    state = WebDashboard(
+        catalogue, PrometheusAPI(prometheus_url, timeout=30), scrape_interval_seconds
+    )
     refresh_seconds = duration_seconds(catalogue.refresh) if catalogue.refresh else 30.0
     app = Dash(
         __name__,
@@ -130,17 +147,24 @@ def create_app(
         *_FILTER_INPUTS,
     )
     def refresh_panels(
-        _tick: int, _clicks: int, relative: str | None,
-        namespace: list[str] | None, tier: list[str] | None,
-        user: list[str] | None, model: list[str] | None,
+        _tick: int,
+        _clicks: int,
+        relative: str | None,
+        namespace: list[str] | None,
+        tier: list[str] | None,
+        user: list[str] | None,
+        model: list[str] | None,
     ) -> tuple[list[html.Div], str, str, str]:
         window = state.window(relative)
         message, kind = state.banner(window)
         keys = [output["id"]["key"] for output in callback_context.outputs_list[0]]
         if kind == "error":
             bodies = [
-                html.Div(html.Div("No answer from Prometheus", className="panel-message panel-error"),
-                         className="panel-body", **figures.attributes(state="error"))
+                html.Div(
+                    html.Div("No answer from Prometheus", className="panel-message panel-error"),
+                    className="panel-body",
+                    **figures.attributes(state="error"),
+                )
                 for _ in keys
             ]
         else:
@@ -157,9 +181,13 @@ def create_app(
         *_FILTER_INPUTS,
     )
     def refresh_options(
-        _tick: int, _clicks: int, relative: str | None,
-        namespace: list[str] | None, tier: list[str] | None,
-        user: list[str] | None, model: list[str] | None,
+        _tick: int,
+        _clicks: int,
+        relative: str | None,
+        namespace: list[str] | None,
+        tier: list[str] | None,
+        user: list[str] | None,
+        model: list[str] | None,
     ) -> tuple[Any, ...]:
         window = state.window(relative)
         selection = selection_of(namespace, tier, user, model)

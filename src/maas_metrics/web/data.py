@@ -146,7 +146,9 @@ class DashboardData:
                 variable.top_expr,
                 selection,
                 window.range_seconds,
-                rate_interval(grafana_interval(window.range_seconds), window.scrape_interval_seconds),
+                rate_interval(
+                    grafana_interval(window.range_seconds), window.scrape_interval_seconds
+                ),
                 variables=self.catalogue.variables,
             )
             samples = self.api.query(expr, time=window.end)

@@ -110,13 +110,17 @@ def _stat(data: PanelData, tiers: Mapping[str, str]) -> html.Div:
     for index, (target, sample) in enumerate(_samples(data)):
         colour = threshold_colour(panel.thresholds, sample.value) if panel.thresholds else None
         if colour is None:
-            colour = _colour(panel, sample.labels, tiers, index) if panel.colour_by_tier else NEUTRAL
+            colour = (
+                _colour(panel, sample.labels, tiers, index) if panel.colour_by_tier else NEUTRAL
+            )
         text = format_value(sample.value, panel.unit, panel.decimals)
         values.append(
             html.Div(
                 [
                     html.Div(text, className="stat-value", style={"color": colour}),
-                    html.Div(legend_text(target.target.legend, sample.labels), className="stat-label")
+                    html.Div(
+                        legend_text(target.target.legend, sample.labels), className="stat-label"
+                    )
                     if len(data.targets) > 1 or len(target.samples) > 1
                     else None,
                 ],
@@ -144,7 +148,9 @@ def _bar_gauge(data: PanelData, tiers: Mapping[str, str]) -> html.Div:
         items.append(
             html.Div(
                 [
-                    html.Div(legend_text(target.target.legend, sample.labels), className="gauge-label"),
+                    html.Div(
+                        legend_text(target.target.legend, sample.labels), className="gauge-label"
+                    ),
                     html.Div(
                         html.Div(
                             className="gauge-fill",
@@ -186,7 +192,10 @@ def _base_layout(panel: Panel) -> dict[str, Any]:
         **_axis_format(panel.unit),
     }
     if panel.min_value is not None or panel.max_value is not None:
-        yaxis["range"] = [panel.min_value or 0, panel.max_value if panel.max_value is not None else None]
+        yaxis["range"] = [
+            panel.min_value or 0,
+            panel.max_value if panel.max_value is not None else None,
+        ]
     return {
         "template": "plotly_dark",
         "paper_bgcolor": "rgba(0,0,0,0)",
@@ -235,7 +244,11 @@ def _figure(data: PanelData, tiers: Mapping[str, str]) -> go.Figure:
                     name=name,
                     mode="lines" if len(xs) > 30 else "lines+markers",  # few points stay visible
                     marker={"size": 4},
-                    line={"color": colour, "width": 2, "dash": "dash" if target.target.dashed else "solid"},
+                    line={
+                        "color": colour,
+                        "width": 2,
+                        "dash": "dash" if target.target.dashed else "solid",
+                    },
                     hovertemplate=hover,
                 )
     if panel.kind == "barchart":
