@@ -13,6 +13,8 @@ command -v prometheus >/dev/null || needed+=(prometheus)
 command -v promtool >/dev/null || needed+=(prometheus)
 if [ "$want_test" = 1 ]; then
   command -v redis-server >/dev/null || needed+=(redis-server)
+  # PostgreSQL for the ledger tests (they start it themselves as the `postgres` user, on a free port).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql)
   [ -x /usr/bin/chromium ] || needed+=(chromium)
   # Emoji panel titles render as empty boxes in test screenshots without a colour emoji font.
   [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || needed+=(fonts-noto-color-emoji)
@@ -26,7 +28,7 @@ if [ "${#needed[@]}" -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${needed[@]}" >/dev/null
   else
-    echo "error: please install: ${needed[*]} (Prometheus 2.x with promtool; Redis; Chromium), then run this again" >&2
+    echo "error: please install: ${needed[*]} (Prometheus 2.x with promtool; Redis; PostgreSQL; Chromium), then run this again" >&2
     exit 1
   fi
 fi
