@@ -128,11 +128,29 @@ def manifests(
     ] = "maas",
     image: Annotated[
         str | None,
-        typer.Option(help="Container image of maas-metrics for the gateway Deployment."),
+        typer.Option(
+            help="Container image of maas-metrics for the gateway Deployment (required for the "
+            "gateway part: there is no default)."
+        ),
     ] = None,
     replicas: Annotated[
         int, typer.Option(help="Gateway replicas (they share counters in Redis).")
     ] = 2,
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--upstream",
+            help="MODEL=URL: the model's OpenAI-compatible base URL as the gateway pods reach it "
+            "(repeatable); replaces the config's upstream in the ConfigMap.",
+        ),
+    ] = None,
+    allow_loopback_upstreams: Annotated[
+        bool,
+        typer.Option(
+            "--allow-loopback-upstreams",
+            help="Accept upstreams on 127.0.0.0/8, ::1 or localhost (a model in the same pod).",
+        ),
+    ] = False,
     gateway_name: Annotated[
         str, typer.Option(help="The Gateway API Gateway the Kuadrant policies target.")
     ] = "maas-default-gateway",
@@ -142,58 +160,92 @@ def manifests(
     kuadrant_namespace: Annotated[
         str, typer.Option(help="Namespace of Limitador (its Service limitador-limitador).")
     ] = "kuadrant-system",
+    limitador_monitor: Annotated[
+        bool,
+        typer.Option(
+            "--limitador-monitor/--no-limitador-monitor",
+            help="Generate a ServiceMonitor for Limitador. Turn it off when Kuadrant's own "
+            "observability (Kuadrant CR spec.observability.enable) already scrapes Limitador "
+            "with its PodMonitor: both would count every hit twice.",
+        ),
+    ] = True,
     part: Annotated[
         list[str] | None,
         typer.Option(
             "--part",
             help="Only these parts (repeatable): monitoring (ServiceMonitors, PrometheusRule), "
-            "kuadrant (TelemetryPolicy, RateLimitPolicy, TokenRateLimitPolicy), gateway "
-            "(ConfigMap, Deployment, Service, Redis). Default: all.",
+            "kuadrant (TelemetryPolicy, AuthPolicy, TokenRateLimitPolicy, RateLimitPolicy; "
+            "source kuadrant), gateway (ConfigMap, Deployment, Service, Redis; source gateway). "
+            "Default: the parts of the config's source.",
         ),
     ] = None,
     limited_ratio: LimitedRatioOption = 0.2,
     near_quota: NearQuotaOption = 0.9,
     limiter_job: LimiterJobOption = None,
 ) -> None:
-    """Kubernetes manifests generated from the config.
+    """Kubernetes manifests generated from the config, for its `source`.
 
-    Monitoring: a ServiceMonitor for Limitador (Service limitador-limitador,
-    port http, /metrics) and one for the gateway, and a PrometheusRule with
-    the rules of `maas-metrics rules`. Kuadrant: a TelemetryPolicy adding the
-    user, tier and model labels to Limitador's metrics, and a RateLimitPolicy
-    and a TokenRateLimitPolicy with each tier's limits and windows, counted
-    per user. Gateway (for teams not on Kuadrant): the config as a ConfigMap,
-    the gateway Deployment and Service, and a Redis the replicas share.
+    source gateway (our gateway produces the metrics): a ServiceMonitor for
+    the gateway, a PrometheusRule with the rules of `maas-metrics rules`, the
+    config as a ConfigMap (upstreams from --upstream; loopback ones refused),
+    the gateway Deployment and Service (--image required) and a Redis the
+    replicas share. source kuadrant (Limitador produces them): a
+    ServiceMonitor for Limitador (unless --no-limitador-monitor), the
+    PrometheusRule, a TelemetryPolicy adding user, tier and model (from the
+    response body) labels, an AuthPolicy putting userid and tier on the
+    identity, and one TokenRateLimitPolicy per token route and one
+    RateLimitPolicy per request route, so tokens never mix with requests.
     Apply with `kubectl apply -f -` (stdout) or `kubectl apply -f DIR`.
     """
     from maas_metrics.manifests import (
         PARTS,
+        ManifestError,
         ManifestOptions,
         build_manifests,
         render_yaml,
         write_directory,
     )
+    from maas_metrics.manifests.gateway import UpstreamError
+    from maas_metrics.manifests.kuadrant import unenforced_request_limits
 
     cfg = load_config_or_exit(config)
     settings = _alert_settings(limited_ratio, near_quota, limiter_job)
-    parts = tuple(part) if part else PARTS
-    for p in parts:
+    for p in part or ():
         if p not in PARTS:
-            fail(f"--part {p!r}: choose from {', '.join(PARTS)}")
+            fail(f"--part {p!r}: choose from {', '.join(PARTS)}", code=2)
+    upstreams: list[tuple[str, str]] = []
+    for item in upstream or ():
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            fail(f"--upstream {item!r}: write MODEL=URL", code=2)
+        upstreams.append((name, url))
     try:
         options = ManifestOptions(
             namespace=namespace,
+            image=image,
             replicas=replicas,
             gateway_name=gateway_name,
             gateway_namespace=gateway_namespace,
             kuadrant_namespace=kuadrant_namespace,
-            parts=parts,  # type: ignore[arg-type]
+            parts=tuple(part) if part else None,  # type: ignore[arg-type]
             alerts=settings,
-            **({"image": image} if image else {}),
+            upstreams=tuple(upstreams),
+            allow_loopback_upstreams=allow_loopback_upstreams,
+            limitador_monitor=limitador_monitor,
         )
+        objects = build_manifests(cfg, options)
+    except (ManifestError, UpstreamError) as error:
+        fail(str(error), code=2)
     except ValueError as error:
         fail(str(error))
-    objects = build_manifests(cfg, options)
+    skipped = unenforced_request_limits(cfg) if cfg.source == "kuadrant" else []
+    if skipped and any(o["kind"] == "TelemetryPolicy" for o in objects):
+        print(
+            f"note: no RateLimitPolicy for the request limits of {', '.join(skipped)}: "
+            "kuadrant.request_routes is empty (token policy only, so request hits never mix "
+            "with token counts)",
+            file=sys.stderr,
+        )
     if output is None:
         sys.stdout.write(render_yaml(objects))
         return
