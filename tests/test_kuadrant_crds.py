@@ -29,6 +29,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from celpy.adapter import json_to_cel
 from typer.testing import CliRunner
 
 from maas_metrics.cli import app
@@ -112,7 +113,7 @@ def cel_failures(node: Schema, value: Any, path: str) -> Iterator[str]:
             continue  # a transition rule: only evaluated on update
         environment = celpy.Environment()
         program = environment.program(environment.compile(rule))
-        result = program.evaluate({"self": celpy.json_to_cel(value)})
+        result = program.evaluate({"self": json_to_cel(value)})
         if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
             yield f"{path}: {validation.get('message', rule)} ({rule}) -> {result!r}"
     if isinstance(value, dict):
@@ -358,7 +359,8 @@ def test_every_generated_object_validates_strictly_with_cel_rules(
 
 def first(generated: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = next(d for d in generated if d["kind"] == kind)
-    return yaml.safe_load(yaml.safe_dump(found))  # a deep copy to break
+    copy: dict[str, Any] = yaml.safe_load(yaml.safe_dump(found))  # a deep copy to break
+    return copy
 
 
 def test_the_checker_refuses_an_unknown_field_everywhere(generated: list[dict[str, Any]]) -> None:

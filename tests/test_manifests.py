@@ -144,12 +144,12 @@ def test_every_object_is_present_once(
         ]
     )
     assert docs[0]["kind"] == "Namespace"
-    kinds = sorted(
+    placed = sorted(
         (d["kind"], d["metadata"]["namespace"], d["metadata"]["name"])
         for d in kdocs
         if d["kind"] != "Namespace"
     )
-    assert kinds == sorted(
+    assert placed == sorted(
         [
             ("ServiceMonitor", "kuadrant-system", "limitador-limitador"),
             ("PrometheusRule", "llm-gw", "maas-metrics"),
