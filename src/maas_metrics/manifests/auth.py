@@ -31,7 +31,6 @@ TIER_EXPRESSION = "auth.identity.tier"
 USER_ANNOTATION = "maas-metrics/user"
 GROUPS_ANNOTATION = "maas-metrics/groups"
 KEY_SECRET_LABEL = {"app.kubernetes.io/component": "maas-api-key"}
-AUTHORINO_LABEL = {"authorino.kuadrant.io/managed-by": "authorino"}
 
 _GROUPS = f"auth.identity.metadata.annotations[{json.dumps(GROUPS_ANNOTATION)}]"
 
