@@ -61,7 +61,7 @@ def check(tmp_path: Path, config: dict[str, Any]) -> tuple[int, list[str]]:
         ({"max": 100, "window": 60}, "window 60 must be a duration text"),
         ({"max": 100, "window": "1m", "window_seconds": 60}, "set window or window_seconds"),
         ({"max": 100, "window_seconds": 360_000_000}, "less than or equal to 359999999"),
-        ({"max": 1_000_000_001, "window": "1m"}, "less than or equal to 1000000000"),
+        ({"max": 1_000_000_001, "window": "1m"}, "1000000001 is more than Kuadrant accepts"),
         ({"max": -1, "window": "1m"}, "greater than or equal to 0"),
     ],
 )
@@ -78,7 +78,7 @@ def test_config_check_refuses_what_kuadrant_refuses_with_one_line(
 @pytest.mark.parametrize(
     ("top", "message"),
     [
-        ({"kuadrant": {}}, "source kuadrant needs kuadrant.token_routes"),
+        ({"kuadrant": {}}, "kuadrant.token_routes: source kuadrant needs the HTTPRoutes"),
         (
             {"kuadrant": {"token_routes": ["llm/a"], "request_routes": ["llm/a"]}},
             "route 'llm/a' is in both token_routes and request_routes",
@@ -93,6 +93,18 @@ def test_source_and_routes_are_checked(tmp_path: Path, top: dict[str, Any], mess
     code, lines = check(tmp_path, with_free_limit({"max": 100, "window": "1m"}, **top))
     assert code == 2 and len(lines) == 1, lines
     assert message in lines[0], lines[0]
+
+
+def test_limits_over_1e9_only_on_kuadrant(tmp_path: Path) -> None:
+    """Our gateway counts any limit; Kuadrant takes at most 1e9."""
+    big = {"max": 10**12, "window": "1h"}
+    code, lines = check(tmp_path, with_free_limit(big, source="gateway"))
+    assert code == 0, lines
+    code, lines = check(tmp_path, with_free_limit(big))
+    assert code == 2 and lines == [
+        f"error: {tmp_path / 'maas.yaml'}: tiers[0].token_limit.max: 1000000000000 is more "
+        "than Kuadrant accepts (at most 1000000000 with source kuadrant)"
+    ]
 
 
 def test_one_namespace_for_both_policies_only_on_kuadrant(tmp_path: Path) -> None:

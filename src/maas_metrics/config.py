@@ -64,8 +64,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-MAX_LIMIT = 1_000_000_000
-"""The largest `max` a limit may have (the bound the issue sets for Kuadrant limits)."""
+KUADRANT_MAX_LIMIT = 1_000_000_000
+"""The largest `max` a Kuadrant limit takes (checked when `source: kuadrant`)."""
 
 
 class LimitSpec(_Strict):
@@ -77,7 +77,7 @@ class LimitSpec(_Strict):
     can become a RateLimitPolicy or TokenRateLimitPolicy.
     """
 
-    max: Annotated[int, Field(ge=0, le=MAX_LIMIT)]
+    max: Annotated[int, Field(ge=0)]
     window_seconds: Annotated[int, Field(gt=0, le=KUADRANT_MAX_WINDOW_SECONDS)]
 
     @model_validator(mode="before")
@@ -258,11 +258,22 @@ class Config(_Strict):
             raise ValueError(
                 "namespaces.requests and namespaces.tokens must differ when source is gateway"
             )
-        if self.source == "kuadrant" and not self.kuadrant.token_routes:
-            raise ValueError(
-                "source kuadrant needs kuadrant.token_routes: the HTTPRoutes (namespace/name) "
-                "whose token counts Limitador publishes"
-            )
+        if self.source == "kuadrant":
+            if not self.kuadrant.token_routes:
+                raise ValueError(
+                    "kuadrant.token_routes: source kuadrant needs the HTTPRoutes "
+                    "(namespace/name) whose token counts Limitador publishes"
+                )
+            for index, tier in enumerate(self.tiers):
+                for kind, limit in (
+                    ("request_limit", tier.request_limit),
+                    ("token_limit", tier.token_limit),
+                ):
+                    if limit is not None and limit.max > KUADRANT_MAX_LIMIT:
+                        raise ValueError(
+                            f"tiers[{index}].{kind}.max: {limit.max} is more than Kuadrant "
+                            f"accepts (at most {KUADRANT_MAX_LIMIT} with source kuadrant)"
+                        )
         models = {m.name for m in self.models}
         for tier in self.tiers:
             for change in tier.price_changes:
@@ -317,6 +328,8 @@ def describe_validation_error(error: ValidationError) -> str:
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and re.match(r"^function-", p)))
     message = first["msg"].removeprefix("Value error, ")
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    if not loc:  # a whole-config rule: its message names the fields itself
+        return f"{message}{more}"
     return f"{_format_location(loc)}: {message}{more}"
 
 
