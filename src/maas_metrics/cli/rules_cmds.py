@@ -47,9 +47,9 @@ def rules(
     maas_limit_max) and MaaSCounterStorePartitioned (datastore_partitioned == 1
     for 2 minutes). Check the output with `promtool check rules FILE`.
     """
-    from maas_metrics.manifests import dump
     from maas_metrics.manifests.monitoring import prometheus_rule
     from maas_metrics.rules import render_rule_file, rule_groups
+    from maas_metrics.yamlio import dump
 
     if format not in ("prometheus", "prometheusrule"):
         fail(f"--format {format!r}: choose prometheus or prometheusrule")
