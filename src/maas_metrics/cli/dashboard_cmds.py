@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit, write_output
+from maas_metrics.cli.extras import require_extra
 
 
 class OutputFormat(StrEnum):
@@ -69,6 +70,7 @@ def dashboard(
     there gets its panels, colours and costs with no code change. The output is
     deterministic: the same config (and --price-date) gives byte-identical files.
     """
+    require_extra("grafana")
     from maas_metrics.dashboard.catalogue import build_catalogue
     from maas_metrics.dashboard.grafana import render_json
     from maas_metrics.dashboard.kubernetes import render_configmap, render_grafana_dashboard

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
+from maas_metrics.cli.extras import require_extra
 
 EXAMPLES = Path("examples")
 
@@ -42,6 +43,7 @@ def serve(
     cfg = load_config_or_exit(config)
     if not prometheus.startswith(("http://", "https://")):
         fail(f"--prometheus {prometheus!r} must be an http:// or https:// URL")
+    require_extra("web")
     from maas_metrics.web.server import serve_dashboard
 
     print(
@@ -95,6 +97,7 @@ def demo(
     load_config_or_exit(config)
     if not keys.is_file():
         fail(f"--keys {keys}: no such file")
+    require_extra("gateway", "web", "grafana", "demo")
     from maas_metrics.demo.run import DemoError, run_demo
     from maas_metrics.demo.stack import DemoOptions
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from maas_metrics.cli.common import ConfigOption, fail, load_config_or_exit, write_output
+from maas_metrics.cli.extras import require_extra
 
 
 def _filter(what: str) -> typer.models.OptionInfo:
@@ -102,11 +103,12 @@ def report(
         resolve_range,
     )
     from maas_metrics.report.formats import FORMATS, to_csv, to_json, to_table
-    from maas_metrics.report.html import to_html
     from maas_metrics.report.timerange import parse_duration
 
     if format not in FORMATS:
         fail(f"--format {format!r}: choose from {', '.join(FORMATS)}")
+    if format == "html":
+        require_extra("web")
     cfg = load_config_or_exit(config)
     try:
         res = parse_duration(resolution, "--resolution")
@@ -161,11 +163,12 @@ def report(
             to_table(result, Console(file=handle, width=160))
         print(f"wrote {output}", file=sys.stderr)
         return
-    text = (
-        {"csv": to_csv, "json": to_json}[format](result)
-        if format != "html"
-        else to_html(result, cfg)
-    )
+    if format == "html":
+        from maas_metrics.report.html import to_html
+
+        text = to_html(result, cfg)
+    else:
+        text = {"csv": to_csv, "json": to_json}[format](result)
     write_output(text, output)
 
 

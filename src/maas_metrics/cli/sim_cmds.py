@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.live import Live
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
+from maas_metrics.cli.extras import require_extra
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -42,6 +43,7 @@ def mock_model(
     joined by newlines) and for the answer, which is derived from the prompt
     and honours max_tokens. Stops on Ctrl-C / SIGTERM.
     """
+    require_extra("gateway")
     import uvloop
 
     from maas_metrics.simulate.mock_model import start_server
