@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,10 @@ from rich.console import Console
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
 from maas_metrics.cli.extras import require_extra
 
-EXAMPLES = Path("examples")
+
+def example_file(name: str) -> Path:
+    """An example shipped inside the package, so `demo` works from any directory."""
+    return Path(str(resources.files("maas_metrics").joinpath("examples", name)))
 
 
 def serve(
@@ -56,12 +60,19 @@ def serve(
 
 
 def demo(
-    config: Annotated[Path, typer.Option("--config", "-c", help=CONFIG_OPTION_HELP)] = EXAMPLES
-    / "maas.yaml",
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config", "-c", help=CONFIG_OPTION_HELP, show_default="the bundled examples/maas.yaml"
+        ),
+    ] = example_file("maas.yaml"),
     keys: Annotated[
         Path,
-        typer.Option(help="Plaintext demo secrets of the config's API keys (user: key)."),
-    ] = EXAMPLES / "demo-keys.yaml",
+        typer.Option(
+            help="Plaintext demo secrets of the config's API keys (user: key).",
+            show_default="the bundled examples/demo-keys.yaml",
+        ),
+    ] = example_file("demo-keys.yaml"),
     rate: Annotated[float, typer.Option(help="Synthetic requests per second.", min=0.1)] = 4.0,
     latency_ms: Annotated[
         float, typer.Option(help="Latency of the mock model in milliseconds.", min=0)
