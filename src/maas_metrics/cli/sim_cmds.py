@@ -101,13 +101,9 @@ def traffic(
     table shows per tier: requests, 200s, 429s, errors and tokens; Ctrl-C
     (or SIGTERM) ends cleanly with the final summary.
     """
+    from maas_metrics.simulate.keys import TrafficError, load_keys, users_from_config
     from maas_metrics.simulate.table import stats_table
-    from maas_metrics.simulate.traffic import (
-        TrafficError,
-        TrafficGenerator,
-        load_keys,
-        users_from_config,
-    )
+    from maas_metrics.simulate.traffic import TrafficGenerator
 
     cfg = load_config_or_exit(config)
     if duration is not None and duration <= 0:
