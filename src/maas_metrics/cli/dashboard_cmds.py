@@ -19,6 +19,17 @@ class OutputFormat(StrEnum):
     grafana_operator = "grafana-operator"
 
 
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        help="json: Grafana JSON for Dashboards > Import (asks for the Prometheus datasource); "
+        "configmap: a ConfigMap for Grafana's dashboard sidecar; grafana-operator: a "
+        "GrafanaDashboard resource.",
+    ),
+]
+
+
 def _price_date(text: str | None) -> date:
     if text is None:
         return date.today()
@@ -33,15 +44,7 @@ def dashboard(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of to stdout.")
     ] = None,
-    output_format: Annotated[
-        OutputFormat,
-        typer.Option(
-            "--format",
-            help="json: Grafana JSON for Dashboards > Import (asks for the Prometheus datasource); "
-            "configmap: a ConfigMap for Grafana's dashboard sidecar; grafana-operator: a "
-            "GrafanaDashboard resource.",
-        ),
-    ] = OutputFormat.json,
+    output_format: FormatOption = OutputFormat.json,
     recording_rules: Annotated[
         bool,
         typer.Option(

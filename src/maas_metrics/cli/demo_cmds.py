@@ -18,6 +18,21 @@ def example_file(name: str) -> Path:
     return Path(str(resources.files("maas_metrics").joinpath("examples", name)))
 
 
+DemoConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config", "-c", help=CONFIG_OPTION_HELP, show_default="the bundled examples/maas.yaml"
+    ),
+]
+DemoKeysOption = Annotated[
+    Path,
+    typer.Option(
+        help="Plaintext demo secrets of the config's API keys (user: key).",
+        show_default="the bundled examples/demo-keys.yaml",
+    ),
+]
+
+
 def serve(
     config: Annotated[Path, typer.Option("--config", "-c", help=CONFIG_OPTION_HELP)],
     prometheus: Annotated[
@@ -60,19 +75,8 @@ def serve(
 
 
 def demo(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config", "-c", help=CONFIG_OPTION_HELP, show_default="the bundled examples/maas.yaml"
-        ),
-    ] = example_file("maas.yaml"),
-    keys: Annotated[
-        Path,
-        typer.Option(
-            help="Plaintext demo secrets of the config's API keys (user: key).",
-            show_default="the bundled examples/demo-keys.yaml",
-        ),
-    ] = example_file("demo-keys.yaml"),
+    config: DemoConfigOption = example_file("maas.yaml"),
+    keys: DemoKeysOption = example_file("demo-keys.yaml"),
     rate: Annotated[float, typer.Option(help="Synthetic requests per second.", min=0.1)] = 4.0,
     latency_ms: Annotated[
         float, typer.Option(help="Latency of the mock model in milliseconds.", min=0)
