@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,46 +16,59 @@ from maas_metrics.cli.alert_options import (
 )
 from maas_metrics.cli.common import ConfigOption, fail, load_config_or_exit
 
+if TYPE_CHECKING:
+    from maas_metrics.manifests.kuadrant import Manifest
+
+
+OutputDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Directory to write one YAML file per object into (numbered in apply order); "
+        "default: one multi-document YAML stream on stdout.",
+    ),
+]
+NamespaceOption = Annotated[
+    str, typer.Option(help="Namespace of the gateway, its Redis and the PrometheusRule.")
+]
+ImageOption = Annotated[
+    str | None,
+    typer.Option(help="Container image of maas-metrics for the gateway Deployment."),
+]
+ReplicasOption = Annotated[
+    int, typer.Option(help="Gateway replicas (they share counters in Redis).")
+]
+GatewayNameOption = Annotated[
+    str, typer.Option(help="The Gateway API Gateway the Kuadrant policies target.")
+]
+GatewayNamespaceOption = Annotated[
+    str, typer.Option(help="Namespace of that Gateway (policies live next to it).")
+]
+KuadrantNamespaceOption = Annotated[
+    str, typer.Option(help="Namespace of Limitador (its Service limitador-limitador).")
+]
+PartOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--part",
+        help="Only these parts (repeatable): monitoring (ServiceMonitors, PrometheusRule), "
+        "kuadrant (TelemetryPolicy, RateLimitPolicy, TokenRateLimitPolicy), gateway "
+        "(ConfigMap, Deployment, Service, Redis). Default: all.",
+    ),
+]
+
 
 def manifests(
     config: ConfigOption,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Directory to write one YAML file per object into (numbered in apply order); "
-            "default: one multi-document YAML stream on stdout.",
-        ),
-    ] = None,
-    namespace: Annotated[
-        str, typer.Option(help="Namespace of the gateway, its Redis and the PrometheusRule.")
-    ] = "maas",
-    image: Annotated[
-        str | None,
-        typer.Option(help="Container image of maas-metrics for the gateway Deployment."),
-    ] = None,
-    replicas: Annotated[
-        int, typer.Option(help="Gateway replicas (they share counters in Redis).")
-    ] = 2,
-    gateway_name: Annotated[
-        str, typer.Option(help="The Gateway API Gateway the Kuadrant policies target.")
-    ] = "maas-default-gateway",
-    gateway_namespace: Annotated[
-        str, typer.Option(help="Namespace of that Gateway (policies live next to it).")
-    ] = "openshift-ingress",
-    kuadrant_namespace: Annotated[
-        str, typer.Option(help="Namespace of Limitador (its Service limitador-limitador).")
-    ] = "kuadrant-system",
-    part: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--part",
-            help="Only these parts (repeatable): monitoring (ServiceMonitors, PrometheusRule), "
-            "kuadrant (TelemetryPolicy, RateLimitPolicy, TokenRateLimitPolicy), gateway "
-            "(ConfigMap, Deployment, Service, Redis). Default: all.",
-        ),
-    ] = None,
+    output: OutputDirOption = None,
+    namespace: NamespaceOption = "maas",
+    image: ImageOption = None,
+    replicas: ReplicasOption = 2,
+    gateway_name: GatewayNameOption = "maas-default-gateway",
+    gateway_namespace: GatewayNamespaceOption = "openshift-ingress",
+    kuadrant_namespace: KuadrantNamespaceOption = "kuadrant-system",
+    part: PartOption = None,
     limited_ratio: LimitedRatioOption = 0.2,
     near_quota: NearQuotaOption = 0.9,
     limiter_job: LimiterJobOption = None,
@@ -71,13 +84,7 @@ def manifests(
     the gateway Deployment and Service, and a Redis the replicas share.
     Apply with `kubectl apply -f -` (stdout) or `kubectl apply -f DIR`.
     """
-    from maas_metrics.manifests import (
-        PARTS,
-        ManifestOptions,
-        build_manifests,
-        render_yaml,
-        write_directory,
-    )
+    from maas_metrics.manifests import PARTS, ManifestOptions, build_manifests
 
     cfg = load_config_or_exit(config)
     settings = alert_settings(limited_ratio, near_quota, limiter_job)
@@ -98,7 +105,13 @@ def manifests(
         )
     except ValueError as error:
         fail(str(error))
-    objects = build_manifests(cfg, options)
+    _write(build_manifests(cfg, options), output)
+
+
+def _write(objects: list[Manifest], output: Path | None) -> None:
+    """One YAML stream on stdout, or one file per object in `output`."""
+    from maas_metrics.manifests import render_yaml, write_directory
+
     if output is None:
         sys.stdout.write(render_yaml(objects))
         return
