@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +18,17 @@ import httpx
 import pytest
 import yaml
 
+from tests.fixtures import CLI, DEMO_KEYS
+from tests.fixtures import EXAMPLE_CONFIG as EXAMPLE_CONFIG  # re-exported: the web tests import it
+from tests.fixtures import ROOT as ROOT
 from tests.servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_CONFIG = ROOT / "examples" / "maas.yaml"
-DEMO_KEYS = ROOT / "examples" / "demo-keys.yaml"
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 
 
 def cli() -> list[str]:
-    return [str(Path(sys.executable).with_name("maas-metrics"))]
+    return [CLI]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import asyncio
 import collections
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -33,11 +32,9 @@ from maas_metrics.simulate.mock_model import compute_usage, start_server
 from maas_metrics.simulate.planner import RequestPlanner
 from maas_metrics.simulate.stats import Result
 from maas_metrics.simulate.traffic import TrafficGenerator, run_traffic
-from tests.conftest import EXAMPLE_CONFIG, ROOT
+from tests.fixtures import CLI, DEMO_KEYS, EXAMPLE_CONFIG
 from tests.servers import free_port, wait_for_port
 
-CLI = str(Path(sys.executable).parent / "maas-metrics")
-DEMO_KEYS = ROOT / "examples" / "demo-keys.yaml"
 USERS = [
     SimUser("ann", "k-ann", "free"),
     SimUser("ben", "k-ben", "free"),
