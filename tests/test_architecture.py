@@ -200,7 +200,7 @@ def test_gateway_help_runs_without_dash_plotly_or_grafana() -> None:
             ("report", "-c", "examples/maas.yaml", "-p", "http://127.0.0.1:1", "--format", "html"),
             "web",
         ),
-        (("demo",), "web"),
+        (("demo",), "demo"),
     ],
 )
 def test_a_command_without_its_extra_names_it_in_one_line(

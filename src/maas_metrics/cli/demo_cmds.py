@@ -112,7 +112,7 @@ def demo(
     load_config_or_exit(config)
     if not keys.is_file():
         fail(f"--keys {keys}: no such file")
-    require_extra("gateway", "web", "grafana", "demo")
+    require_extra("demo")
     from maas_metrics.demo.run import DemoError, run_demo
     from maas_metrics.demo.stack import DemoOptions
 

@@ -13,13 +13,17 @@ from typing import Final
 
 from maas_metrics.cli.common import fail
 
+_GATEWAY: Final = ("starlette", "uvicorn", "aiohttp", "redis", "httptools")
+_WEB: Final = ("dash", "plotly")
+_GRAFANA: Final = ("grafana_foundation_sdk",)
+
 #: The top-level modules each extra installs that its commands import.
 EXTRA_MODULES: Final[dict[str, tuple[str, ...]]] = {
-    "gateway": ("starlette", "uvicorn", "aiohttp", "redis", "httptools"),
-    "web": ("dash", "plotly"),
-    "grafana": ("grafana_foundation_sdk",),
+    "gateway": _GATEWAY,
+    "web": _WEB,
+    "grafana": _GRAFANA,
     "postgres": ("psycopg",),
-    "demo": ("prometheus_client",),
+    "demo": (*_GATEWAY, *_WEB, *_GRAFANA, "prometheus_client"),
 }
 
 
@@ -31,7 +35,7 @@ def _installed(module: str) -> bool:
 
 
 def require_extra(*extras: str) -> None:
-    """Exit with one line naming the first extra a module of which is missing."""
+    """Exit with one line naming the first of `extras` that is not fully installed."""
     for extra in extras:
         missing = [m for m in EXTRA_MODULES[extra] if not _installed(m)]
         if missing:
