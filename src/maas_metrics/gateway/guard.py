@@ -34,6 +34,10 @@ from maas_metrics.gateway import errors
 REJECT_LINGER_SECONDS = 1.0
 
 
+class HeadersTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a header block over the limit."""
+
+
 class GuardedConfig(uvicorn.Config):
     """uvicorn's config plus the bounds every connection of this listener gets."""
 
@@ -81,7 +85,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._send_deadline: TimerHandle | None = None
         self._in_headers = True  # reading a header block (or waiting for the first one)
         self._request_begun = False  # a byte of the current request has arrived
-        self._header_bytes = 0
+        self._header_bytes = 0  # parsed size of the current header block (URL, names, values)
+        self._wire_bytes = 0  # bytes received while the current header block is incomplete
+        self._oversized = False
         self._rejected = False
 
     # --- connection life cycle ---------------------------------------------------------
@@ -123,20 +129,33 @@ class GuardedProtocol(HttpToolsProtocol):
             return  # discarded while the 503 lingers
         super().data_received(data)
         if self._in_headers and not self.transport.is_closing():
-            self._header_bytes += len(data)
-            if self._header_bytes > self.bounds.max_header_bytes:
-                self._answer_and_close(431, "Request headers too large.", "headers_too_large")
+            # httptools buffers a header line until it ends: bound what it may buffer.
+            self._wire_bytes += len(data)
+            if self._wire_bytes > self.bounds.max_header_bytes:
+                self._oversized = True
+                self.send_400_response("")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
         self._request_begun = True
-        self._header_bytes = 0
+        self._header_bytes = self._wire_bytes = 0
         if self._deadline is None:  # a keep-alive request: its headers get the full deadline
             self._arm(self.bounds.header_timeout_seconds)
 
+    def on_url(self, url: bytes) -> None:
+        self._header_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
         self._in_headers = False
+        if self._header_bytes > self.bounds.max_header_bytes:
+            self._oversized = True
+            raise HeadersTooLarge  # stops the parser; uvicorn then calls send_400_response
         self._arm(self.bounds.body_timeout_seconds)
         super().on_headers_complete()
 
@@ -148,7 +167,10 @@ class GuardedProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """Invalid HTTP: the JSON error every other failure gets, never uvicorn's plain text."""
         del msg
-        self._answer_and_close(400, "Invalid HTTP request.", "invalid_http_request")
+        if self._oversized:
+            self._answer_and_close(431, "Request headers too large.", "headers_too_large")
+        else:
+            self._answer_and_close(400, "Invalid HTTP request.", "invalid_http_request")
 
     # --- writing -------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +62,15 @@ class PrometheusAPI:
             raise PrometheusError(
                 f"Prometheus at {self.url} answered HTTP {response.status_code} without JSON"
             ) from None
-        if body.get("status") != "success":
+        if not isinstance(body, dict) or "status" not in body:
+            raise PrometheusError(
+                f"{self.url} answered HTTP {response.status_code} with JSON that is not a "
+                "Prometheus API response (is it Prometheus, and the right port?)"
+            )
+        if body["status"] != "success":
             raise PrometheusError(f"Prometheus refused the query: {body.get('error', body)}")
+        if "data" not in body:
+            raise PrometheusError(f"{self.url} answered success without data")
         return body["data"]
 
     def ready(self) -> bool:
@@ -76,26 +85,40 @@ class PrometheusAPI:
         if time is not None:
             params["time"] = f"{time:.3f}"
         data = self._get("/api/v1/query", params)
-        if data["resultType"] == "scalar":
-            return [Sample({}, _number(data["result"][1]))]
-        if data["resultType"] != "vector":
-            raise PrometheusError(f"expected an instant vector, got a {data['resultType']}")
-        return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
+        with self._malformed("query"):
+            if data["resultType"] == "scalar":
+                return [Sample({}, _number(data["result"][1]))]
+            if data["resultType"] != "vector":
+                raise PrometheusError(f"expected an instant vector, got a {data['resultType']}")
+            return [Sample(dict(r["metric"]), _number(r["value"][1])) for r in data["result"]]
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         data = self._get(
             "/api/v1/query_range",
             {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
         )
-        return [
-            Series(r["metric"], [(float(t), _number(v)) for t, v in r["values"]])
-            for r in data["result"]
-        ]
+        with self._malformed("query_range"):
+            return [
+                Series(dict(r["metric"]), [(float(t), _number(v)) for t, v in r["values"]])
+                for r in data["result"]
+            ]
 
     def label_values(self, label: str, match: list[str] | None = None) -> list[str]:
         params = [("match[]", m) for m in match or []]
-        values: list[str] = self._get(f"/api/v1/label/{label}/values", params)
+        values = self._get(f"/api/v1/label/{label}/values", params)
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise PrometheusError(f"{self.url} answered label values that are not a list of names")
         return sorted(values)
+
+    @contextlib.contextmanager
+    def _malformed(self, what: str) -> Iterator[None]:
+        """A result without the shape the Prometheus API documents -> one clear PrometheusError."""
+        try:
+            yield
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            raise PrometheusError(
+                f"{self.url} answered a {what} result Prometheus would not send"
+            ) from None
 
 
 def finite(value: float) -> float:
