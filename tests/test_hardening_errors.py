@@ -15,14 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from maas_metrics.config import parse_config
 from tests.gateway_harness import (
     GatewayURL,
     counters,
