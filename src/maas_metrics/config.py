@@ -143,12 +143,12 @@ def tls_context(ca_file: Path) -> ssl.SSLContext:
     """A client TLS context trusting only the CAs in `ca_file`; ValueError saying why it cannot."""
     try:
         return ssl.create_default_context(cafile=str(ca_file))
+    except ssl.SSLError:  # before OSError: it is one
+        raise ValueError(f"CA file {str(ca_file)!r} holds no PEM certificate") from None
     except FileNotFoundError:
         raise ValueError(f"CA file {str(ca_file)!r} does not exist") from None
     except OSError as error:
         raise ValueError(f"cannot read CA file {str(ca_file)!r}: {error.strerror}") from None
-    except ssl.SSLError:
-        raise ValueError(f"CA file {str(ca_file)!r} holds no PEM certificate") from None
 
 
 class ApiKey(_Strict):
@@ -264,6 +264,7 @@ class Config(_Strict):
         _unique([str(t.level) for t in self.tiers], "tiers", "level")
         _unique([m.name for m in self.models], "models", "name")
         _unique([k.sha256 for k in self.api_keys], "api_keys", "sha256")
+        _one_trust_per_origin(self.models)
         models = {m.name for m in self.models}
         for tier in self.tiers:
             for change in tier.price_changes:
@@ -295,6 +296,17 @@ class Config(_Strict):
 
     def tiers_by_level(self) -> list[Tier]:
         return sorted(self.tiers, key=lambda t: t.level)
+
+
+def _one_trust_per_origin(models: list[Model]) -> None:
+    """TLS trust belongs to the endpoint: models on one https origin must name the same CA file."""
+    trust: dict[str, Path | None] = {}
+    for model in models:
+        origin = "/".join(model.upstream.split("/", 3)[:3])
+        if trust.setdefault(origin, model.ca_file) != model.ca_file:
+            raise ValueError(
+                f"models on {origin} must all use the same ca_file (model {model.name!r})"
+            )
 
 
 def _unique(values: list[str], where: str, field: str) -> None:
