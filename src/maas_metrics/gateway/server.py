@@ -51,11 +51,11 @@ class GatewayServer(uvicorn.Server):
         self.operator_port: int | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Bind the API listener (uvicorn), then the operator listener; either failing stops both."""
-        await super().startup(sockets)
-        if not self.started:
-            return
-        self.port = self.servers[0].sockets[0].getsockname()[1]
+        """Bind the operator listener, then start the API (uvicorn); either failing stops both.
+
+        The operator listener is bound first so both ports are known once
+        `started` is true, and a taken port fails before the app starts.
+        """
         operator = self.operator_config
         if not operator.loaded:
             operator.load()
@@ -72,21 +72,27 @@ class GatewayServer(uvicorn.Server):
             )
         except OSError as error:
             log.error("operator listener %s:%d: %s", operator.host, operator.port, error.strerror)
-            self.started = False
-            for server in self.servers:
-                server.close()
-            await self.lifespan.shutdown()
             raise SystemExit(STARTUP_FAILURE) from None
         self.operator_port = self._operator.sockets[0].getsockname()[1]
+        try:
+            await super().startup(sockets)
+        except BaseException:
+            self._close_operator()
+            raise
+        if self.started:
+            self.port = self.servers[0].sockets[0].getsockname()[1]
 
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Drain the API first (Prometheus may still scrape meanwhile), then the operator listener."""
-        await super().shutdown(sockets)
+    def _close_operator(self) -> None:
         if self._operator is not None:
             self._operator.close()
             for connection in list(self.operator_state.connections):
                 connection.transport.close()
             self._operator = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Drain the API first (Prometheus may still scrape meanwhile), then the operator listener."""
+        await super().shutdown(sockets)
+        self._close_operator()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.wait_seconds <= 0 or self.stop_requested_at is not None:
