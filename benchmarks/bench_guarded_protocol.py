@@ -8,6 +8,9 @@ the same app served by uvicorn's own httptools protocol (this script's
 interleaved over rounds, at two concurrencies, on two paths: GET /v1/models
 (HTTP layer only) and POST /v1/chat/completions (the whole metered path).
 The figure per cell is the median over rounds; the ratio is guarded / plain.
+Besides requests/s, each server's CPU time per request (user + system, from
+/proc/PID/stat over the run) is reported: on a shared, loaded machine it
+moves far less than throughput does.
 
 Run:   .venv/bin/python benchmarks/bench_guarded_protocol.py [--rounds 5 --seconds 4]
 Writes benchmarks/results/hardening.md (the lead merges it into BENCHMARKS.md).
@@ -16,6 +19,7 @@ Writes benchmarks/results/hardening.md (the lead merges it into BENCHMARKS.md).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -57,6 +61,12 @@ def write_config(workdir: Path, mock_port: int) -> Path:
     path = workdir / "maas.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (utime and stime of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def serve_plain(config_path: str, port: int) -> None:
@@ -131,7 +141,7 @@ def main() -> None:
             "GET /v1/models": ("/v1/models", lua_script("", auth, "GET")),
             "POST /v1/chat/completions": ("/v1/chat/completions", lua_script(CHAT, auth)),
         }
-        results: dict[tuple[str, str, int], list[tuple[float, float]]] = {}
+        results: dict[tuple[str, str, int], list[tuple[float, float, float]]] = {}
         mock.start()
         try:
             for service in targets.values():
@@ -141,13 +151,17 @@ def main() -> None:
                 for label, (path, script) in scripts.items():
                     for connections in CONCURRENCY:
                         for name in order:
+                            process = targets[name].process
+                            assert process is not None
+                            cpu = cpu_seconds(process.pid)
                             result = run_wrk(
                                 targets[name].url + path, script, connections, args.seconds
                             )
+                            cpu = cpu_seconds(process.pid) - cpu
                             if result.non_2xx or result.socket_errors:
                                 raise SystemExit(f"{name} {label}: errors in the run: {result}")
                             results.setdefault((label, name, connections), []).append(
-                                (result.rps, result.p99_us / 1000)
+                                (result.rps, result.p99_us / 1000, 1e6 * cpu / result.requests)
                             )
         finally:
             for service in targets.values():
@@ -159,10 +173,12 @@ def main() -> None:
         for connections in CONCURRENCY:
             guarded = results[(label, "guarded", connections)]
             plain = results[(label, "plain", connections)]
-            g_rps = benchlib.median([r for r, _ in guarded])
-            p_rps = benchlib.median([r for r, _ in plain])
-            g_p99 = benchlib.median([p for _, p in guarded])
-            p_p99 = benchlib.median([p for _, p in plain])
+            g_rps = benchlib.median([r for r, _, _ in guarded])
+            p_rps = benchlib.median([r for r, _, _ in plain])
+            g_p99 = benchlib.median([p for _, p, _ in guarded])
+            p_p99 = benchlib.median([p for _, p, _ in plain])
+            g_cpu = benchlib.median([c for _, _, c in guarded])
+            p_cpu = benchlib.median([c for _, _, c in plain])
             rows.append(
                 [
                     label,
@@ -170,6 +186,9 @@ def main() -> None:
                     f"{p_rps:,.0f}",
                     f"{g_rps:,.0f}",
                     f"{g_rps / p_rps:.2f}",
+                    f"{p_cpu:.0f}",
+                    f"{g_cpu:.0f}",
+                    f"{g_cpu / p_cpu:.2f}",
                     f"{p_p99:.2f}",
                     f"{g_p99:.2f}",
                 ]
@@ -179,7 +198,10 @@ def main() -> None:
         "conns",
         "plain req/s",
         "guarded req/s",
-        "ratio",
+        "req/s ratio",
+        "plain CPU µs/req",
+        "guarded CPU µs/req",
+        "CPU ratio",
         "plain p99 ms",
         "guarded p99 ms",
     ]
@@ -189,7 +211,9 @@ def main() -> None:
         "The gateway as shipped (`guarded`: header/body/send deadlines, header size and "
         "connection caps) vs the same app on uvicorn's stock httptools protocol (`plain`), "
         "side by side against one mock model, `wrk` with keep-alive connections, interleaved; "
-        f"median of {args.rounds} rounds of {args.seconds:g} s. Ratio = guarded / plain.\n\n"
+        f"median of {args.rounds} rounds of {args.seconds:g} s. Ratios = guarded / plain; "
+        "CPU µs/req = the server process's user+system CPU time over the run / requests "
+        "(less sensitive than req/s to other load on the machine).\n\n"
         + run.markdown()
         + "\n"
         + benchlib.markdown_table(headers, rows),

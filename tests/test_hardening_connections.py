@@ -13,9 +13,12 @@ and the descriptors must come back to the baseline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +52,7 @@ TIMEOUT = 2.0  # header, body and keep-alive deadlines of the gateway under test
 # far above every deadline (the bug this guards against held connections for ever).
 NEVER = 30.0
 PER_KIND = 125  # x 4 kinds = 500 connections
+PIPELINED = 20
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +239,41 @@ async def test_500_slow_or_silent_connections_are_closed_while_others_are_served
         deadline = asyncio.get_running_loop().time() + NEVER
         while gateway.fds() > baseline and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.2)
+        assert gateway.fds() <= baseline
+
+
+def test_a_client_that_stops_reading_its_answer_is_dropped(
+    mock: RunningMock, tmp_path: Path
+) -> None:
+    """Pipelined requests for large answers and no reads: the answers stall, the send deadline drops it."""
+    data: dict[str, Any] = bounded_config(mock.url).model_dump(mode="json")
+    data["models"] += [{"name": f"m-{i:05}", "upstream": mock.url} for i in range(4000)]
+    with gateway_process(parse_config(data), tmp_path) as gateway:
+        port = int(gateway.url.rsplit(":", 1)[1])
+        baseline = gateway.fds()
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            request = (
+                b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n"
+                b"Authorization: Bearer " + secret("frank").encode() + b"\r\n\r\n"
+            )
+            sock.sendall(request * PIPELINED)  # ~6 MB of answers: more than any socket buffer
+            time.sleep(3 * TIMEOUT)  # not reading, well past the deadline
+            sock.settimeout(NEVER)
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(65536):
+                    received += chunk
+        one = httpx.get(
+            f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {secret('frank')}"}
+        )
+        assert len(one.content) > 300_000
+        # The gateway gave up on the reader: far from every answer arrived.
+        assert len(received) < PIPELINED * len(one.content)
+        deadline = time.monotonic() + NEVER
+        while gateway.fds() > baseline and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert gateway.fds() <= baseline
 
 

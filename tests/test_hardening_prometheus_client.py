@@ -96,3 +96,13 @@ def test_the_wrong_service_is_a_clear_prometheus_error() -> None:
             with PrometheusAPI(url, timeout=10) as api:
                 for outcome in every_call(api):
                     assert isinstance(outcome, PrometheusError), (url, outcome)
+
+
+def test_a_password_in_the_prometheus_url_is_never_shown(odd_server: str) -> None:
+    secret_url = odd_server.replace("http://", "http://reader:pr0m-s3cret@") + "/list"
+    with PrometheusAPI(secret_url, timeout=10) as api:
+        assert "pr0m-s3cret" not in api.url
+        outcomes = every_call(api)
+    assert all(isinstance(o, PrometheusError) for o in outcomes)
+    assert not any("pr0m-s3cret" in str(o) for o in outcomes)
+    assert any("reader:***@" in str(o) for o in outcomes)

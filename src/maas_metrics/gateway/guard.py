@@ -24,7 +24,12 @@ from asyncio import TimerHandle
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from maas_metrics.config import ClientBounds
@@ -89,6 +94,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._wire_bytes = 0  # bytes received while the current header block is incomplete
         self._oversized = False
         self._rejected = False
+        self._running: RequestResponseCycle | None = None
 
     # --- connection life cycle ---------------------------------------------------------
 
@@ -172,6 +178,10 @@ class GuardedProtocol(HttpToolsProtocol):
         else:
             self._answer_and_close(400, "Invalid HTTP request.", "invalid_http_request")
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        self._running = cycle  # the request being answered (self.cycle is the latest parsed)
+        super()._start_asgi_task(cycle, app)
+
     # --- writing -------------------------------------------------------------------------
 
     def pause_writing(self) -> None:
@@ -186,9 +196,21 @@ class GuardedProtocol(HttpToolsProtocol):
         super().resume_writing()
 
     def _send_expired(self) -> None:
-        """The client stopped reading what it is sent: drop it (the app sees a disconnect)."""
+        """The client stopped reading what it is sent: drop it (the app sees a disconnect).
+
+        `abort`, not `close`: close would wait for the unread answer to be sent.
+        """
         self._send_deadline = None
-        self.transport.close()
+        # Every request of this connection, running or queued behind it (pipelining), ends
+        # as a client disconnect now: nothing writes to the transport once it is aborted.
+        cycles = [self._running, self.cycle, *(cycle for cycle, _ in self.pipeline)]
+        self.pipeline.clear()
+        for cycle in cycles:
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self.flow.resume_writing()  # wakes a send waiting for the client to read
+        self.transport.abort()
 
     # --- deadlines -----------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from maas_metrics.config import mask_secrets
+
 
 class PrometheusError(Exception):
     """Prometheus unreachable, or a query it refused; `str()` is one line."""
@@ -33,8 +35,9 @@ def _number(text: str) -> float:
 
 class PrometheusAPI:
     def __init__(self, url: str, timeout: float = 60.0) -> None:
-        self.url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self.url, timeout=timeout)
+        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        # What messages and pages show: any password in the URL masked.
+        self.url = mask_secrets(url.rstrip("/"))
 
     def close(self) -> None:
         self._client.close()
