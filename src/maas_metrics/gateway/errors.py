@@ -66,7 +66,9 @@ def handler(
         del request
         assert isinstance(exc, GatewayError)
         if exc.status == 429 and exc.headers is not None:
-            retry_after = exc.headers.get("Retry-After", "")
+            retry_after = next(
+                (v for k, v in exc.headers.items() if k.lower() == "retry-after"), ""
+            )
             if retry_after.isdigit() and int(retry_after) > retry_hint_max_seconds:
                 exc.headers["x-should-retry"] = "false"
         return exc.response()

@@ -90,8 +90,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._send_deadline: TimerHandle | None = None
         self._in_headers = True  # reading a header block (or waiting for the first one)
         self._request_begun = False  # a byte of the current request has arrived
-        self._header_bytes = 0  # parsed size of the current header block (URL, names, values)
         self._wire_bytes = 0  # bytes received while the current header block is incomplete
+        self._phase = ""  # what the armed deadline bounds: "headers", "body" or nothing
         self._oversized = False
         self._rejected = False
         self._running: RequestResponseCycle | None = None
@@ -103,7 +103,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self._reject(transport)
             return
         super().connection_made(transport)
-        self._arm(self.bounds.header_timeout_seconds)
+        self._arm(self.bounds.header_timeout_seconds, "headers")
 
     def _reject(self, transport: asyncio.Transport) -> None:
         """Over the cap: answer 503 at once, stop writing, and close after a short linger."""
@@ -131,38 +131,39 @@ class GuardedProtocol(HttpToolsProtocol):
     # --- reading -------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        """Feed the parser; a request still incomplete after this chunk gets its phase's deadline.
+
+        A request that arrives whole in one read (the usual case) never arms a
+        timer: deadlines cost only the requests that are actually slow.
+        """
         if self._rejected:
             return  # discarded while the 503 lingers
         super().data_received(data)
-        if self._in_headers and not self.transport.is_closing():
+        if not self._request_begun or self.transport.is_closing():
+            return
+        if self._in_headers:
             # httptools buffers a header line until it ends: bound what it may buffer.
             self._wire_bytes += len(data)
             if self._wire_bytes > self.bounds.max_header_bytes:
                 self._oversized = True
                 self.send_400_response("")
+            elif self._phase != "headers":
+                self._arm(self.bounds.header_timeout_seconds, "headers")
+        elif self._phase != "body":
+            self._arm(self.bounds.body_timeout_seconds, "body")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
         self._request_begun = True
-        self._header_bytes = self._wire_bytes = 0
-        if self._deadline is None:  # a keep-alive request: its headers get the full deadline
-            self._arm(self.bounds.header_timeout_seconds)
-
-    def on_url(self, url: bytes) -> None:
-        self._header_bytes += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        super().on_header(name, value)
+        self._wire_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        if self._header_bytes > self.bounds.max_header_bytes:
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.bounds.max_header_bytes:
             self._oversized = True
             raise HeadersTooLarge  # stops the parser; uvicorn then calls send_400_response
-        self._arm(self.bounds.body_timeout_seconds)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -214,14 +215,16 @@ class GuardedProtocol(HttpToolsProtocol):
 
     # --- deadlines -----------------------------------------------------------------------
 
-    def _arm(self, seconds: float) -> None:
+    def _arm(self, seconds: float, phase: str) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(seconds, self._expired)
+        self._phase = phase
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self._phase = ""
 
     def _disarm_send(self) -> None:
         if self._send_deadline is not None:
@@ -230,6 +233,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _expired(self) -> None:
         self._deadline = None
+        self._phase = ""
         if self.transport.is_closing():
             return
         cycle = self.cycle
