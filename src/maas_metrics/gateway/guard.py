@@ -91,6 +91,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_headers = True  # reading a header block (or waiting for the first one)
         self._request_begun = False  # a byte of the current request has arrived
         self._wire_bytes = 0  # bytes received while the current header block is incomplete
+        self._chunk = 0  # size of the chunk being parsed
         self._phase = ""  # what the armed deadline bounds: "headers", "body" or nothing
         self._oversized = False
         self._rejected = False
@@ -138,6 +139,7 @@ class GuardedProtocol(HttpToolsProtocol):
         """
         if self._rejected:
             return  # discarded while the 503 lingers
+        self._chunk = len(data)
         super().data_received(data)
         if not self._request_begun or self.transport.is_closing():
             return
@@ -160,11 +162,15 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.bounds.max_header_bytes:
+        limit = self.bounds.max_header_bytes
+        # Only a block that came in more bytes than the limit can be over it: count it then.
+        if self._wire_bytes + self._chunk > limit and self._header_size() > limit:
             self._oversized = True
             raise HeadersTooLarge  # stops the parser; uvicorn then calls send_400_response
         super().on_headers_complete()
+
+    def _header_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_message_complete(self) -> None:
         self._disarm()
