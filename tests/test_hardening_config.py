@@ -12,6 +12,7 @@ naming a field. Real processes are started for sample configs.
 from __future__ import annotations
 
 import copy
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -263,3 +264,29 @@ def test_a_rejected_config_does_not_print_its_password(tmp_path: Path) -> None:
     result = subprocess.run([CLI, "config", "check", str(path)], capture_output=True, text=True)
     assert result.returncode == 2 and "storage.url" in result.stderr
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_taken_operator_port_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                CLI,
+                "gateway",
+                "-c",
+                str(EXAMPLE_CONFIG),
+                "--port",
+                "0",
+                "--operator-port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("operator listener"), result.stderr
+    assert "Traceback" not in result.stderr
