@@ -104,6 +104,7 @@ def make_config(
             "gateway": {
                 "max_body_bytes": max_body_bytes,
                 "upstream_timeout_seconds": timeout_seconds,
+                "operator": {"port": 0},  # any free port; `GatewayURL.operator` says which
             },
         }
     )
@@ -159,11 +160,22 @@ def running_mock(latency_ms: float = 0.0) -> Iterator[RunningMock]:
         thread.close()
 
 
+class GatewayURL(str):
+    """The API base URL; `.operator` is the operator listener's (`/metrics`, `/healthz`)."""
+
+    operator: str
+
+    def __new__(cls, api: str, operator: str) -> GatewayURL:
+        url = super().__new__(cls, api)
+        url.operator = operator
+        return url
+
+
 @contextmanager
-def running_gateway(config: Config) -> Iterator[str]:
-    """The gateway (uvicorn, as in production) in a thread on a free port; yields its base URL."""
+def running_gateway(config: Config) -> Iterator[GatewayURL]:
+    """The gateway (uvicorn, as in production) in a thread on free ports; yields its base URL."""
     port = free_port()
-    server = build_server(config, "127.0.0.1", port)
+    server = build_server(config, "127.0.0.1", port, operator_port=0)
     thread = LoopThread()
     serving = thread.submit(server.serve())
     deadline = time.monotonic() + 15
@@ -175,7 +187,7 @@ def running_gateway(config: Config) -> Iterator[str]:
             raise TimeoutError("gateway did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield GatewayURL(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{server.operator_port}")
     finally:
         server.should_exit = True
         serving.result(timeout=15)
@@ -183,9 +195,10 @@ def running_gateway(config: Config) -> Iterator[str]:
 
 
 @contextmanager
-def gateway_process(config_path: Path, port: int | None = None) -> Iterator[str]:
+def gateway_process(config_path: Path, port: int | None = None) -> Iterator[GatewayURL]:
     """`maas-metrics gateway` as its own process, exactly as a user starts it; yields its base URL."""
     port = port or free_port()
+    operator_port = free_port()
     command = [
         str(Path(sys.executable).parent / "maas-metrics"),
         "gateway",
@@ -193,11 +206,14 @@ def gateway_process(config_path: Path, port: int | None = None) -> Iterator[str]
         str(config_path),
         "--port",
         str(port),
+        "--operator-port",
+        str(operator_port),
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}"
+        wait_for_port(operator_port, process=process)
+        yield GatewayURL(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{operator_port}")
     finally:
         process.terminate()
         try:
@@ -215,7 +231,8 @@ Series = tuple[str, frozenset[tuple[str, str]]]
 
 
 def scrape_text(base_url: str) -> str:
-    response = httpx.get(f"{base_url}/metrics", timeout=10)
+    """`/metrics` of the gateway at `base_url` (its operator listener when it is a `GatewayURL`)."""
+    response = httpx.get(f"{getattr(base_url, 'operator', base_url)}/metrics", timeout=10)
     response.raise_for_status()
     return response.text
 

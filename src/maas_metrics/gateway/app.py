@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from maas_metrics.config import Config
+from maas_metrics.config import Config, tls_context
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.metering import Meter, Usage, parse_usage
@@ -61,7 +61,10 @@ class Gateway:
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
         self.meter = Meter(self.limiter, self.metrics)
-        self.upstreams = Upstreams(config.gateway.upstream_timeout_seconds)
+        self.upstreams = Upstreams(
+            config.gateway.upstream_timeout_seconds,
+            {m.upstream: tls_context(m.ca_file) for m in config.models if m.ca_file is not None},
+        )
         self.max_body = config.gateway.max_body_bytes
         self.models = {m.name: m.upstream for m in config.models}
         created = int(time.time())
@@ -278,8 +281,21 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     ).response()
 
 
+def _exception_handlers(gateway: Gateway) -> dict[Any, Any]:
+    return {
+        errors.GatewayError: errors.handler(gateway.config.gateway.retry_hint_max_seconds),
+        HTTPException: _http_error,
+        Exception: _server_error,
+    }
+
+
 def create_app(config: Config) -> Starlette:
-    """The gateway ASGI app for `config`; `app.state.gateway` is its `Gateway`."""
+    """The gateway's API app for `config`; `app.state.gateway` is its `Gateway`.
+
+    `/metrics` is not here: it lists every user's usage, so only the operator
+    app (`create_operator_app`, on its own listener) serves it. No trailing
+    slash redirect: a 307 would echo the client's `Host` header.
+    """
     gateway = Gateway(config)
     app = Starlette(
         routes=[
@@ -287,15 +303,25 @@ def create_app(config: Config) -> Starlette:
             Route("/v1/completions", gateway.completions, methods=["POST"]),
             Route("/v1/models", gateway.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+        ],
+        exception_handlers=_exception_handlers(gateway),
+        lifespan=gateway.lifespan,
+    )
+    app.router.redirect_slashes = False
+    app.state.gateway = gateway
+    return app
+
+
+def create_operator_app(gateway: Gateway) -> Starlette:
+    """`/metrics` and `/healthz` for Prometheus and the kubelet, served on the operator listener."""
+    app = Starlette(
+        routes=[
             Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
             Route("/healthz", gateway.healthz, methods=["GET"]),
         ],
-        exception_handlers={
-            errors.GatewayError: errors.handle,
-            HTTPException: _http_error,
-            Exception: _server_error,
-        },
-        lifespan=gateway.lifespan,
+        exception_handlers=_exception_handlers(gateway),
     )
+    app.router.redirect_slashes = False
     app.state.gateway = gateway
     return app
