@@ -230,6 +230,9 @@ def parse_metrics(text: str) -> dict[Series, float]:
 
 
 def scrape(base_url: str) -> dict[Series, float]:
+    """Every series with its true value: a first scrape reads new series at 0 (they are born at
+    zero, see `telemetry.metrics.Family`), the second shows their counts."""
+    scrape_text(base_url)
     return parse_metrics(scrape_text(base_url))
 
 
