@@ -17,6 +17,7 @@ import orjson
 from tests.gateway_harness import LoopThread
 
 Handler = Callable[[dict[str, Any], asyncio.StreamWriter], Awaitable[None]]
+"""Writes the answer to one request body (the reader stays with `FakeUpstream`, see `gone`)."""
 
 SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
 
@@ -73,6 +74,7 @@ class FakeUpstream:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.bodies: list[dict[str, Any]] = []
+        self.gone = 0  # connections the gateway closed before the handler finished
         self.url = ""
         self._server: asyncio.Server | None = None
 
@@ -97,8 +99,16 @@ class FakeUpstream:
                     length = int(value)
             body = orjson.loads(await reader.readexactly(length)) if length else {}
             self.bodies.append(body)
-            await self.handler(body, writer)
-            await writer.drain()
+            handling = asyncio.ensure_future(self.handler(body, writer))
+            closing = asyncio.ensure_future(reader.read())  # b"" once the gateway hangs up
+            done, _ = await asyncio.wait({handling, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if handling in done:
+                closing.cancel()
+                handling.result()
+                await writer.drain()
+            else:
+                self.gone += 1
+                handling.cancel()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:

@@ -22,7 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from maas_metrics.config import Config, hash_key, parse_config
-from maas_metrics.gateway import build_server
+from maas_metrics.gateway import Gateway, build_server
 from maas_metrics.simulate.mock_model import MockModelServer, start_server
 from tests.servers import free_port, wait_for_port
 
@@ -62,6 +62,7 @@ def make_config(
     extra_users: dict[str, tuple[list[str], str]] | None = None,
     max_body_bytes: int = 1_048_576,
     timeout_seconds: float = 10.0,
+    metering: dict[str, Any] | None = None,
 ) -> Config:
     """The test config: free 5 req/120 s + 100 tokens/60 s, premium 20 + 50,000, enterprise 50 + 100,000."""
     users = {**USERS, **(extra_users or {})}
@@ -104,6 +105,7 @@ def make_config(
             "gateway": {
                 "max_body_bytes": max_body_bytes,
                 "upstream_timeout_seconds": timeout_seconds,
+                "metering": metering or {},
             },
         }
     )
@@ -162,6 +164,13 @@ def running_mock(latency_ms: float = 0.0) -> Iterator[RunningMock]:
 @contextmanager
 def running_gateway(config: Config) -> Iterator[str]:
     """The gateway (uvicorn, as in production) in a thread on a free port; yields its base URL."""
+    with running_gateway_object(config) as (url, _):
+        yield url
+
+
+@contextmanager
+def running_gateway_object(config: Config) -> Iterator[tuple[str, Gateway]]:
+    """As `running_gateway`, also yielding the `Gateway` object (to look at its background work)."""
     port = free_port()
     server = build_server(config, "127.0.0.1", port)
     thread = LoopThread()
@@ -174,8 +183,9 @@ def running_gateway(config: Config) -> Iterator[str]:
         if time.monotonic() > deadline:
             raise TimeoutError("gateway did not start")
         time.sleep(0.01)
+    app = server.config.app
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", app.state.gateway
     finally:
         server.should_exit = True
         serving.result(timeout=15)
@@ -257,5 +267,7 @@ def counters(metrics: dict[Series, float]) -> dict[Series, float]:
         "limited_calls",
         "maas_prompt_tokens",
         "maas_completion_tokens",
+        "maas_answers_without_usage",
+        "maas_stream_events_too_large",
     }
     return {key: value for key, value in metrics.items() if key[0] in names}

@@ -105,6 +105,7 @@ class RelayResponse(Response):
         except TimeoutError:  # the client left and the upstream did not finish in time
             error = errors.upstream_timeout(self._drain_seconds)
         finally:
+            self._drain_timer = None
             self._upstream.close()
         self._hand_over_nowait(_End(error))
         await self._finish(capture, error is None)
