@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
 
 from maas_metrics.config import Config, hash_key, parse_config
 from maas_metrics.gateway import Gateway, build_server
@@ -184,6 +185,7 @@ def running_gateway_object(config: Config) -> Iterator[tuple[str, Gateway]]:
             raise TimeoutError("gateway did not start")
         time.sleep(0.01)
     app = server.config.app
+    assert isinstance(app, Starlette)
     try:
         yield f"http://127.0.0.1:{port}", app.state.gateway
     finally:

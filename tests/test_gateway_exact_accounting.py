@@ -160,7 +160,7 @@ def test_a_disconnect_during_the_report_leaves_store_and_metrics_equal(redis: Re
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].finish_reason:
                     # The usage chunk and the report come next: hold Redis writes, then leave.
-                    control.execute_command("CLIENT", "PAUSE", "250", "WRITE")
+                    control.client_pause(250, all=False)
                     break
             stream.close()
             # A JSON answer: admitted at once, the upstream answers after 400 ms, the report
@@ -175,7 +175,7 @@ def test_a_disconnect_during_the_report_leaves_store_and_metrics_equal(redis: Re
                     timeout=0.45,
                 )
                 time.sleep(0.15)
-                control.execute_command("CLIENT", "PAUSE", "350", "WRITE")
+                control.client_pause(350, all=False)
                 with pytest.raises(httpx.TimeoutException):
                     leaving.result()
             answer = httpx.post(f"{mock.url}/chat/completions", json=body, timeout=10).json()[
@@ -208,7 +208,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def redis_snapshot(redis: RedisServer) -> dict[bytes, bytes | None]:
+def redis_snapshot(redis: RedisServer) -> dict[Any, Any]:
     client = redis_lib.Redis.from_url(redis.url)
     return {key: client.get(key) for key in client.keys("*")}
 

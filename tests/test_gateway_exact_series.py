@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from maas_metrics.telemetry.metrics import Family
 from tests.gateway_harness import (
@@ -144,20 +145,27 @@ def one_user(base: str, key: str, rng: random.Random) -> int:
     for n in range(rng.randrange(1, 8)):
         model = rng.choice(MODELS)
         prompt = f"question {n} " * rng.randrange(1, 30)
-        messages = [{"role": "user", "content": prompt}]
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": prompt}]
         try:
             if rng.random() < 0.5:
-                answer = client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+                answer = client.chat.completions.create(model=model, messages=messages)
                 assert answer.usage is not None
                 tokens += answer.usage.total_tokens
                 continue
             walk_away = rng.random() < 0.5
-            stream = client.chat.completions.create(
-                model=model,
-                messages=messages,  # type: ignore[arg-type]
-                stream=True,
-                stream_options=None if walk_away else {"include_usage": True},
-            )
+            if walk_away:
+                stream = client.chat.completions.create(
+                    model=model,
+                    messages=messages,
+                    stream=True,
+                )
+            else:
+                stream = client.chat.completions.create(
+                    model=model,
+                    messages=messages,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
             text = ""
             for chunk in stream:
                 if chunk.usage is not None:
