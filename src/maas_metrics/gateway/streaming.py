@@ -80,9 +80,16 @@ class UsageCapture:
         self.bytes_copied = 0
         self._buffer = bytearray()
         self._scanned = 0  # no event end starts before this index of the buffer (but the overlap)
+        self._overflow = False
 
     def feed(self, chunk: bytes) -> bytes:
-        """Take one upstream read; return the complete events to relay (possibly b"")."""
+        """Take one upstream read; return the complete events to relay (possibly b"").
+
+        Raises `EventTooLarge` once an event is over the limit; events that were
+        complete before it are returned first (the error comes with the next call).
+        """
+        if self._overflow:
+            raise EventTooLarge
         buffer = self._buffer
         buffer += chunk
         self.bytes_copied += len(chunk)
@@ -97,7 +104,8 @@ class UsageCapture:
             self.bytes_scanned += match.end() - position
             end = match.start()
             if end - start > self.max_event_bytes:
-                raise EventTooLarge
+                self._overflow = True
+                break
             event = bytes(buffer[start:end])
             self.bytes_copied += len(event)
             kept = self._relay(event)
@@ -108,11 +116,15 @@ class UsageCapture:
             del buffer[:start]  # CPython moves the start of a bytearray: no copy
         self._scanned = len(buffer)
         if len(buffer) > self.max_event_bytes + _OVERLAP:
+            self._overflow = True
+        if self._overflow and not out:
             raise EventTooLarge
         return b"".join(out)
 
     def flush(self) -> bytes:
         """Whatever trails the last complete event (normally nothing)."""
+        if self._overflow:
+            raise EventTooLarge
         rest = bytes(self._buffer)
         self._buffer.clear()
         self._scanned = 0
