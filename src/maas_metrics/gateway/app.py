@@ -194,8 +194,11 @@ class Gateway:
             raise errors.upstream_unreachable("the answer is not a JSON object")
         usage = parse_usage(answer.get("usage"))
         chars = 0 if usage is not None else answer_chars(answer)
-        # Shielded: a client that disconnects now cannot stop the report half-way.
-        await self.background.shielded(self._account(identity, checked, usage, chars))
+        account = self._account(identity, checked, usage, chars)
+        if self.storage_kind == "memory":
+            await account  # in-memory counters never wait: no cancel can land inside the report
+        else:  # shielded: a cancel while Redis answers cannot stop the report half-way
+            await self.background.shielded(account)
         return Response(
             reply.content, status_code=reply.status, headers=headers, media_type=reply.content_type
         )
