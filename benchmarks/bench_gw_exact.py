@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import tempfile
@@ -106,6 +107,7 @@ def throughput(base: Path, rounds: int, seconds: float) -> list[list[str]]:
             for service in services:
                 service.start()
             rates: dict[tuple[str, str], list[float]] = {}
+            cpu: dict[tuple[str, str], list[float]] = {}
             headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
             for r in range(rounds):
                 names = list(targets)
@@ -113,9 +115,12 @@ def throughput(base: Path, rounds: int, seconds: float) -> list[list[str]]:
                 for kind, body in (("JSON", JSON_BODY), ("stream", STREAM_BODY)):
                     for name in names:
                         url = f"{targets[name].url}/v1/chat/completions"
+                        before = cpu_seconds(targets[name])
                         result = uvloop.run(run_load(url, 16, seconds, body, headers))
+                        used = cpu_seconds(targets[name]) - before
                         assert result.errors == 0, (name, kind, result.summary())
                         rates.setdefault((kind, name), []).append(result.rate)
+                        cpu.setdefault((kind, name), []).append(used / result.requests)
         finally:
             for service in reversed(services):
                 service.stop()
@@ -123,8 +128,27 @@ def throughput(base: Path, rounds: int, seconds: float) -> list[list[str]]:
     for kind in ("JSON", "stream"):
         old = statistics.median(rates[(kind, "base")])
         new = statistics.median(rates[(kind, "this branch")])
-        rows.append([kind, f"{old:,.0f}", f"{new:,.0f}", f"{new / old:.3f}"])
+        old_cpu = statistics.median(cpu[(kind, "base")])
+        new_cpu = statistics.median(cpu[(kind, "this branch")])
+        rows.append(
+            [
+                kind,
+                f"{old:,.0f}",
+                f"{new:,.0f}",
+                f"{new / old:.3f}",
+                f"{old_cpu * 1e6:.0f}",
+                f"{new_cpu * 1e6:.0f}",
+                f"{new_cpu / old_cpu:.3f}",
+            ]
+        )
     return rows
+
+
+def cpu_seconds(service: Service) -> float:
+    """User + system CPU time the service's process has used so far (from /proc)."""
+    assert service.process is not None
+    fields = Path(f"/proc/{service.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(action: Callable[[], bytes], repeat: int = 5) -> tuple[float, int]:
@@ -248,7 +272,15 @@ def main() -> None:
     )
     run = benchlib.RunInfo.begin(command)
     rate_rows = throughput(args.base, args.rounds, args.seconds)
-    headers = ["answers", "base req/s", "this branch req/s", "ratio"]
+    headers = [
+        "answers",
+        "base req/s",
+        "this branch req/s",
+        "ratio",
+        "base CPU µs/req",
+        "this branch CPU µs/req",
+        "CPU ratio",
+    ]
     benchlib.print_table("Gateway at concurrency 16 (median of rounds)", headers, rate_rows)
     render_rows = exposition(args.users, args.active)
     render_headers = ["/metrics at 10k users x 5 models", "series", "size", "render"]
@@ -257,7 +289,7 @@ def main() -> None:
     RESULTS.write_text(
         "# gw-exact: what exact counting costs\n\n"
         + run.markdown()
-        + f"\nGateway requests/s at concurrency 16, base commit vs this branch, interleaved, median of {args.rounds} rounds of {args.seconds:g} s (in-memory counters, mock model without latency):\n\n"
+        + f"\nGateway requests/s at concurrency 16, base commit vs this branch, interleaved, median of {args.rounds} rounds of {args.seconds:g} s (in-memory counters, mock model without latency). The gateway's own CPU time per request (from /proc, the gateway process only) is the steadier figure on a shared machine:\n\n"
         + benchlib.markdown_table(headers, rate_rows)
         + "\n`/metrics` render (median of 5) at 10,000 users x 5 models:\n\n"
         + benchlib.markdown_table(render_headers, render_rows),

@@ -61,7 +61,12 @@ def test_usage_is_found_and_hidden_whatever_the_chunking(
     cuts = [c for c in cuts if c <= len(full)]
     capture = UsageCapture(hide_usage_chunk=hide)
     assert run(capture, full, cuts) == (not_asked if hide else full)
-    assert capture.answer_chars == len("ab é")
+    # Without a usage chunk, the answer's text is what an estimate counts.
+    for stream in (not_asked, full.replace(b'"choices":[],"usage":{', b'"choices":[],"x":{')):
+        without = UsageCapture(hide_usage_chunk=hide)
+        run(without, stream, cuts)
+        assert without.usage is None
+        assert without.answer_chars == len("ab é")
     assert capture.usage is not None
     assert (
         capture.usage.prompt_tokens,

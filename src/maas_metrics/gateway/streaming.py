@@ -28,6 +28,7 @@ _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 _OVERLAP = 3  # an event end is at most 4 bytes: rescan this much of the previous read
 # The `"usage":null` member the upstream adds when asked for usage, with one neighbouring comma.
+_UNCOUNTED_BYTES = 256 * 1024  # chunk data held for a lazy text count before it is counted
 _USAGE_NULL = re.compile(rb'\s*,\s*"usage"\s*:\s*null|"usage"\s*:\s*null\s*,?')
 
 
@@ -43,6 +44,14 @@ def _event_data(event: bytes) -> bytes | None:
         line[5:].removeprefix(b" ") for line in _LINE_END.split(event) if line.startswith(b"data:")
     ]
     return b"\n".join(parts) if parts else None
+
+
+def _chars_of(data: bytes) -> int:
+    try:
+        payload: Any = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return 0
+    return _text_chars(payload) if isinstance(payload, dict) else 0
 
 
 def _text_chars(payload: dict[str, Any]) -> int:
@@ -75,7 +84,9 @@ class UsageCapture:
         self.max_event_bytes = max_event_bytes
         self.usage: Usage | None = None
         self.done = False
-        self.answer_chars = 0  # answer text received, for an estimate when usage never comes
+        self._answer_chars = 0
+        self._uncounted: list[bytes] = []  # chunk data whose text is counted only if needed
+        self._uncounted_bytes = 0
         self.bytes_scanned = 0
         self.bytes_copied = 0
         self._buffer = bytearray()
@@ -135,6 +146,16 @@ class UsageCapture:
         kept = self._relay(rest)
         return b"" if kept is None else kept
 
+    @property
+    def answer_chars(self) -> int:
+        """Answer text received so far in characters, for an estimate when usage never comes."""
+        if self._uncounted:
+            for data in self._uncounted:
+                self._answer_chars += _chars_of(data)
+            self._uncounted.clear()
+            self._uncounted_bytes = 0
+        return self._answer_chars
+
     def _relay(self, event: bytes) -> bytes | None:
         """Note usage, text and end of stream; the event to pass on, or None to withhold it."""
         data = _event_data(event)
@@ -143,29 +164,49 @@ class UsageCapture:
         if data == b"[DONE]":
             self.done = True
             return event
+        if b'"usage"' not in data:  # an upstream that does not send usage: count the text now
+            self._answer_chars += _chars_of(data)
+            return event
+        if b'"usage":null' in data or b'"usage": null' in data:
+            # The usual chunk of a stream asked for usage: its usage chunk will follow, so
+            # its text is counted only if that never comes (no JSON parse per chunk).
+            self._uncounted.append(data)
+            self._uncounted_bytes += len(data)
+            if self._uncounted_bytes > _UNCOUNTED_BYTES:
+                self.answer_chars  # noqa: B018 - counts and frees what was held
+            return self._without_usage_null(event) if self.hide_usage_chunk else event
         try:
             payload: Any = orjson.loads(data)
         except orjson.JSONDecodeError:
             return event
         if not isinstance(payload, dict):
             return event
-        self.answer_chars += _text_chars(payload)
-        if "usage" not in payload:
-            return event
-        usage_value = payload["usage"]
-        if usage_value is None:
-            return self._without_usage_null(event) if self.hide_usage_chunk else event
-        usage = parse_usage(usage_value)
+        self._answer_chars += _text_chars(payload)
+        usage = parse_usage(payload.get("usage"))
         if usage is None:
             return event
         self.usage = usage
+        self._uncounted.clear()  # the upstream counted the text itself
+        self._uncounted_bytes = 0
         if self.hide_usage_chunk and not payload.get("choices"):
             return None  # the usage-only chunk our request caused
         return event
 
     @staticmethod
     def _without_usage_null(event: bytes) -> bytes:
-        """The event without its `"usage":null` member (unchanged when that is ambiguous)."""
+        """The event without its `"usage":null` member (unchanged when that is ambiguous).
+
+        Unescaped quotes only delimit JSON strings, so `"usage":null` found once is the
+        member itself (text inside a string would read `\\"usage\\"`).
+        """
+        compact = b'"usage":null'
+        if event.count(compact) == 1:
+            at = event.index(compact)
+            end = at + len(compact)
+            if at and event[at - 1 : at] == b",":
+                return event[: at - 1] + event[end:]
+            if event[end : end + 1] == b",":
+                return event[:at] + event[end + 1 :]
         matches = list(_USAGE_NULL.finditer(event))
         if len(matches) != 1:
             return event
