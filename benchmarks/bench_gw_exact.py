@@ -12,7 +12,7 @@
 
 Run (the base tree is the commit before this branch, unpacked once):
     mkdir -p /tmp/gwx-base && git archive 9571c43 | tar -x -C /tmp/gwx-base
-    .venv/bin/python benchmarks/bench_gw_exact.py --base /tmp/gwx-base [--rounds 5 --seconds 4]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_gw_exact.py --base /tmp/gwx-base [--rounds 5 --seconds 4]
 Writes benchmarks/results/gw-exact.md.
 """
 
@@ -267,7 +267,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     command = (
-        "mkdir -p /tmp/gwx-base && git archive 9571c43 | tar -x -C /tmp/gwx-base && .venv/bin/python benchmarks/bench_gw_exact.py --base /tmp/gwx-base "
+        "mkdir -p /tmp/gwx-base && git archive 9571c43 | tar -x -C /tmp/gwx-base && PYTHONPATH=src .venv/bin/python benchmarks/bench_gw_exact.py --base /tmp/gwx-base "
         + f"--rounds {args.rounds} --seconds {args.seconds:g}"
     )
     run = benchlib.RunInfo.begin(command)
