@@ -27,17 +27,12 @@ from maas_metrics.config import Config
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.background import Background
+from maas_metrics.gateway.estimate import answer_chars, estimate_usage, prompt_chars
 from maas_metrics.gateway.metering import Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
-from maas_metrics.gateway.validation import (
-    InferenceRequest,
-    answer_chars,
-    estimate_usage,
-    parse_request,
-    prompt_chars,
-)
+from maas_metrics.gateway.validation import InferenceRequest, parse_request
 from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
 from maas_metrics.limiter.redis import RedisStore
 from maas_metrics.policies import tier_policies

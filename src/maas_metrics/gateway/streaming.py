@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from maas_metrics.gateway.estimate import chunk_chars
 from maas_metrics.gateway.metering import Usage, parse_usage
 
 # An SSE event ends at a blank line; the spec allows \n, \r\n and \r line ends.
@@ -51,23 +52,7 @@ def _chars_of(data: bytes) -> int:
         payload: Any = orjson.loads(data)
     except orjson.JSONDecodeError:
         return 0
-    return _text_chars(payload) if isinstance(payload, dict) else 0
-
-
-def _text_chars(payload: dict[str, Any]) -> int:
-    """Characters of answer text in one chunk (chat `delta.content` or completions `text`)."""
-    choices = payload.get("choices")
-    if not isinstance(choices, list):
-        return 0
-    count = 0
-    for choice in choices:
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-        if isinstance(text, str):
-            count += len(text)
-    return count
+    return chunk_chars(payload) if isinstance(payload, dict) else 0
 
 
 class UsageCapture:
@@ -181,7 +166,7 @@ class UsageCapture:
             return event
         if not isinstance(payload, dict):
             return event
-        self._answer_chars += _text_chars(payload)
+        self._answer_chars += chunk_chars(payload)
         usage = parse_usage(payload.get("usage"))
         if usage is None:
             return event
