@@ -317,3 +317,27 @@ def test_huge_answers_pass_through_whole_and_are_counted() -> None:
         metrics = counters(scrape(gateway))
     assert metrics[usage_key("authorized_hits", TOKENS_NS, "dave", MODEL)] == 1_000_003
     assert metrics[usage_key("authorized_hits", TOKENS_NS, "frank", MODEL)] == 1_000_003
+
+
+@pytest.mark.parametrize(
+    ("asked", "plain"),
+    [
+        (b'{"a":1,"usage":null,"choices":[]}', b'{"a":1,"choices":[]}'),
+        (b'{"usage":null,"a":1}', b'{"a":1}'),
+        (b'{"a": 1, "usage": null, "choices": []}', b'{"a": 1, "choices": []}'),
+        (b'{ "a": 1 ,\t"usage" :  null }', b'{ "a": 1 }'),
+        (b'{"usage": null}', b"{}"),
+        # Text that only looks like the member stays (its quotes are escaped).
+        (
+            b'{"choices":[{"delta":{"content":"\\"usage\\":null"}}],"usage":null}',
+            b'{"choices":[{"delta":{"content":"\\"usage\\":null"}}]}',
+        ),
+    ],
+)
+def test_only_the_usage_null_member_is_removed_whatever_the_json_layout(
+    asked: bytes, plain: bytes
+) -> None:
+    capture = UsageCapture(hide_usage_chunk=True)
+    out = capture.feed(b"data: " + asked + b"\n\n") + capture.flush()
+    assert out == b"data: " + plain + b"\n\n"
+    assert orjson.loads(plain) == {k: v for k, v in orjson.loads(asked).items() if k != "usage"}

@@ -167,6 +167,8 @@ class UsageCapture:
         if not isinstance(payload, dict):
             return event
         self._answer_chars += chunk_chars(payload)
+        if "usage" in payload and payload["usage"] is None:  # `"usage":null` laid out otherwise
+            return self._without_usage_null(event) if self.hide_usage_chunk else event
         usage = parse_usage(payload.get("usage"))
         if usage is None:
             return event
