@@ -81,11 +81,14 @@ def test_sigterm_waits_for_a_scrape_that_sees_every_count(
         tokens += chat(base)
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(timeout=1.5)
+        key = usage_key("authorized_hits", TOKENS_NS, "frank", "granite-8b")
+        # The series is new, so it is born at 0: the first scrape reads 0 and the gateway waits on.
+        text = httpx.get(f"{base.operator}/metrics", timeout=10).text
+        assert parse_metrics(text)[key] == 0
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=1.5)
         text = httpx.get(f"{base.operator}/metrics", timeout=10).text  # Prometheus's final scrape
-        assert (
-            parse_metrics(text)[usage_key("authorized_hits", TOKENS_NS, "frank", "granite-8b")]
-            == tokens
-        )
+        assert parse_metrics(text)[key] == tokens
         process.wait(timeout=15)  # stops soon after that scrape, long before the 60 s wait
     finally:
         if process.poll() is None:

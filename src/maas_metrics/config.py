@@ -282,6 +282,25 @@ class ClientBounds(_Strict):
     max_connections: Annotated[int, Field(gt=0)] = 1000
 
 
+class Metering(_Strict):
+    """How the gateway counts what upstreams and scrapers make uncertain (`gateway.metering`).
+
+    - `usage_missing`: an answer without `usage` counts `estimate` tokens
+      (ceil(characters / 4) of the prompt text sent and of the answer text
+      received) or `zero`; either way `maas_answers_without_usage_total` counts it.
+    - `zero_hold_seconds`: a new counter series is scraped at 0 until it has
+      been read at 0 and this long has passed; set it to the scrape interval
+      when several Prometheus replicas (an HA pair) scrape the gateway.
+    - `max_sse_event_bytes`: the largest upstream SSE event relayed; a bigger
+      one ends the stream with a 502 error and counts in
+      `maas_stream_events_too_large_total`.
+    """
+
+    usage_missing: Literal["estimate", "zero"] = "estimate"
+    zero_hold_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    max_sse_event_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+
+
 class GatewaySettings(_Strict):
     host: BindHost = "127.0.0.1"
     port: Port = 8080
@@ -294,6 +313,7 @@ class GatewaySettings(_Strict):
     # On SIGTERM/SIGINT keep serving until Prometheus has scraped every count, for at most
     # this long (0: stop at once, as Limitador does, losing what was counted since the last scrape).
     shutdown_scrape_wait_seconds: Annotated[float, Field(ge=0)] = 0.0
+    metering: Metering = Metering()
 
     @model_validator(mode="after")
     def _listeners_apart(self) -> GatewaySettings:
