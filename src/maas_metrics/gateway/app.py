@@ -32,11 +32,13 @@ from maas_metrics.gateway.metering import Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
+from maas_metrics.gateway.timing import RequestTimer, TimedStore
 from maas_metrics.gateway.validation import InferenceRequest, parse_request
 from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
 from maas_metrics.limiter.redis import RedisStore
 from maas_metrics.policies import tier_policies
-from maas_metrics.telemetry import CONTENT_TYPE, GatewayMetrics, render
+from maas_metrics.telemetry import CONTENT_TYPE, GatewayMetrics, LatencyMetrics, render
+from maas_metrics.telemetry.latency import OPERATIONS
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,13 @@ class Gateway:
         self.keys = KeyTable(config, policies)
         self.metering = config.gateway.metering
         self.metrics = GatewayMetrics(self.metering.zero_hold_seconds)
+        self.latency = LatencyMetrics(self.metering.zero_hold_seconds)
         self.background = Background()  # token reports and upstream drains a client cannot cancel
         self.metrics.publish_quotas(policies)
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
-        self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
+        self.limiter = RateLimiter(
+            TimedStore(create_store(config.storage.url), self.latency), config.storage.on_failure
+        )
         self.meter = Meter(self.limiter, self.metrics)
         self.upstreams = Upstreams(
             config.gateway.upstream_timeout_seconds,
@@ -152,10 +157,21 @@ class Gateway:
         base = self.models.get(checked.model)
         if base is None:
             raise errors.unknown_model(checked.model)
+        timer = RequestTimer(self.latency, checked.model, identity.tier, OPERATIONS[path])
         headers = await self.meter.admit(identity, checked.model)
-        if checked.stream:
-            return await self._stream(identity, checked, base + path, body, headers)
-        return await self._complete(identity, checked, base + path, body, headers)
+        try:
+            if checked.stream:
+                response = await self._stream(identity, checked, base + path, body, headers, timer)
+            else:
+                response = await self._complete(
+                    identity, checked, base + path, body, headers, timer
+                )
+        except errors.GatewayError as error:
+            timer.failed(error.status)
+            raise
+        if response.status_code >= 400:  # the upstream's own error, passed through
+            timer.failed(response.status_code, upstream_status=True)
+        return response
 
     async def _account(
         self, identity: Identity, checked: InferenceRequest, usage: Usage | None, answer: int
@@ -178,6 +194,7 @@ class Gateway:
         url: str,
         body: bytes,
         headers: dict[str, str] | None,
+        timer: RequestTimer,
     ) -> Response:
         reply = await self.upstreams.post(url, body)
         if reply.status >= 400:
@@ -191,6 +208,7 @@ class Gateway:
         if not isinstance(answer, dict):
             raise errors.upstream_unreachable("the answer is not a JSON object")
         usage = parse_usage(answer.get("usage"))
+        timer.answered(usage, streamed=False)
         chars = 0 if usage is not None else answer_chars(answer)
         account = self._account(identity, checked, usage, chars)
         if self.storage_kind == "memory":
@@ -208,6 +226,7 @@ class Gateway:
         url: str,
         body: bytes,
         headers: dict[str, str] | None,
+        timer: RequestTimer,
     ) -> Response:
         hide = not checked.include_usage
         if hide:
@@ -236,10 +255,14 @@ class Gateway:
                 f"expected an event stream, got HTTP {status} {content_type or 'without content type'}"
             )
 
-        async def finish(capture: UsageCapture, complete: bool) -> None:
+        async def finish(capture: UsageCapture, error: errors.GatewayError | None) -> None:
             # Runs in the reader task: no client disconnect can cancel it. A stream cut
             # after its usage chunk is counted; one cut before it counts no tokens.
-            if capture.usage is not None or complete:
+            if error is None:
+                timer.answered(capture.usage, streamed=True)
+            else:
+                timer.failed(error.status)
+            if capture.usage is not None or error is None:
                 await self._account(identity, checked, capture.usage, capture.answer_chars)
 
         def too_large() -> None:
@@ -253,6 +276,7 @@ class Gateway:
             self.background,
             self.config.gateway.upstream_timeout_seconds,
             too_large,
+            timer,
         )
 
     # --- catalogue, metrics, health -------------------------------------------------
@@ -278,8 +302,8 @@ class Gateway:
         del request
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
-        text = render(self.metrics.families())
-        if not self.metrics.held():  # no new series still shown at 0: this scrape read every count
+        text = render([*self.metrics.families(), *self.latency.families()])
+        if not self.metrics.held() and not self.latency.held():  # this scrape read every count
             self.last_scrape_at = began
         return Response(text, headers={"content-type": CONTENT_TYPE})
 

@@ -27,9 +27,12 @@ from typing import Literal
 from maas_metrics.policies import TierPolicies
 from maas_metrics.telemetry.exposition import label_text
 
-USAGE_LABELS = ("limitador_namespace", "user", "tier", "model")
-LIMITED_LABELS = ("limitador_namespace", "user", "tier", "model", "limit_name")
-QUOTA_LABELS = ("limitador_namespace", "tier", "limit_name", "policy")
+BILLING_DIMENSION = "tier"
+"""The label naming what a user is billed by (the one place to read its name)."""
+
+USAGE_LABELS = ("limitador_namespace", "user", BILLING_DIMENSION, "model")
+LIMITED_LABELS = ("limitador_namespace", "user", BILLING_DIMENSION, "model", "limit_name")
+QUOTA_LABELS = ("limitador_namespace", BILLING_DIMENSION, "limit_name", "policy")
 
 
 class Family:
