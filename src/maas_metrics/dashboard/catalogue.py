@@ -31,6 +31,7 @@ from __future__ import annotations
 from datetime import date
 
 from maas_metrics.config import Config, Tier
+from maas_metrics.dashboard.latency_panels import bottom, latency_panels
 from maas_metrics.dashboard.model import (
     Catalogue,
     Column,
@@ -223,6 +224,7 @@ class _Builder:
         if headroom is not None:
             panels.append(headroom)
         panels.append(self.details())
+        panels.extend(latency_panels(bottom(panels)))  # the "Latency & health" row
         return tuple(panels)
 
     def total_hits(self) -> Panel:
