@@ -181,6 +181,8 @@ def _axis_format(unit: str) -> dict[str, Any]:
         return {"tickprefix": "$"}
     if unit == "reqps":
         return {"ticksuffix": " req/s"}
+    if unit == "s":  # latency panels
+        return {"tickformat": ",~r", "ticksuffix": " s"}
     return {"tickformat": ",~r"}
 
 
