@@ -26,7 +26,7 @@ from starlette.routing import Route
 from maas_metrics.config import Config
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
-from maas_metrics.gateway.metering import Meter, Usage, parse_usage
+from maas_metrics.gateway.metering import Admission, Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
@@ -60,7 +60,7 @@ class Gateway:
         self.metrics.publish_quotas(policies)
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
-        self.meter = Meter(self.limiter, self.metrics)
+        self.meter = Meter(self.limiter, self.metrics, policies)
         self.upstreams = Upstreams(config.gateway.upstream_timeout_seconds)
         self.max_body = config.gateway.max_body_bytes
         self.models = {m.name: m.upstream for m in config.models}
@@ -155,13 +155,20 @@ class Gateway:
         base = self.models.get(model)
         if base is None:
             raise errors.unknown_model(model)
-        headers = await self.meter.admit(identity, model)
-        if stream:
-            return await self._stream(identity, model, base + path, payload, headers)
-        return await self._complete(identity, model, base + path, body, headers)
+        admission = await self.meter.admit(identity, model, payload)
+        response: Response | None = None
+        try:
+            if stream:
+                response = await self._stream(identity, model, base + path, payload, admission)
+            else:
+                response = await self._complete(identity, model, base + path, body, admission)
+        finally:
+            if not isinstance(response, RelayResponse):  # a relay releases when it ends
+                await asyncio.shield(self.meter.release(admission))  # no-op once reported
+        return response
 
     async def _complete(
-        self, identity: Identity, model: str, url: str, body: bytes, headers: dict[str, str] | None
+        self, identity: Identity, model: str, url: str, body: bytes, admission: Admission
     ) -> Response:
         reply = await self.upstreams.post(url, body)
         if reply.status >= 400:
@@ -176,9 +183,12 @@ class Gateway:
             raise errors.upstream_unreachable("the answer is not a JSON object")
         usage = parse_usage(answer.get("usage"))
         if usage is not None:
-            await self.meter.report(identity, model, usage)
+            await self.meter.report(identity, model, usage, admission)
         return Response(
-            reply.content, status_code=reply.status, headers=headers, media_type=reply.content_type
+            reply.content,
+            status_code=reply.status,
+            headers=admission.headers(),
+            media_type=reply.content_type,
         )
 
     async def _stream(
@@ -187,7 +197,7 @@ class Gateway:
         model: str,
         url: str,
         payload: dict[str, Any],
-        headers: dict[str, str] | None,
+        admission: Admission,
     ) -> Response:
         options = payload.get("stream_options")
         if options is None:
@@ -209,10 +219,13 @@ class Gateway:
             )
 
         async def finish(usage: Usage) -> None:
-            await self.meter.report(identity, model, usage)
+            await self.meter.report(identity, model, usage, admission)
+
+        async def release() -> None:
+            await self.meter.release(admission)
 
         return RelayResponse(
-            upstream, UsageCapture(hide), finish, {**SSE_HEADERS, **(headers or {})}
+            upstream, UsageCapture(hide), finish, {**SSE_HEADERS, **admission.headers()}, release
         )
 
     # --- catalogue, metrics, health -------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.responses import StreamingResponse
@@ -30,10 +31,12 @@ class RelayResponse(StreamingResponse):
         capture: UsageCapture,
         finish: Callable[[Usage], Awaitable[None]],
         headers: dict[str, str],
+        release: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._upstream = upstream
         self._capture = capture
         self._finish = finish
+        self._release = release  # gives back a token reservation `finish` did not commit
         super().__init__(self._relay(), headers=headers, media_type="text/event-stream")
 
     async def _relay(self) -> AsyncIterator[bytes]:
@@ -58,3 +61,5 @@ class RelayResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             self._upstream.close()
+            if self._release is not None:
+                await asyncio.shield(self._release())
