@@ -24,6 +24,7 @@ from tests.gateway_harness import (
     make_config,
     running_gateway,
     running_mock,
+    scrape,
     secret,
     write_config,
 )
@@ -133,6 +134,16 @@ async def test_two_replicas_sharing_redis_admit_what_fits(
     assert_admitted_what_fits(used, counter)
 
 
+def held_in_metrics(gateway: str) -> tuple[int, int]:
+    """The free tier's outstanding reservations and tokens, as /metrics shows them."""
+    metrics = scrape(gateway)
+    tier = frozenset({("tier", "free")})
+    return (
+        int(metrics[("maas_token_reservations_outstanding", tier)]),
+        int(metrics[("maas_token_reservations_outstanding_tokens", tier)]),
+    )
+
+
 def wait_until_released(url: str, user: str) -> tuple[int, int]:
     """Poll Redis (bounded) until no reservation is held; the final (used, held)."""
     deadline = time.monotonic() + 15
@@ -162,8 +173,10 @@ def test_stream_abandoned_by_the_client_releases_its_reservation(redis: RedisSer
             # Headers go out before the body: the hold is visible to the client and in Redis.
             assert response.headers["X-RateLimit-Remaining-Tokens"] == str(FREE_TOKENS - 23)
             assert read_counter(redis.url, "carol") == (0, 23)  # 20 + ceil(9 / 4) held
+            assert held_in_metrics(gateway) == (1, 23)
         # The client hung up before the answer ended: nothing is charged, the hold is gone.
         assert wait_until_released(redis.url, "carol") == (0, 0)
+        assert held_in_metrics(gateway) == (0, 0)
 
 
 def test_stream_cut_by_the_upstream_releases_and_a_full_one_commits_exactly(

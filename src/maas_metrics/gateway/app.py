@@ -251,6 +251,7 @@ class Gateway:
         del request
         self.last_scrape_at = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
+        self.metrics.set_reservations(self.meter.reservations_outstanding())
         return Response(render(self.metrics.families()), headers={"content-type": CONTENT_TYPE})
 
     async def healthz(self, request: Request) -> Response:

@@ -156,7 +156,8 @@ class Meter:
         self._rules: dict[str, ReservationRule] = {
             tier: p.reservation for tier, p in (policies or {}).items() if p.reservation
         }
-        self._outstanding: dict[str, list[int]] = {}  # tier -> [reservations, tokens held]
+        # tier -> [reservations, tokens held]; every reservation tier is published from the start
+        self._outstanding: dict[str, list[int]] = {tier: [0, 0] for tier in self._rules}
 
     async def admit(
         self, identity: Identity, model: str, payload: dict[str, Any] | None = None
