@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +51,7 @@ class Reservation:
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
+class Admitted(NamedTuple):
     """Both policies' decisions for one request, and the reservation it holds (if any).
 
     `tokens` is None when the token policy was not checked: no token limit, or

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class StoreUnavailable(Exception):
@@ -19,8 +19,7 @@ class CounterState:
     ttl_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class TokenState:
+class TokenState(NamedTuple):
     """A token counter after an operation; `outstanding` is what live reservations hold on it."""
 
     applied: bool
@@ -29,8 +28,7 @@ class TokenState:
     ttl_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class RequestCheck:
+class RequestCheck(NamedTuple):
     """Request policy: check-and-update the counter by 1 against `max_value`."""
 
     key: str
@@ -38,8 +36,7 @@ class RequestCheck:
     window_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class TokenCheck:
+class TokenCheck(NamedTuple):
     """Token policy at admission.
 
     `reserve == 0`: optimistic, applied while the counter is below `max_value`.
@@ -56,8 +53,7 @@ class TokenCheck:
     ttl_ms: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     """What one admission round trip decided.
 
     `tokens` is None when the token policy was not checked (no token limit, or
