@@ -3,7 +3,8 @@
 Side by side in one run: the previous path (one script per policy operation:
 `check_and_update`, `check`, `report`) and the combined one (`admit`: both
 policies in one script; `settle`: the report or a reservation's commit), in
-optimistic and reservation mode, and the Redis connection pool sizes. Redis
+optimistic and reservation mode, batched or not, and the Redis connection
+pool sizes. Redis
 is measured with 1, 32 and 128 concurrent callers, since a real gateway
 overlaps many requests' round trips.
 
@@ -40,12 +41,12 @@ class Case:
     operation: str  # a key of OPERATIONS
     concurrency: int
     pool: int = 64  # Redis connection pool size
-    pipeline: bool = True  # Redis: concurrent scripts of one loop turn in one pipeline
+    batch: bool = True  # Redis: the operations of one loop turn in one script call (batch)
 
     @property
     def label(self) -> str:
         users = "1 hot counter" if self.counters == "hot" else f"{MANY_USERS:,} counters"
-        pool = f", pool={self.pool}, pipeline={self.pipeline}" if self.store == "redis" else ""
+        pool = f", pool={self.pool}, batch={self.batch}" if self.store == "redis" else ""
         return f"{self.store}, {users}, {self.operation}, c={self.concurrency}{pool}"
 
 
@@ -66,7 +67,7 @@ def cases() -> list[Case]:
         for name in OPERATIONS:
             out.append(Case("memory", counters, name, 1))
             out.append(Case("redis", counters, name, 1))
-            out.append(Case("redis", counters, name, 32, pipeline=False))
+            out.append(Case("redis", counters, name, 32, batch=False))
             out.append(Case("redis", counters, name, 32))
     # Connection pool sizing: many callers, few or many connections.
     for pool in (8, 32, 128):
@@ -152,7 +153,7 @@ async def main_async(seconds: float, rounds: int) -> list[tuple[Case, float]]:
                                 redis_server.url,
                                 timeout_seconds=5,
                                 max_connections=case.pool,
-                                pipeline=case.pipeline,
+                                batch=case.batch,
                             )
                         )
                     # Warm-up: load the Lua scripts, open connections, create the counters once.
@@ -185,7 +186,7 @@ def main() -> None:
         "operation",
         "callers",
         "pool",
-        "pipeline",
+        "batch",
         "per second",
         "µs each",
     ]
@@ -196,7 +197,7 @@ def main() -> None:
             case.operation,
             str(case.concurrency),
             str(case.pool) if case.store == "redis" else "",
-            ("yes" if case.pipeline else "no") if case.store == "redis" else "",
+            ("yes" if case.batch else "no") if case.store == "redis" else "",
             benchlib.fmt_rate(rate),
             f"{1e6 / rate:.1f}",
         ]
@@ -213,8 +214,9 @@ def main() -> None:
         "`redis-server` 7 on 127.0.0.1 (Lua scripts, one round trip per operation) sharing the "
         "2 cores with the benchmark; *callers* = concurrent asyncio tasks. "
         "µs each = 1 / rate (for concurrent callers this is throughput, not latency). "
-        "*pipeline* = the scripts concurrent callers issue in one event-loop turn leave as one "
-        "Redis pipeline (the default). Each figure is the median of the interleaved rounds.\n\n"
+        "*batch* = the operations concurrent callers issue in one event-loop turn travel in one "
+        "`EVALSHA` of the batch script (the default; *no* = one script call each). "
+        "Each figure is the median of the interleaved rounds.\n\n"
         + benchlib.markdown_table(headers, rows)
         + "\n"
         + info.markdown()

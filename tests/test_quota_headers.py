@@ -113,10 +113,10 @@ def test_scripted_sequence_headers_equal_the_counters(
             assert answer.status_code == 200
             check(answer.headers, counters, "free", "alice", (5, 100))
         # A streamed answer: headers leave before the body, so they show the counters at
-        # admission; read Redis before the stream's usage lands.
+        # admission; nothing else is in flight, so that is the counter read just before.
+        before = counters.read(TOKEN_KEY.format(tier="free", user="alice"))[0]
         with httpx.stream("POST", url, json=body("stream", True), headers=auth) as streamed:
             assert streamed.status_code == 200
-            before = counters.read(TOKEN_KEY.format(tier="free", user="alice"))[0]
             assert streamed.headers["X-RateLimit-Remaining-Tokens"] == str(100 - before)
             streamed.read()
         # A big completion overshoots the token limit; the next call is refused by tokens.
@@ -153,13 +153,13 @@ def test_reservation_headers_show_the_hold_then_the_commit(
             )
             check(raw.headers, counters, "premium", "dave", (20, 50_000))  # type: ignore[arg-type]
             assert counters.held(token_key) == 0  # committed: the hold became the real usage
+        used = counters.read(token_key)[0]  # nothing in flight: the counter at admission
         with api.chat.completions.with_streaming_response.create(
             model="granite-8b",
             messages=[{"role": "user", "content": "a stream"}],
             max_tokens=9,
             stream=True,
         ) as streamed:
-            used = counters.read(token_key)[0]
             hold = 9 + math.ceil(len("a stream") / 4)
             assert streamed.headers["X-RateLimit-Remaining-Tokens"] == str(50_000 - used - hold)
             for _ in streamed.iter_lines():
