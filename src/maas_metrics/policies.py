@@ -49,14 +49,24 @@ def _positive_int(value: Any) -> int | None:
 
 
 def _text_chars(value: Any) -> int:
-    """Characters of text in a prompt, a message content, or a list of content parts."""
+    """Characters of text in a prompt, a message list, a message content, or content parts."""
     if isinstance(value, str):
         return len(value)
-    if isinstance(value, list):
-        return sum(_text_chars(part) for part in value)
     if isinstance(value, dict):
         return _text_chars(value.get("text")) + _text_chars(value.get("content"))
-    return 0
+    if not isinstance(value, list):
+        return 0
+    total = 0
+    for part in value:
+        if isinstance(part, str):
+            total += len(part)
+        elif isinstance(part, dict):
+            content = part.get("content")  # the common case: a message with a string content
+            if isinstance(content, str) and "text" not in part:
+                total += len(content)
+            else:
+                total += _text_chars(part)
+    return total
 
 
 def estimate_prompt_tokens(payload: dict[str, Any]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from typing import Literal
@@ -32,6 +33,9 @@ class RateLimiter:
         self.store = store
         self.on_failure = on_failure
         self.partitioned = False
+        # Reservation ids: random per process (replicas never collide), then a counter.
+        self._id_prefix = uuid.uuid4().hex + ":"
+        self._ids = itertools.count()
 
     def _decide(self, limit: Limit, state: CounterState) -> Decision:
         self.partitioned = False
@@ -84,7 +88,9 @@ class RateLimiter:
                 requests.counter_key(user), requests.max_value, requests.seconds * 1000
             )
         token_check = None
-        reservation_id = uuid.uuid4().hex if reserve > 0 and tokens is not None else ""
+        reservation_id = ""
+        if reserve > 0 and tokens is not None:
+            reservation_id = f"{self._id_prefix}{next(self._ids)}"
         if tokens is not None:
             token_check = TokenCheck(
                 tokens.counter_key(user),
