@@ -21,19 +21,26 @@ Run: .venv/bin/python benchmarks/bench_gateway_limiter.py [--rounds 3 --seconds 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
+import orjson
+import uvloop
 import yaml
 from rich.progress import Progress
 
 import benchlib
-from bench_gateway_overhead import BENCH_KEY, gateway_config, maas_cli, script
+from bench_gateway_overhead import BENCH_KEY, BODY, gateway_config, maas_cli, script
+from maas_metrics.config import parse_config
+from maas_metrics.gateway.app import Gateway
+from maas_metrics.gateway.metering import Usage
 from services import Service
 from wrkload import WrkResult, require_wrk, run_wrk
 
@@ -78,6 +85,47 @@ def service(name: str, workdir: Path, upstream: str, storage: str, base_src: Pat
     return Service(name, argv, port, "/healthz", workdir / f"{name.replace(' ', '-')}.log", env)
 
 
+async def meter_rate(storage: str, mode: str, seconds: float) -> float:
+    """Requests/s through `Meter.admit` + `Meter.report` + headers alone, 16 concurrent callers."""
+    config = gateway_config("http://127.0.0.1:9/v1", storage)
+    tiers = config["tiers"]
+    assert isinstance(tiers, list)
+    tiers[1]["token_limit"]["mode"] = mode
+    gateway = Gateway(parse_config(config))
+    identity = gateway.keys.authenticate(f"Bearer {BENCH_KEY}")
+    payload = orjson.loads(BODY)
+    usage = Usage(40, 60, 100)
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            for _ in range(32):
+                admission = await gateway.meter.admit(identity, "granite-8b", payload)
+                await gateway.meter.report(identity, "granite-8b", usage, admission)
+                admission.headers()
+            done += 32
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - start
+    await gateway.limiter.close()
+    return done / elapsed
+
+
+def meter_rates(redis_url: str, rounds: int, seconds: float) -> dict[tuple[str, str], float]:
+    """Median over interleaved rounds of `meter_rate` for memory/Redis x optimistic/reservation."""
+    rates: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds + 1):  # the first round warms up and is dropped
+        for storage in ("memory", "redis"):
+            for mode in ("optimistic", "reservation"):
+                url = "memory" if storage == "memory" else redis_url
+                rate = uvloop.run(meter_rate(url, mode, seconds))
+                rates.setdefault((storage, mode), []).append(rate)
+    return {key: statistics.median(values[1:]) for key, values in rates.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -119,6 +167,7 @@ def main() -> None:
             for s in services.values():
                 s.start()
                 started.append(s)
+            meters = meter_rates(redis.url, args.rounds, 2.0)
             with Progress(console=benchlib.console) as progress:
                 task = progress.add_task("measure", total=(args.rounds + 1) * len(TARGETS))
                 for round_no in range(args.rounds + 1):  # round 0 warms up
@@ -158,6 +207,17 @@ def main() -> None:
             ]
         )
     benchlib.print_table("Gateway with the limiter, c=16", headers, rows)
+    meter_headers = ["store", "optimistic req/s", "reservation req/s", "reservation cost"]
+    meter_rows = [
+        [
+            storage,
+            benchlib.fmt_rate(meters[(storage, "optimistic")]),
+            benchlib.fmt_rate(meters[(storage, "reservation")]),
+            f"{1 - meters[(storage, 'reservation')] / meters[(storage, 'optimistic')]:+.1%}",
+        ]
+        for storage in ("memory", "redis")
+    ]
+    benchlib.print_table("Metering alone, 16 callers", meter_headers, meter_rows)
     body = (
         "## Gateway requests/s with the limiter (c=16)\n\n"
         "`wrk`, one thread, 16 keep-alive connections, POST /v1/chat/completions against the "
@@ -166,6 +226,10 @@ def main() -> None:
         "*optimistic* = this tree (`admit` + `settle`, one script each); *reservation* = this "
         "tree with the token policy in reservation mode. Median of the interleaved rounds.\n\n"
         + benchlib.markdown_table(headers, rows)
+        + "\nThe limiter's share alone, in process (no HTTP, no upstream): `Meter.admit` + "
+        "`Meter.report` + the answer's headers, 16 concurrent callers, median of the rounds. "
+        "*reservation cost* = 1 - reservation / optimistic.\n\n"
+        + benchlib.markdown_table(meter_headers, meter_rows)
         + "\n"
         + info.markdown()
     )

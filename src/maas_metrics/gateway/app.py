@@ -163,8 +163,9 @@ class Gateway:
             else:
                 response = await self._complete(identity, model, base + path, body, admission)
         finally:
-            if not isinstance(response, RelayResponse):  # a relay releases when it ends
-                await asyncio.shield(self.meter.release(admission))  # no-op once reported
+            if admission.holding and not isinstance(response, RelayResponse):
+                # Failed before or without a usable answer (a relay releases when it ends).
+                await asyncio.shield(self.meter.release(admission))
         return response
 
     async def _complete(
@@ -225,7 +226,11 @@ class Gateway:
             await self.meter.release(admission)
 
         return RelayResponse(
-            upstream, UsageCapture(hide), finish, {**SSE_HEADERS, **admission.headers()}, release
+            upstream,
+            UsageCapture(hide),
+            finish,
+            {**SSE_HEADERS, **admission.headers()},
+            release if admission.holding else None,
         )
 
     # --- catalogue, metrics, health -------------------------------------------------

@@ -138,6 +138,11 @@ class Admission:
     reservation: Reservation | None = None
     settled: bool = False
 
+    @property
+    def holding(self) -> bool:
+        """True while a token reservation awaits its commit or release."""
+        return self.reservation is not None and not self.settled
+
     def headers(self) -> dict[str, str]:
         return quota_headers(self.requests, self.tokens)
 
