@@ -168,3 +168,24 @@ async def test_store_down_degrades_both_policies(redis: RedisServer) -> None:
     finally:
         redis.start()
         await limiter.close()
+
+
+async def test_memory_holds_expire_one_by_one_after_others_were_settled() -> None:
+    now = [0.0]
+    limiter = RateLimiter(InMemoryStore(clock=lambda: now[0]))
+    limit = Limit("maas/tokens", "t", max_value=100, seconds=60)
+    a = await limiter.admit(None, limit, "u", reserve=30, reservation_ttl_seconds=10)
+    b = await limiter.admit(None, limit, "u", reserve=30, reservation_ttl_seconds=20)
+    c = await limiter.admit(None, limit, "u", reserve=30, reservation_ttl_seconds=30)
+    assert None not in (a.reservation, b.reservation, c.reservation)
+    await limiter.settle(limit, "u", 0, a.reservation)  # released early: 60 held
+    now[0] = 15.0  # b's hold is still live, c's too
+    assert (await limiter.admit(None, limit, "u", reserve=41)).reservation is None
+    now[0] = 25.0  # b expired: 30 held
+    assert (await limiter.admit(None, limit, "u", reserve=71)).reservation is None
+    d = await limiter.admit(None, limit, "u", reserve=70, reservation_ttl_seconds=1)
+    assert d.tokens is not None and d.tokens.outstanding == 100
+    now[0] = 31.0  # c and d expired: nothing held, nothing charged
+    e = await limiter.admit(None, limit, "u", reserve=100, reservation_ttl_seconds=1)
+    assert e.reservation is not None and e.tokens is not None and e.tokens.remaining == 0
+    assert e.tokens.outstanding == 100

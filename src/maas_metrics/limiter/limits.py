@@ -41,8 +41,7 @@ class Decision:
     outstanding: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):
     """Tokens held for one admitted request until its usage is committed or the hold expires."""
 
     id: str

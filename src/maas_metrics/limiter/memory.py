@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -16,17 +17,49 @@ from maas_metrics.limiter.store import (
 _SWEEP_EVERY = 4096  # fewest writes between sweeps of expired counters
 
 
+class _Holds:
+    """A token counter's live reservations, with their running total.
+
+    Expired holds are only looked for once the earliest expiry has passed, so
+    a hold that is committed or released in time costs O(1).
+    """
+
+    __slots__ = ("earliest", "items", "total")
+
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[int, float]] = {}  # id -> (amount, expires_at)
+        self.total = 0
+        self.earliest = math.inf
+
+    def add(self, reservation_id: str, amount: int, until: float) -> None:
+        self.items[reservation_id] = (amount, until)
+        self.total += amount
+        self.earliest = min(self.earliest, until)
+
+    def drop(self, reservation_id: str) -> None:
+        entry = self.items.pop(reservation_id, None)
+        if entry is not None:
+            self.total -= entry[0]
+
+    def live(self, now: float) -> int:
+        if now >= self.earliest:
+            for rid in [rid for rid, (_, until) in self.items.items() if until <= now]:
+                self.total -= self.items.pop(rid)[0]
+            self.earliest = min((until for _, until in self.items.values()), default=math.inf)
+        return self.total
+
+
 class InMemoryStore:
     """Fixed-window counters in a dict. Safe under asyncio: no await between read and write.
 
-    Reservations are kept per token counter as id -> (amount, expires_at); they
-    never outlive the counter's window, so a new window starts with none.
+    Reservations are kept per token counter (`_Holds`); they never outlive the
+    counter's window, so a new window starts with none.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expires_at seconds)
-        self._reservations: dict[str, dict[str, tuple[int, float]]] = {}
+        self._reservations: dict[str, _Holds] = {}
         self._writes = 0  # since the last sweep
         self._sweep_after = _SWEEP_EVERY
 
@@ -55,11 +88,7 @@ class InMemoryStore:
 
     def _outstanding(self, key: str, now: float) -> int:
         held = self._reservations.get(key)
-        if not held:
-            return 0
-        for rid in [rid for rid, (_, expires_at) in held.items() if expires_at <= now]:
-            del held[rid]
-        return sum(amount for amount, _ in held.values())
+        return 0 if held is None else held.live(now)
 
     def _request(self, check: RequestCheck, now: float) -> CounterState:
         entry = self._current(check.key, now)
@@ -86,7 +115,10 @@ class InMemoryStore:
         if entry is None:
             self._write(check.key, 0, expires_at, now)  # a reservation starts the window
         until = min(now + check.ttl_ms / 1000, expires_at)
-        self._reservations.setdefault(check.key, {})[check.reservation_id] = (check.reserve, until)
+        holds = self._reservations.get(check.key)
+        if holds is None:
+            holds = self._reservations[check.key] = _Holds()
+        holds.add(check.reservation_id, check.reserve, until)
         return TokenState(True, value, held + check.reserve, ttl_ms)
 
     async def admit(self, request: RequestCheck | None, tokens: TokenCheck | None) -> Admission:
@@ -105,7 +137,7 @@ class InMemoryStore:
         if reservation_id:
             held = self._reservations.get(key)
             if held is not None:
-                held.pop(reservation_id, None)
+                held.drop(reservation_id)
         entry = self._current(key, now)
         if entry is None:
             self._reservations.pop(key, None)
