@@ -49,30 +49,29 @@ def _positive_int(value: Any) -> int | None:
 
 
 def _text_chars(value: Any) -> int:
-    """Characters of text in a prompt, a message list, a message content, or content parts."""
+    """Characters of text in a prompt, a content, or a list of content parts."""
     if isinstance(value, str):
         return len(value)
+    if isinstance(value, list):
+        return sum(_text_chars(part) for part in value)
     if isinstance(value, dict):
         return _text_chars(value.get("text")) + _text_chars(value.get("content"))
-    if not isinstance(value, list):
-        return 0
-    total = 0
-    for part in value:
-        if isinstance(part, str):
-            total += len(part)
-        elif isinstance(part, dict):
-            content = part.get("content")  # the common case: a message with a string content
-            if isinstance(content, str) and "text" not in part:
-                total += len(content)
-            else:
-                total += _text_chars(part)
-    return total
+    return 0
 
 
 def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
     """ceil(characters of prompt text / 4): chat `messages` contents or completions `prompt`."""
-    chars = _text_chars(payload.get("messages")) + _text_chars(payload.get("prompt"))
-    return math.ceil(chars / CHARS_PER_TOKEN)
+    chars = 0
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                content = message.get("content")  # nearly always a plain string
+                chars += len(content) if isinstance(content, str) else _text_chars(content)
+    prompt = payload.get("prompt")
+    if prompt is not None:
+        chars += _text_chars(prompt)
+    return -(-chars // CHARS_PER_TOKEN)
 
 
 def request_limit_name(tier: str) -> str:

@@ -12,6 +12,7 @@ reservation is released). Both checks are one store round trip, the report
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -68,10 +69,14 @@ def rate_limit_headers(decision: Decision) -> dict[str, str]:
     }
 
 
-def _policy_item(decision: Decision, unit: str) -> str:
+@functools.lru_cache(maxsize=1024)
+def _policy(limit: Limit, unit: str) -> str:
     # Limit names match the config's NAME_PATTERN, so they need no escaping in an SF String.
-    limit = decision.limit
     return f'"{limit.name}";q={limit.max_value};w={limit.seconds};qu="{unit}"'
+
+
+def _policy_item(decision: Decision, unit: str) -> str:
+    return _policy(decision.limit, unit)
 
 
 def _state_item(decision: Decision) -> str:
