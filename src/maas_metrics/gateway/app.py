@@ -28,7 +28,7 @@ from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.background import Background
 from maas_metrics.gateway.estimate import answer_chars, estimate_usage, prompt_chars
-from maas_metrics.gateway.metering import Meter, Usage, parse_usage
+from maas_metrics.gateway.metering import Admission, Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
@@ -70,7 +70,7 @@ class Gateway:
         self.limiter = RateLimiter(
             TimedStore(create_store(config.storage.url), self.latency), config.storage.on_failure
         )
-        self.meter = Meter(self.limiter, self.metrics)
+        self.meter = Meter(self.limiter, self.metrics, policies)
         self.upstreams = Upstreams(
             config.gateway.upstream_timeout_seconds,
             {m.upstream: tls_context(m.ca_file) for m in config.models if m.ca_file is not None},
@@ -158,23 +158,35 @@ class Gateway:
         if base is None:
             raise errors.unknown_model(checked.model)
         timer = RequestTimer(self.latency, checked.model, identity.tier, OPERATIONS[path])
-        headers = await self.meter.admit(identity, checked.model)
+        admission = await self.meter.admit(identity, checked.model, checked.payload)
+        response: Response | None = None
         try:
             if checked.stream:
-                response = await self._stream(identity, checked, base + path, body, headers, timer)
+                response = await self._stream(
+                    identity, checked, base + path, body, admission, timer
+                )
             else:
                 response = await self._complete(
-                    identity, checked, base + path, body, headers, timer
+                    identity, checked, base + path, body, admission, timer
                 )
         except errors.GatewayError as error:
             timer.failed(error.status)
             raise
+        finally:
+            if admission.holding and not isinstance(response, RelayResponse):
+                # Failed before or without a usable answer (a relay settles when its reader ends).
+                await asyncio.shield(self.meter.release(admission))
         if response.status_code >= 400:  # the upstream's own error, passed through
             timer.failed(response.status_code, upstream_status=True)
         return response
 
     async def _account(
-        self, identity: Identity, checked: InferenceRequest, usage: Usage | None, answer: int
+        self,
+        identity: Identity,
+        checked: InferenceRequest,
+        usage: Usage | None,
+        answer: int,
+        admission: Admission,
     ) -> None:
         """Report an answer's tokens; without usage, count it as `gateway.metering.usage_missing` says."""
         if usage is None:
@@ -185,7 +197,7 @@ class Gateway:
                 usage = Usage(0, 0, 0)
             else:
                 usage = estimate_usage(prompt_chars(checked.payload), answer)
-        await self.meter.report(identity, checked.model, usage)
+        await self.meter.report(identity, checked.model, usage, admission)
 
     async def _complete(
         self,
@@ -193,7 +205,7 @@ class Gateway:
         checked: InferenceRequest,
         url: str,
         body: bytes,
-        headers: dict[str, str] | None,
+        admission: Admission,
         timer: RequestTimer,
     ) -> Response:
         reply = await self.upstreams.post(url, body)
@@ -210,13 +222,16 @@ class Gateway:
         usage = parse_usage(answer.get("usage"))
         timer.answered(usage, streamed=False)
         chars = 0 if usage is not None else answer_chars(answer)
-        account = self._account(identity, checked, usage, chars)
+        account = self._account(identity, checked, usage, chars, admission)
         if self.storage_kind == "memory":
             await account  # in-memory counters never wait: no cancel can land inside the report
         else:  # shielded: a cancel while Redis answers cannot stop the report half-way
             await self.background.shielded(account)
         return Response(
-            reply.content, status_code=reply.status, headers=headers, media_type=reply.content_type
+            reply.content,
+            status_code=reply.status,
+            headers=admission.headers(),
+            media_type=reply.content_type,
         )
 
     async def _stream(
@@ -225,7 +240,7 @@ class Gateway:
         checked: InferenceRequest,
         url: str,
         body: bytes,
-        headers: dict[str, str] | None,
+        admission: Admission,
         timer: RequestTimer,
     ) -> Response:
         hide = not checked.include_usage
@@ -263,7 +278,11 @@ class Gateway:
             else:
                 timer.failed(error.status)
             if capture.usage is not None or error is None:
-                await self._account(identity, checked, capture.usage, capture.answer_chars)
+                await self._account(
+                    identity, checked, capture.usage, capture.answer_chars, admission
+                )
+            elif admission.holding:  # no usage: give the token reservation back, charge nothing
+                await self.meter.release(admission)
 
         def too_large() -> None:
             self.metrics.event_too_large(checked.model)
@@ -272,7 +291,7 @@ class Gateway:
             upstream,
             UsageCapture(hide, self.metering.max_sse_event_bytes),
             finish,
-            {**SSE_HEADERS, **(headers or {})},
+            {**SSE_HEADERS, **admission.headers()},
             self.background,
             self.config.gateway.upstream_timeout_seconds,
             too_large,
@@ -302,6 +321,7 @@ class Gateway:
         del request
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
+        self.metrics.set_reservations(self.meter.reservations_outstanding())
         text = render([*self.metrics.families(), *self.latency.families()])
         if not self.metrics.held() and not self.latency.held():  # this scrape read every count
             self.last_scrape_at = began

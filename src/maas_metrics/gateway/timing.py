@@ -17,6 +17,7 @@ import time
 
 from maas_metrics.gateway.metering import Usage
 from maas_metrics.limiter import CounterState, CounterStore
+from maas_metrics.limiter.store import Admission, RequestCheck, TokenCheck, TokenState
 from maas_metrics.telemetry.latency import (
     BAD_GATEWAY,
     TIMEOUT,
@@ -98,6 +99,22 @@ class TimedStore:
     def __init__(self, store: CounterStore, metrics: LatencyMetrics) -> None:
         self.store = store
         self._observe = metrics.store_round_trip
+
+    async def admit(self, request: RequestCheck | None, tokens: TokenCheck | None) -> Admission:
+        began = time.perf_counter()
+        try:
+            return await self.store.admit(request, tokens)
+        finally:
+            self._observe(time.perf_counter() - began)
+
+    async def settle(
+        self, key: str, window_ms: int, delta: int, reservation_id: str = ""
+    ) -> TokenState:
+        began = time.perf_counter()
+        try:
+            return await self.store.settle(key, window_ms, delta, reservation_id)
+        finally:
+            self._observe(time.perf_counter() - began)
 
     async def check_and_update(
         self, key: str, delta: int, max_value: int, window_ms: int
