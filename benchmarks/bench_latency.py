@@ -12,7 +12,7 @@
    and the `/metrics` render of the latency families at 50 models x 10 tiers.
 
 Run (the base tree is the commit before this branch, unpacked once):
-    mkdir -p /tmp/latency-base && git archive 2cb85c3 | tar -x -C /tmp/latency-base
+    mkdir -p /tmp/latency-base && git archive dc6b417 | tar -x -C /tmp/latency-base
     PYTHONPATH=src .venv/bin/python benchmarks/bench_latency.py --base /tmp/latency-base [--rounds 6 --seconds 4]
 Writes benchmarks/results/latency.md.
 """
@@ -20,6 +20,7 @@ Writes benchmarks/results/latency.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -30,13 +31,16 @@ import uvloop
 
 import benchlib
 from bench_gw_exact import JSON_BODY, KEY, STREAM_BODY, cpu_seconds, write_config
+from maas_metrics.gateway.metering import Usage
+from maas_metrics.gateway.timing import RequestTimer, TimedStore
+from maas_metrics.limiter import InMemoryStore
 from maas_metrics.simulate.loadgen import run_load
 from maas_metrics.telemetry import LatencyMetrics, render
 from services import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latency.md"
-BASE_COMMIT = "2cb85c3"
+BASE_COMMIT = "dc6b417"
 
 
 def gateway(name: str, src: Path, config: Path, log: Path) -> Service:
@@ -125,6 +129,19 @@ def hot_path(models: int = 50, tiers: int = 10) -> list[list[str]]:
             lambda: metrics.time_to_first_token.observe(key, 0.05), number=number, repeat=5
         )
     )
+    usage = Usage(120, 300, 420)
+
+    def json_answer() -> None:
+        RequestTimer(metrics, "model-7", "tier-3", "chat").answered(usage, streamed=False)
+
+    def stream_answer() -> None:
+        timer = RequestTimer(metrics, "model-7", "tier-3", "chat")
+        timer.first_token()
+        timer.answered(usage, streamed=True)
+
+    timer_json = min(timeit.repeat(json_answer, number=number // 4, repeat=5)) / (number // 4)
+    timer_stream = min(timeit.repeat(stream_answer, number=number // 4, repeat=5)) / (number // 4)
+    plain, timed = store_call(InMemoryStore()), store_call(TimedStore(InMemoryStore(), metrics))
     size = len(render(metrics.families()))
     scrape = statistics.median(
         timeit.repeat(lambda: render(metrics.families()), number=1, repeat=5)
@@ -132,12 +149,34 @@ def hot_path(models: int = 50, tiers: int = 10) -> list[list[str]]:
     series = sum(len(f) for f in metrics.families())
     return [
         ["Histogram.observe, existing series", f"{observe / number * 1e9:.0f} ns", ""],
+        ["RequestTimer of a JSON answer (4 observations)", f"{timer_json * 1e9:.0f} ns", ""],
+        ["RequestTimer of a stream (5 observations)", f"{timer_stream * 1e9:.0f} ns", ""],
+        [
+            "in-memory store call, plain / timed (datastore_latency)",
+            f"{plain * 1e9:.0f} / {timed * 1e9:.0f} ns",
+            "",
+        ],
         [
             f"render latency families, {models} models x {tiers} tiers ({series} series)",
             benchlib.fmt_ms(scrape),
             f"{size / 1e3:.0f} kB",
         ],
     ]
+
+
+def store_call(store: InMemoryStore | TimedStore, number: int = 50_000) -> float:
+    """Best seconds per `check_and_update` awaited in a loop (5 runs)."""
+
+    async def calls() -> None:
+        for _ in range(number):
+            await store.check_and_update("user", 1, 10**12, 3_600_000)
+
+    best = float("inf")
+    for _ in range(5):
+        began = timeit.default_timer()
+        asyncio.run(calls())
+        best = min(best, timeit.default_timer() - began)
+    return best / number
 
 
 def main() -> None:
@@ -178,7 +217,7 @@ def main() -> None:
         "latency, one model, one tier). The gateway's own CPU time per request (from /proc, the "
         "gateway process only) is the steadier figure on a shared machine:\n\n"
         + benchlib.markdown_table(headers, rate_rows)
-        + "\nThe histogram's hot path (best of 5 x 200,000 observations; render median of 5):\n\n"
+        + "\nThe added work per request in-process (best of 5 runs; render median of 5):\n\n"
         + benchlib.markdown_table(hot_headers, hot_rows),
         encoding="utf-8",
     )
