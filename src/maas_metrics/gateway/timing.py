@@ -27,7 +27,6 @@ from maas_metrics.telemetry.latency import (
 
 # A JSON string member an OpenAI chunk carries text in, with a non-empty value.
 _CONTENT = re.compile(rb'"(?:content|text|reasoning_content|arguments)"\s*:\s*"[^"]')
-_NO_ERROR = ""
 
 
 def has_content(events: bytes) -> bool:
@@ -38,12 +37,12 @@ def has_content(events: bytes) -> bool:
 class RequestTimer:
     """The clock of one admitted inference request; records its histograms exactly once."""
 
-    __slots__ = ("_done", "_first", "_key", "_metrics", "_model", "_started")
+    __slots__ = ("_done", "_first", "_metrics", "_model", "_series", "_started")
 
     def __init__(self, metrics: LatencyMetrics, model: str, dimension: str, operation: str) -> None:
         self._metrics = metrics
         self._model = model
-        self._key = (model, dimension, operation)
+        self._series = metrics.series_of(model, dimension, operation)
         self._started = time.perf_counter()
         self._first: float | None = None
         self._done = False
@@ -63,18 +62,14 @@ class RequestTimer:
             return
         self._done = True
         end = time.perf_counter()
-        metrics, key = self._metrics, self._key
-        metrics.request_duration.observe((*key, _NO_ERROR), end - self._started)
+        started, series = self._started, self._series
         first = self._first if streamed else end
-        if first is not None:
-            metrics.time_to_first_token.observe(key, first - self._started)
+        series.answered(end - started, None if first is None else first - started)
         if usage is None:
             return
         if streamed and first is not None and usage.completion_tokens > 1:
-            per_token = (end - first) / (usage.completion_tokens - 1)
-            metrics.time_per_output_token.observe(key, per_token)
-        metrics.token_usage.observe((*key, "input"), usage.prompt_tokens)
-        metrics.token_usage.observe((*key, "output"), usage.completion_tokens)
+            series.per_token((end - first) / (usage.completion_tokens - 1))
+        series.tokens(usage.prompt_tokens, usage.completion_tokens)
 
     def failed(self, status: int, *, upstream_status: bool = False) -> None:
         """The request failed after admission: the gateway's 502/504, or the upstream's own status."""
@@ -88,7 +83,8 @@ class RequestTimer:
             kind = TIMEOUT if status == 504 else BAD_GATEWAY if status == 502 else str(status)
             counted = status in (502, 504)
         metrics = self._metrics
-        metrics.request_duration.observe((*self._key, kind), time.perf_counter() - self._started)
+        key = (*self._series.key, kind)
+        metrics.request_duration.observe(key, time.perf_counter() - self._started)
         if counted:
             metrics.upstream_errors.inc((self._model, kind))
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from maas_metrics.telemetry.exposition import escape_label_value, format_value, label_text
 
 
-class _Series:
+class HistogramSeries:
     """One label set: counts per bucket (the last one is +Inf), their sum, and the rendered texts."""
 
     __slots__ = ("buckets", "count_text", "counts", "first_zero", "sum", "sum_text")
@@ -57,7 +57,7 @@ class Histogram:
         self.bounds = ordered
         self.hold_seconds = hold_seconds
         self._le = [format_value(b) for b in ordered] + ["+Inf"]
-        self._series: dict[tuple[str, ...], _Series] = {}
+        self._series: dict[tuple[str, ...], HistogramSeries] = {}
         self._fresh: set[tuple[str, ...]] = set()  # series still shown at 0
 
     def observe(self, key: tuple[str, ...], value: float) -> None:
@@ -67,12 +67,22 @@ class Histogram:
         series.counts[bisect_left(self.bounds, value)] += 1
         series.sum += value
 
-    def _create(self, key: tuple[str, ...]) -> _Series:
+    def series(self, key: tuple[str, ...]) -> HistogramSeries:
+        """The series of `key` (created, born at zero, if new), to `add` to without a look-up."""
+        series = self._series.get(key)
+        return series if series is not None else self._create(key)
+
+    def add(self, series: HistogramSeries, value: float) -> None:
+        """`observe` on a series held from `series()`."""
+        series.counts[bisect_left(self.bounds, value)] += 1
+        series.sum += value
+
+    def _create(self, key: tuple[str, ...]) -> HistogramSeries:
         inner = label_text(self.labels, key)[1:-1]  # `a="x",b="y"` or ""
         sep = "," if inner else ""
         buckets = [f'_bucket{{{inner}{sep}le="{escape_label_value(le)}"}}' for le in self._le]
         plain = f"{{{inner}}}" if inner else ""
-        series = _Series(buckets, "_sum" + plain, "_count" + plain, len(self._le))
+        series = HistogramSeries(buckets, "_sum" + plain, "_count" + plain, len(self._le))
         self._series[key] = series
         self._fresh.add(key)
         return series
@@ -108,7 +118,7 @@ class Histogram:
             yield series.count_text, total
 
     @staticmethod
-    def _zeros(series: _Series) -> Iterator[tuple[str, float]]:
+    def _zeros(series: HistogramSeries) -> Iterator[tuple[str, float]]:
         for text in series.buckets:
             yield text, 0
         yield series.sum_text, 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from maas_metrics.telemetry.histogram import Histogram
+from maas_metrics.telemetry.histogram import Histogram, HistogramSeries
 from maas_metrics.telemetry.metrics import BILLING_DIMENSION, Family
 
 SEMCONV_VERSION: Final = "1.41.0"
@@ -61,6 +61,58 @@ ERROR_TYPES: Final = (TIMEOUT, BAD_GATEWAY)
 def status_error(status: int) -> str:
     """`error_type` of an error status the upstream answered itself (passed to the client)."""
     return f"http_{status}"
+
+
+class RequestSeries:
+    """The series one (model, billing value, operation) observes into, resolved on first use.
+
+    Held per combination by `LatencyMetrics.series_of`, so a request observes
+    without building label tuples or looking series up; a series is created
+    (born at zero) only when first observed, so a model that never answers
+    shows no time-to-first-token series.
+    """
+
+    __slots__ = ("_first", "_input", "_metrics", "_ok", "_output", "_per_token", "key")
+
+    def __init__(self, metrics: LatencyMetrics, key: tuple[str, str, str]) -> None:
+        self._metrics = metrics
+        self.key = key
+        self._ok: HistogramSeries | None = None
+        self._first: HistogramSeries | None = None
+        self._per_token: HistogramSeries | None = None
+        self._input: HistogramSeries | None = None
+        self._output: HistogramSeries | None = None
+
+    def answered(self, duration: float, first_token: float | None) -> None:
+        """A successful request: its duration and (when known) its time to first token."""
+        m = self._metrics
+        ok = self._ok or self._resolve_ok()
+        m.request_duration.add(ok, duration)
+        if first_token is not None:
+            first = self._first or self._resolve_first()
+            m.time_to_first_token.add(first, first_token)
+
+    def per_token(self, seconds: float) -> None:
+        series = self._per_token
+        if series is None:
+            series = self._per_token = self._metrics.time_per_output_token.series(self.key)
+        self._metrics.time_per_output_token.add(series, seconds)
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        usage = self._metrics.token_usage
+        if self._input is None or self._output is None:
+            self._input = usage.series((*self.key, "input"))
+            self._output = usage.series((*self.key, "output"))
+        usage.add(self._input, prompt)
+        usage.add(self._output, completion)
+
+    def _resolve_ok(self) -> HistogramSeries:
+        self._ok = self._metrics.request_duration.series((*self.key, ""))
+        return self._ok
+
+    def _resolve_first(self) -> HistogramSeries:
+        self._first = self._metrics.time_to_first_token.series(self.key)
+        return self._first
 
 
 class LatencyMetrics:
@@ -113,6 +165,15 @@ class LatencyMetrics:
             ("model", "kind"),
             hold_seconds,
         )
+        self._requests: dict[tuple[str, str, str], RequestSeries] = {}
+
+    def series_of(self, model: str, dimension: str, operation: str) -> RequestSeries:
+        """The held series of one (model, billing value, operation), made on first use."""
+        key = (model, dimension, operation)
+        held = self._requests.get(key)
+        if held is None:
+            held = self._requests[key] = RequestSeries(self, key)
+        return held
 
     def families(self) -> list[Histogram | Family]:
         return [
