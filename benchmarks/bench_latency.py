@@ -3,7 +3,7 @@
 1. Gateway throughput at concurrency 16: the base commit's gateway (no latency
    histograms) and this tree's (request duration, time to first token, time
    per output token, token usage by type, datastore_latency around every
-   counter-store call, upstream error counter) against ONE mock model,
+   counter-store call serving a request, upstream error counter) against ONE mock model,
    interleaved: every round visits both in rotated order, JSON answers and
    SSE streams; the figure is the median over rounds, and the ratio
    this tree / base. The gateway's own CPU time per request (from /proc) is
