@@ -56,3 +56,47 @@ def duration(seconds: float) -> str:
     if millis % 1000:
         return f"{millis}ms"
     return f"{millis // 1000}s"
+
+
+# --- counting: the one technique for "how much did a counter grow in a window" ------------------
+
+
+def increase_exact(series: str, window: str) -> str:
+    """Per series, how much the counter `series` grew in the `window` ending at the evaluation time.
+
+    Why not plain `increase()`: a real Limitador creates a series lazily with its
+    first value (`limited_calls` born at 1, `authorized_hits` at 120) and
+    re-creates it at the next hit after a restart. `increase()` / `rate()` only
+    add up differences between samples inside the window, so the first value of
+    a series born inside it is lost (a single-sample series is invisible), and
+    they extrapolate to the window's edges, so a short window over few samples
+    (a recording rule's minute over 30 s scrapes) is off by up to x2.
+
+    The three cases, each series in exactly one (`or` keeps the first match):
+
+    1. the counter was reset inside the window (`resets() > 0`): `increase()`,
+       which handles any number of resets; only here does Prometheus'
+       extrapolation to the window edges remain;
+    2. the series had a value at the window's start (`offset`, the last sample
+       up to it, within the 5 min lookback) that is not above its last value:
+       last - start, exact, and consecutive windows tile exactly (each counts
+       the samples in (start, end]);
+    3. otherwise the series was born inside the window (a new series, or one
+       re-created after a restart: stale at the start, or restarted across it):
+       it grew from 0, so its last value is its increase, exact; this is the
+       case that counts a single sample.
+
+    Alternatives weighed: `increase() + (x unless x offset W)` adds the current,
+    not the first, value; `min_over_time` as the first value is wrong once a
+    restart drops the counter below it; a zero-filled subquery (`(x or 0 *
+    last_over_time(x[W] @ end()))[W:step]`) is exact on its grid but keeps
+    series x steps points in memory (Prometheus refuses it at 10k users x 24 h)
+    and misses anything after its last grid point. Case 1 still loses the first
+    value of a series born AND reset in the same window (within extrapolation).
+    """
+    window_of = f"{series}[{window}]"
+    return (
+        f"(increase({window_of}) and resets({window_of}) > 0)"
+        f" or ((last_over_time({window_of}) - {series} offset {window}) >= 0)"
+        f" or last_over_time({window_of})"
+    )

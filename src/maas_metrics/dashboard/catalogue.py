@@ -59,7 +59,7 @@ from maas_metrics.dashboard.promql import (
     success_ratio,
 )
 from maas_metrics.dashboard.variables import ALL_VALUE
-from maas_metrics.promql import string_literal
+from maas_metrics.promql import increase_exact, string_literal
 
 HITS = "authorized_hits"
 CALLS = "authorized_calls"
@@ -554,7 +554,8 @@ class _Builder:
         used = selector(HITS, (NAMESPACE, namespace, this_tier, TIER, USER))
         quota = selector("maas_limit_max", (f'policy="{policy}"', this_tier))
         return (
-            f"(sum by (limitador_namespace, user, tier) (increase({used}[{window_seconds}s]))"
+            "(sum by (limitador_namespace, user, tier) "
+            f"({increase_exact(used, f'{window_seconds}s')})"
             " / on (limitador_namespace, tier) group_left ()"
             f" (max by (limitador_namespace, tier) ({quota}) > 0))"
         )

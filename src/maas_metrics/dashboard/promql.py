@@ -1,13 +1,19 @@
 """PromQL building blocks of the catalogue: filters, totals, rates, success ratio, prices.
 
 Every panel query is assembled from these, so the query rules live in one
-place: totals are `increase(...[$__range])`, rates `rate(...[$__rate_interval])`,
-the success ratio keeps users who were only limited, and cost multiplies
-hits by a price vector generated from the config.
+place: totals are the counters' growth over `$__range`, rates their growth
+over `$__rate_interval` per second, the success ratio keeps users who were
+only limited, and cost multiplies hits by a price vector generated from the
+config.
 
 `Counters` hides where the numbers come from: the raw counters, or (with
 recording rules) the pre-aggregated one-minute increases of
-`maas_metrics.rules.recording`.
+`maas_metrics.rules.recording`. Growth is always `increase_exact`
+(`maas_metrics.promql`, shared with the rules, alerts and report), not bare
+`increase()` / `rate()`: a series born inside the range (a new user, a first
+429, a series re-created after a Limitador restart, a single sample) counts
+its first value, and no result depends on where the window's edges fall
+between scrapes; that function's docstring weighs the alternatives.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from maas_metrics.config import Config
-from maas_metrics.promql import string_literal
+from maas_metrics.promql import increase_exact, string_literal
 from maas_metrics.rules import recording
 
 #: A label no series carries. `ABSENT_LABEL!~"$user"` holds exactly when specific users are
@@ -81,7 +87,7 @@ class Counters:
 
     def rate(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """The per-second rate of `counter` over `$__rate_interval`, summed by `labels`."""
-        return self._sum((counter,), matchers, labels, _rate, _per_second)
+        return self._per_second((counter,), matchers, labels)
 
     def checks_total(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) over `$__range`, summed by `labels`."""
@@ -89,7 +95,14 @@ class Counters:
 
     def checks_rate(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) per second, summed by `labels`."""
-        return self._sum(CHECKS, matchers, labels, _rate, _per_second)
+        return self._per_second(CHECKS, matchers, labels)
+
+    def _per_second(
+        self, counters: Sequence[str], matchers: Sequence[str], labels: Sequence[str]
+    ) -> str:
+        if self.recording_rules:
+            return self._sum(counters, matchers, labels, _rate, _per_second)
+        return f"{self._sum(counters, matchers, labels, _rate, _per_second)} / {RATE_SECONDS}"
 
     def _sum(
         self,
@@ -121,6 +134,9 @@ class Counters:
 
 CHECKS = ("authorized_calls", "limited_calls")
 
+RATE_SECONDS = "($__rate_interval_ms / 1000)"
+"""`$__rate_interval` in seconds: raw rates are the exact growth over it, divided by it."""
+
 
 def _sum_union(counters: Sequence[str], labels: Sequence[str], read: Callable[[str], str]) -> str:
     """`sum by (labels)` of one counter, or of several added up key by key.
@@ -141,7 +157,7 @@ def _sum_union(counters: Sequence[str], labels: Sequence[str], read: Callable[[s
 
 
 def _increase(window: str) -> Callable[[str], str]:
-    return lambda series: f"increase({series}[{window}])"
+    return lambda series: increase_exact(series, window)
 
 
 def _sum_over(window: str) -> Callable[[str], str]:
@@ -149,7 +165,8 @@ def _sum_over(window: str) -> Callable[[str], str]:
 
 
 def _rate(series: str) -> str:
-    return f"rate({series}[$__rate_interval])"
+    """The growth over `$__rate_interval` (`Counters._per_second` divides the sum by its length)."""
+    return increase_exact(series, "$__rate_interval")
 
 
 def _per_second(series: str) -> str:
