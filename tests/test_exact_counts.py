@@ -1,0 +1,183 @@
+"""Every panel target and the report count series we do not control, within 1 % (or +-1) of the truth.
+
+The history is exposed as a real Limitador exposes it (`build_history(lazy=True)`):
+every series is born at its first value (`limited_calls` at 1, token hits at
+their first report), a restart removes every series and each is re-created at
+its next hit with the post-restart value; 30 s scrapes; a user who joins inside
+the 1 h range, one whose only request makes a single sample at the range's end,
+and one whose only request lands just before the restart (a single sample, never
+re-created). The truth is the simulated events added up in plain Python.
+
+Recording rules are evaluated by `promtool tsdb create-blocks-from rules`
+starting RULE_OFFSET = 37 s after an hour (not on the 30 s scrape grid), every
+minute: the same engine and the same fixed-offset schedule a Prometheus server
+uses for a group, over 25 h of history in seconds (a live server would need
+the 25 h in real time). Backfilled blocks carry no staleness markers, so no
+range starts within the 5 min lookback after the restart (a live Prometheus
+marks the vanished series stale at once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maas_metrics.dashboard.variables import Selection
+from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.rules.recording import INTERVAL_SECONDS
+from tests.history import (
+    HITS,
+    LIMITED,
+    ONLY_LIMITED_USER,
+    backfill_recording_rules,
+    build_history,
+)
+from tests.test_dashboard_queries import (
+    CONFIG,
+    EXPECTED,
+    HEADROOM_READS_RAW,
+    RAW,
+    RULES,
+    Case,
+    Env,
+    Expect,
+    run,
+    targets,
+)
+
+HOUR = 3600
+SCRAPE = 30
+RULE_OFFSET = 37
+HOURS = 25.5
+RESTART = 24 * HOUR + 1200  # inside both ranges
+NEWCOMER, ONCE, GONE = "newcomer", "once", "gone"
+# (range end after the history start, length)
+RANGES = {"1h": (25 * HOUR, HOUR), "24h": (int(HOURS * HOUR), 24 * HOUR)}
+JOINERS = (
+    (NEWCOMER, RESTART + 900, 25 * HOUR),  # born inside the 1 h range, after the restart
+    (ONCE, 25 * HOUR - 20, 25 * HOUR - 20),  # one request: a single sample at the range end
+    (GONE, RESTART - 10, RESTART - 10),  # one request, then the restart: never re-created
+)
+SELECTIONS = {
+    "all": Selection(),
+    "specific": Selection(
+        namespace=[CONFIG.namespaces.tokens, CONFIG.namespaces.requests],
+        tier=["free", "premium"],
+        user=["alice", "eve.smith+1", ONLY_LIMITED_USER, NEWCOMER, ONCE, GONE],
+        model=["granite-8b", "llama-3-8b"],
+    ),
+}
+# Absolute tolerance per target beyond 1 %: one count (hits, calls), one hit at the highest
+# price (cost), one count in the window (rates), 1 % (ratios), one unit of the smallest limit.
+ONE_HIT_COST = 0.02
+ABSOLUTE: dict[str, float] = {
+    "success_rate": 0.01,
+    "success_rate_by_tier": 0.01,
+    "total_cost": ONE_HIT_COST,
+    "top_cost_users": ONE_HIT_COST,
+    "revenue_by_tier": ONE_HIT_COST,
+}
+
+
+class OffsetCase(Case):
+    """The rules' grid starts RULE_OFFSET after the history start (not on a scrape)."""
+
+    def edges(self, after: int, until: int) -> tuple[int, int]:
+        if not self.rules:
+            return after, until
+        first_eval = self.history.start + RULE_OFFSET
+        first = first_eval + max(0, -(-(after - first_eval) // INTERVAL_SECONDS)) * INTERVAL_SECONDS
+        last = first_eval + (until - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
+        return first - INTERVAL_SECONDS, max(last, first - INTERVAL_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    start = (int(time.time()) // HOUR - 27) * HOUR
+    history = build_history(
+        CONFIG,
+        start=start,
+        hours=HOURS,
+        restart_after_seconds=RESTART,
+        bursts_after_seconds=(RESTART - 300,),
+        scrape_interval=SCRAPE,
+        lazy=True,
+        joiners=JOINERS,
+    )
+    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
+    prometheus.backfill(history.openmetrics())
+    prometheus.start()
+    try:
+        backfill_recording_rules(prometheus, start + RULE_OFFSET, history.end)
+        with PrometheusAPI(prometheus.url) as api:
+            yield Env(history, api)
+    finally:
+        prometheus.stop()
+
+
+def tolerance(panel: str, ref_id: str, want: float) -> float:
+    if panel == "quota_headroom":
+        smallest = min(
+            (limit.max for t in CONFIG.tiers for limit in (t.token_limit, t.request_limit) if limit),
+        )
+        return max(0.01 * abs(want), 1 / smallest)
+    absolute = ABSOLUTE.get(panel, 1.0)
+    if panel in ("hits_rate_by_tier", "calls_by_tier"):
+        absolute = 1 / INTERVAL_SECONDS
+    if panel == "details":
+        absolute = {"D": 0.01, "E": ONE_HIT_COST}.get(ref_id, 1.0)
+    return max(0.01 * abs(want), absolute)
+
+
+def check_close(target: tuple[str, str], actual: dict[Any, float], expected: Expect) -> None:
+    want = expected.values
+    if expected.top is not None:
+        assert len(actual) <= expected.top
+        ranked = sorted(want.values(), reverse=True)[: expected.top]
+        got = sorted(actual.values(), reverse=True)
+        assert len(got) == len([v for v in ranked if v > 0]) or len(got) == len(ranked)
+        for g, w in zip(got, ranked, strict=False):
+            assert abs(g - w) <= tolerance(*target, w), (g, w)
+        for key, value in actual.items():
+            assert abs(value - want.get(key, 0.0)) <= tolerance(*target, want.get(key, 0.0)), key
+        return
+    for key in {*actual, *want}:
+        g, w = actual.get(key, 0.0), want.get(key, 0.0)
+        assert abs(g - w) <= tolerance(*target, w), (key, g, w)
+
+
+@pytest.mark.parametrize("variant", ["raw", "rules"])
+@pytest.mark.parametrize("range_name", sorted(RANGES))
+@pytest.mark.parametrize("selection_name", sorted(SELECTIONS))
+@pytest.mark.parametrize("target", targets(RAW), ids=lambda t: f"{t[0]}.{t[1]}")
+def test_panel_counts_series_born_inside_the_range(
+    env: Env, target: tuple[str, str], selection_name: str, range_name: str, variant: str
+) -> None:
+    offset, length = RANGES[range_name]
+    rules = variant == "rules" and target[0] not in HEADROOM_READS_RAW
+    case = OffsetCase(
+        env.history, SELECTIONS[selection_name], env.history.start + offset, length, rules
+    )
+    expected = EXPECTED[target](case)
+    assert expected.values, "the history must give every panel something to show"
+    check_close(target, run(env, RULES if variant == "rules" else RAW, case, *target), expected)
+
+
+def test_history_has_what_plain_increase_misses(env: Env) -> None:
+    """The data is what a lazy source produces: births above 0, single samples, a re-creation."""
+    history, api = env.history, env.api
+    end = history.start + RANGES["1h"][0]
+    once = api.query(f'count_over_time(authorized_calls{{user="{ONCE}"}}[1h])', time=end)
+    assert once and {s.value for s in once} == {1.0}
+    gone = api.query(f'count_over_time(authorized_calls{{user="{GONE}"}}[1h])', time=end)
+    assert gone and {s.value for s in gone} == {1.0}
+    first = api.query(f'min_over_time({LIMITED}{{user="{NEWCOMER}"}}[1h])', time=end)
+    born_above_zero = api.query(f'min_over_time({HITS}{{user="{NEWCOMER}"}}[1h]) > 0', time=end)
+    assert first and born_above_zero
+    # plain increase() loses these counts; the panels above do not
+    plain = api.query(f'sum(increase(authorized_calls{{user=~"{ONCE}|{GONE}"}}[1h]))', time=end)
+    assert not plain or plain[0].value == 0
