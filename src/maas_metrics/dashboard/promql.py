@@ -170,7 +170,9 @@ def _rate(series: str) -> str:
 
 
 def _per_second(series: str) -> str:
-    return f"{series} / {recording.INTERVAL_SECONDS}"
+    # Only a sample of the last interval: a series that stopped (a restart, a user gone quiet)
+    # must not repeat its last minute for Prometheus' 5 min lookback.
+    return f"sum_over_time({series}[{recording.INTERVAL}]) / {recording.INTERVAL_SECONDS}"
 
 
 def or_zero(expr: str) -> str:
