@@ -407,15 +407,14 @@ def build_history(
     return history
 
 
-def backfill_recording_rules_aligned(prometheus: PrometheusProcess, start: int, end: int) -> None:
+def backfill_recording_rules_at(prometheus: PrometheusProcess, start: int, end: int) -> None:
     """Evaluate every recording rule at exactly `start`, `start + 60`, ... and load the results.
 
-    Real Prometheus (and promtool) evaluate a group at a hash-based offset
-    within its interval, so a rule's one-minute `increase` is extrapolated
-    from the scrapes it sees. Evaluating on the scrape grid instead makes
-    each recorded increase exact, so tests can compare rule-based panels
-    with the truth exactly. The expressions are the real rules', evaluated
-    by the real server (a range query, as promtool does).
+    A Prometheus server evaluates a group at a fixed, hash-based offset
+    within its interval: choose `start` off the scrape grid to test that,
+    or on it. The expressions are the real rules', evaluated by the real
+    server's engine (a range query: the same evaluation as the rule
+    manager's instant query at each time), stored at their evaluation times.
     """
     lines: list[str] = []
     with PrometheusAPI(prometheus.url) as api:
@@ -473,3 +472,7 @@ def backfill_recording_rules(prometheus: PrometheusProcess, start: int, end: int
         if block.is_dir():
             shutil.move(str(block), str(prometheus.data_dir / "tsdb" / block.name))
     prometheus.start()
+
+
+backfill_recording_rules_aligned = backfill_recording_rules_at
+"""Kept for tests that evaluate on the scrape grid (pass a `start` on it)."""

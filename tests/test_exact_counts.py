@@ -8,11 +8,14 @@ the 1 h range, one whose only request makes a single sample at the range's end,
 and one whose only request lands just before the restart (a single sample, never
 re-created). The truth is the simulated events added up in plain Python.
 
-Recording rules are evaluated by `promtool tsdb create-blocks-from rules`
-starting RULE_OFFSET = 37 s after an hour (not on the 30 s scrape grid), every
-minute: the same engine and the same fixed-offset schedule a Prometheus server
-uses for a group, over 25 h of history in seconds (a live server would need
-the 25 h in real time). Backfilled blocks carry no staleness markers, so no
+Recording rules are evaluated the way a Prometheus server evaluates a rule
+group: by the real server's engine at fixed times RULE_OFFSET = 37 s after an
+hour plus whole minutes (not on the 30 s scrape grid), each result stored at
+its evaluation time (`backfill_recording_rules_at`). A live server would need
+the 25 h in real time; `promtool tsdb create-blocks-from rules` was not used
+because it restarts its evaluations at each 2 h block boundary (on the scrape
+grid), so only its first block would be off the grid.
+Backfilled blocks carry no staleness markers, so no
 range starts within the 5 min lookback after the restart (a live Prometheus
 marks the vanished series stale at once).
 """
@@ -33,7 +36,7 @@ from tests.history import (
     HITS,
     LIMITED,
     ONLY_LIMITED_USER,
-    backfill_recording_rules,
+    backfill_recording_rules_at,
     build_history,
 )
 from tests.test_dashboard_queries import (
@@ -131,7 +134,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     prometheus.backfill(history.openmetrics())
     prometheus.start()
     try:
-        backfill_recording_rules(prometheus, start + RULE_OFFSET, history.end)
+        backfill_recording_rules_at(prometheus, start + RULE_OFFSET, history.end)
         with PrometheusAPI(prometheus.url) as api:
             yield Env(history, api)
     finally:

@@ -170,9 +170,14 @@ def _rate(series: str) -> str:
 
 
 def _per_second(series: str) -> str:
-    # Only a sample of the last interval: a series that stopped (a restart, a user gone quiet)
-    # must not repeat its last minute for Prometheus' 5 min lookback.
-    return f"sum_over_time({series}[{recording.INTERVAL}]) / {recording.INTERVAL_SECONDS}"
+    """The last rule sample per second, only if it is from the last interval.
+
+    `[59s]`: ranges are closed, so 60 s could hold two evaluations; a bare
+    selector would repeat a stopped series' last minute (a restart, a quiet
+    user) for Prometheus' 5 min lookback.
+    """
+    window = f"{recording.INTERVAL_SECONDS - 1}s"
+    return f"sum_over_time({series}[{window}]) / {recording.INTERVAL_SECONDS}"
 
 
 def or_zero(expr: str) -> str:
