@@ -31,7 +31,16 @@ REFERENCE_TITLES = [
     "💰 Top 5 Users by Cost",
     "📋 Detailed Metrics Table",
 ]
-GRAFANA_BUILTINS = {"__range", "__rate_interval", "__interval", "__range_s", "__range_ms"}
+GRAFANA_BUILTINS = {
+    "__range",
+    "__rate_interval",
+    "__rate_interval_ms",
+    "__interval",
+    "__range_s",
+    "__range_ms",
+    "__from",
+    "__to",
+}
 COUNTERS = ("authorized_hits", "authorized_calls", "limited_calls")
 
 

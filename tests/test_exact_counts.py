@@ -6,7 +6,8 @@ their first report), a restart removes every series and each is re-created at
 its next hit with the post-restart value; 30 s scrapes; a user who joins inside
 the 1 h range, one whose only request makes a single sample at the range's end,
 and one whose only request lands just before the restart (a single sample, never
-re-created). The truth is the simulated events added up in plain Python.
+re-created); over 24 h, rare series born inside the range and reset by the restart
+in it too. The truth is the simulated events added up in plain Python.
 
 Recording rules are evaluated the way a Prometheus server evaluates a rule
 group: by the real server's engine at fixed times RULE_OFFSET = 37 s after an
@@ -86,18 +87,6 @@ ABSOLUTE: dict[str, float] = {
     "top_cost_users": ONE_HIT_COST,
     "revenue_by_tier": ONE_HIT_COST,
 }
-
-
-BORN_AND_RESET = {(f"details.{r}", "all", "24h", "raw") for r in "ADE"}
-"""Raw detail rows over 24 h hold series born inside the range and reset by the restart inside
-it too (frank's rare tenant-b/mistral series): `increase_exact` falls back to `increase()` for
-a window with a reset, which loses the birth value and extrapolates (-8 % on that row). The
-rules' one-minute windows and every aggregate panel stay within 1 %."""
-
-KNOWN_GAP = pytest.mark.xfail(
-    strict=True, reason="a series born AND reset inside one window falls back to increase()"
-)
-"""Runs and must fail (strict): once the gap is closed, these turn into failures to remove."""
 
 
 class OffsetCase(Case):
@@ -190,14 +179,11 @@ def check_close(target: tuple[str, str], actual: dict[Any, float], expected: Exp
 @pytest.mark.parametrize("target", targets(RAW), ids=lambda t: f"{t[0]}.{t[1]}")
 def test_panel_counts_series_born_inside_the_range(
     env: Env,
-    request: pytest.FixtureRequest,
     target: tuple[str, str],
     selection_name: str,
     range_name: str,
     variant: str,
 ) -> None:
-    if (".".join(target), selection_name, range_name, variant) in BORN_AND_RESET:
-        request.applymarker(KNOWN_GAP)
     offset, length = RANGES[range_name]
     rules = variant == "rules" and target[0] not in HEADROOM_READS_RAW
     case = OffsetCase(
@@ -230,11 +216,9 @@ REPORT_KEYS = ("limitador_namespace", "user", "tier", "model")
 @pytest.mark.parametrize("range_name", sorted(RANGES))
 @pytest.mark.parametrize("step_hours", [None, 1])
 def test_report_counts_series_born_inside_the_range(
-    env: Env, request: pytest.FixtureRequest, range_name: str, step_hours: int | None
+    env: Env, range_name: str, step_hours: int | None
 ) -> None:
     """Tokens, allowed and limited per row within 1 % (+-1) of the events, in one window or hourly ones."""
-    if range_name == "24h" and step_hours is None:
-        request.applymarker(KNOWN_GAP)  # one 24 h window holds frank's born-and-reset series
     offset, length = RANGES[range_name]
     until = env.history.start + offset
     report_request = ReportRequest(

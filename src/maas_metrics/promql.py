@@ -72,11 +72,15 @@ def increase_exact(series: str, window: str) -> str:
     they extrapolate to the window's edges, so a short window over few samples
     (a recording rule's minute over 30 s scrapes) is off by up to x2.
 
-    The three cases, each series in exactly one (`or` keeps the first match):
+    The cases, each series in exactly one (`or` keeps the first match):
 
-    1. the counter was reset inside the window (`resets() > 0`): `increase()`,
-       which handles any number of resets; only here does Prometheus'
-       extrapolation to the window edges remain;
+    0. one reset inside the window (a restart; `resets() == 1`) and the last
+       value below the window's peak (the counter restarted low, as a
+       restarted Limitador does): the peak before the restart minus the start
+       value (0 for a series born in the window), plus the last value; exact;
+    1. any other reset inside the window (several restarts, or a counter
+       that outgrew its old peak): `increase()`, which handles any number of
+       resets; only here does Prometheus' extrapolation remain;
     2. the series had a value at the window's start (`offset`, the last sample
        up to it, within the 5 min lookback) that is not above its last value:
        last - start, exact, and consecutive windows tile exactly (each counts
@@ -91,12 +95,23 @@ def increase_exact(series: str, window: str) -> str:
     restart drops the counter below it; a zero-filled subquery (`(x or 0 *
     last_over_time(x[W] @ end()))[W:step]`) is exact on its grid but keeps
     series x steps points in memory (Prometheus refuses it at 10k users x 24 h)
-    and misses anything after its last grid point. Case 1 still loses the first
-    value of a series born AND reset in the same window (within extrapolation).
+    and misses anything after its last grid point.
     """
     window_of = f"{series}[{window}]"
+    return growth(window_of, f"{series} offset {window}", f"last_over_time({window_of})")
+
+
+def growth(window_of: str, start: str, end: str) -> str:
+    """`increase_exact` with its parts given: the window's range selector, start and end values.
+
+    For windows that `[W]` alone cannot express, e.g. a clock hour clipped to
+    a dashboard's range: `start` may read `x @ <from>`, `end` `last_over_time(x[1h] @ <to>)`.
+    """
+    peak = f"max_over_time({window_of})"
+    one_reset = f"resets({window_of}) == 1"
     return (
-        f"(increase({window_of}) and resets({window_of}) > 0)"
-        f" or ((last_over_time({window_of}) - {series} offset {window}) >= 0)"
-        f" or last_over_time({window_of})"
+        f"((({peak} - {start} + {end}) or ({peak} + {end})) and {one_reset} and ({end} < {peak}))"
+        f" or (increase({window_of}) and resets({window_of}) > 0)"
+        f" or (({end} - {start}) >= 0)"
+        f" or {end}"
     )

@@ -365,14 +365,18 @@ class _Builder:
             id=5,
             key="hourly_hits_by_user",
             title="⏰ Hourly Authorized Hits by User",
-            description="Tokens admitted per user in each clock hour (bar = the hour ending at its time).",
+            description=(
+                "Tokens admitted per user in each clock hour of the selected range; a bar stands at "
+                "its hour's start. The first hour counts from the range's start, the last is the "
+                "current hour so far, so the bars add up to the range's total."
+            ),
             kind="barchart",
             unit="short",
             stacked=True,
             targets=(
                 Target(
                     "A",
-                    self.c.total_over(HITS, TOKEN_FILTER, ("user",), "1h"),
+                    self.c.hourly(HITS, TOKEN_FILTER, ("user",)),
                     legend="{{user}}",
                     min_step="1h",
                 ),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from maas_metrics.config import Config
-from maas_metrics.promql import increase_exact, string_literal
+from maas_metrics.promql import growth, increase_exact, string_literal
 from maas_metrics.rules import recording
 
 #: A label no series carries. `ABSENT_LABEL!~"$user"` holds exactly when specific users are
@@ -79,11 +79,43 @@ class Counters:
         """The increase of `counter` over `$__range`, summed by `labels`."""
         return self._sum((counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"))
 
-    def total_over(
-        self, counter: str, matchers: Sequence[str], labels: Sequence[str], window: str
-    ) -> str:
-        """The increase over a fixed `window` (e.g. `1h` for hourly buckets), summed by `labels`."""
-        return self._sum((counter,), matchers, labels, _increase(window), _sum_over(window))
+    def hourly(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
+        """Growth per clock hour, for a range query at a 1 h step (Grafana aligns it to hours).
+
+        The point at an hour's start holds that hour (`offset -1h` looks ahead),
+        clipped to the dashboard's range: the first hour counts from
+        `$__from`, the last (the current hour, partial) up to `$__to`, so the
+        bars add up to the range's total. Time conditions pick one of the
+        four (start, end) forms at each step (`growth`, the `increase_exact` technique). Always from the raw counters:
+        the one-minute rules cannot be cut at `$__from` without a variable
+        window, and one hour per point reads each sample once anyway.
+        """
+        series = selector(counter, matchers)
+        ahead = f"{series}[1h] offset -1h"
+        up_to_end = f"{series}[1h] @ {RANGE_TO}"
+        now = "vector(time())"
+        starts = (
+            (series, f"{now} >= {RANGE_FROM}"),
+            (f"{series} @ {RANGE_FROM}", f"{now} < {RANGE_FROM}"),
+        )
+        parts = []
+        for start, when_start in starts:
+            middle = growth(ahead, start, f"last_over_time({ahead})")
+            # The last hour ends at $__to: its samples are read up to there (a past range has
+            # data after it). That window also holds the hour before; it is used only when
+            # no counter reset happened in the hour before (else the hour ahead is read).
+            end = f"last_over_time({up_to_end})"
+            last = (
+                f"({growth(up_to_end, start, end)}) and (resets({series}[1h]) == 0)"
+                f" or ({growth(ahead, start, end)})"
+            )
+            parts.append(
+                f"(({middle}) and on () ({when_start}) and on () ({now} <= {RANGE_TO} - 3600))"
+            )
+            # (a point exactly at $__to, when it falls on an hour, holds an empty hour: none)
+            in_last_hour = f"{now} > {RANGE_TO} - 3600 and {now} < {RANGE_TO}"
+            parts.append(f"(({last}) and on () ({when_start}) and on () ({in_last_hour}))")
+        return f"{by(labels)} ({' or '.join(parts)})"
 
     def rate(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """The per-second rate of `counter` over `$__rate_interval`, summed by `labels`."""
@@ -133,6 +165,10 @@ class Counters:
 
 
 CHECKS = ("authorized_calls", "limited_calls")
+
+RANGE_FROM = "${__from:date:seconds}"
+RANGE_TO = "${__to:date:seconds}"
+"""The dashboard range's edges in unix seconds (Grafana's global variables), for `@`."""
 
 RATE_SECONDS = "($__rate_interval_ms / 1000)"
 """`$__rate_interval` in seconds: raw rates are the exact growth over it, divided by it."""
