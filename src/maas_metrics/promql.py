@@ -101,17 +101,22 @@ def increase_exact(series: str, window: str) -> str:
     return growth(window_of, f"{series} offset {window}", f"last_over_time({window_of})")
 
 
-def growth(window_of: str, start: str, end: str) -> str:
+def growth(window_of: str, start: str, end: str, outside: str | None = None) -> str:
     """`increase_exact` with its parts given: the window's range selector, start and end values.
 
     For windows that `[W]` alone cannot express, e.g. a clock hour clipped to
     a dashboard's range: `start` may read `x @ <from>`, `end` `last_over_time(x[1h] @ <to>)`.
+    `outside`: the growth inside `window_of` but outside the wanted window, taken off the
+    `increase()` fallback (where it can be read).
     """
+    fallback = f"increase({window_of})"
+    if outside is not None:
+        fallback = f"(({fallback} - ({outside})) or {fallback})"
     peak = f"max_over_time({window_of})"
     one_reset = f"resets({window_of}) == 1"
     return (
         f"((({peak} - {start} + {end}) or ({peak} + {end})) and {one_reset} and ({end} < {peak}))"
-        f" or (increase({window_of}) and resets({window_of}) > 0)"
+        f" or ({fallback} and resets({window_of}) > 0)"
         f" or (({end} - {start}) >= 0)"
         f" or {end}"
     )

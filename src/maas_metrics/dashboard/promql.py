@@ -94,20 +94,25 @@ class Counters:
         ahead = f"{series}[1h] offset -1h"
         up_to_end = f"{series}[1h] @ {RANGE_TO}"
         now = "vector(time())"
+        # The first hour starts at $__from; what grew before it is taken off `increase()`.
         starts = (
-            (series, f"{now} >= {RANGE_FROM}"),
-            (f"{series} @ {RANGE_FROM}", f"{now} < {RANGE_FROM}"),
+            (series, f"{now} >= {RANGE_FROM}", None),
+            (
+                f"{series} @ {RANGE_FROM}",
+                f"{now} < {RANGE_FROM}",
+                f"{series} @ {RANGE_FROM} - {series}",
+            ),
         )
         parts = []
-        for start, when_start in starts:
-            middle = growth(ahead, start, f"last_over_time({ahead})")
+        for start, when_start, before in starts:
+            middle = growth(ahead, start, f"last_over_time({ahead})", before)
             # The last hour ends at $__to: its samples are read up to there (a past range has
             # data after it). That window also holds the hour before; it is used only when
             # no counter reset happened in the hour before (else the hour ahead is read).
             end = f"last_over_time({up_to_end})"
             last = (
                 f"({growth(up_to_end, start, end)}) and (resets({series}[1h]) == 0)"
-                f" or ({growth(ahead, start, end)})"
+                f" or ({growth(ahead, start, end, before)})"
             )
             parts.append(
                 f"(({middle}) and on () ({when_start}) and on () ({now} <= {RANGE_TO} - 3600))"
