@@ -157,6 +157,37 @@ class Storage(_Strict):
     on_failure: Literal["deny", "allow"] = "deny"
 
 
+class Ledger(_Strict):
+    """The durable per-request usage ledger (see `maas_metrics.ledger`); off without `url`.
+
+    `url`: `sqlite:///path/ledger.db` (embedded) or `postgresql://user@host/db`
+    (many replicas). Records are written by a background writer every
+    `flush_interval_ms` or `batch_rows` records, whichever comes first; at most
+    `queue_max` wait in memory, beyond that (or while the database is away)
+    they go to the append-only `spool_path` and are replayed in order.
+    """
+
+    url: str | None = None
+    flush_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 200
+    batch_rows: Annotated[int, Field(ge=1, le=100_000)] = 500
+    queue_max: Annotated[int, Field(ge=1)] = 50_000
+    spool_path: str = "maas-ledger.spool"
+    retention_days: Annotated[int, Field(ge=1)] | None = None
+    retry_seconds: Annotated[float, Field(gt=0)] = 1.0
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.partition("://")[0] if "://" in value else ""
+        if scheme.split("+")[0] not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                f"unknown scheme {scheme or '(none)'!r}: use sqlite:///PATH or postgresql://HOST/DB"
+            )
+        return value
+
+
 class Dashboard(_Strict):
     title: str = "MaaS Token Metrics"
     uid: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = "maas-token-metrics"
@@ -172,6 +203,7 @@ class Config(_Strict):
     namespaces: Namespaces = Namespaces()
     gateway: GatewaySettings = GatewaySettings()
     dashboard: Dashboard = Dashboard()
+    ledger: Ledger = Ledger()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

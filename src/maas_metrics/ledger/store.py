@@ -1,0 +1,228 @@
+"""The ledger database through SQLAlchemy Core: SQLite (embedded) or PostgreSQL (replicas).
+
+A batch is written in one transaction: the records with
+`INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id` (SQLAlchemy's dialect
+insert constructs), then the hourly roll-ups of exactly the records that
+were new, with `ON CONFLICT DO UPDATE SET x = x + excluded.x`. A record
+written twice (retry, spool replay, two replicas) therefore counts once in
+both tables, and the roll-ups always equal the records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, exc, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from maas_metrics.ledger.record import RequestRecord
+from maas_metrics.ledger.schema import (
+    HOUR_MS,
+    ROLLUP_KEY,
+    ROLLUP_VALUES,
+    SchemaError,
+    hour_of,
+    hourly,
+    migrate,
+    records,
+)
+
+log = logging.getLogger(__name__)
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+class LedgerError(Exception):
+    """The ledger database cannot be used; `str()` is one line without any password."""
+
+
+def _engine_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 (the driver this project installs)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(_engine_url(url)).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return "(unparsable URL)"
+
+
+def describe(error: BaseException) -> str:
+    """One line for a database error (the driver's first line, no SQL, no parameters)."""
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        text = str(error.orig)
+    else:
+        text = str(error)
+    return (text.strip().splitlines() or [type(error).__name__])[0]
+
+
+def create_ledger_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(_engine_url(url))
+    except exc.ArgumentError:
+        raise LedgerError("ledger.url: not a database URL") from None
+    args: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            folder = Path(parsed.database).parent
+            if not folder.is_dir():
+                raise LedgerError(f"ledger.url: folder {folder} does not exist")
+        args["timeout"] = 30  # wait for another writer's lock instead of failing at once
+    elif parsed.get_backend_name() == "postgresql":
+        args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        kwargs["pool_size"] = 2
+    else:
+        raise LedgerError(f"ledger.url: unsupported database {parsed.get_backend_name()!r}")
+    try:
+        engine = create_engine(parsed, connect_args=args, **kwargs)
+    except (exc.ArgumentError, ImportError) as error:
+        raise LedgerError(f"ledger.url: {error}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    del record
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (reports) never block the writer; NORMAL: a commit survives a process crash.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def record_row(record: RequestRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "started_ms": round(record.started * 1000),
+        "ended_ms": round(record.ended * 1000),
+        "user_name": record.user,
+        "key_id": record.key_id,
+        "tier": record.tier,
+        "model": record.model,
+        "endpoint": record.endpoint,
+        "stream": record.stream,
+        "outcome": record.outcome,
+        "status": record.status,
+        "requests_namespace": record.requests_namespace,
+        "tokens_namespace": record.tokens_namespace,
+        "usage_namespace": record.usage_namespace,
+        "limited_namespace": record.limited_namespace,
+        "limit_name": record.limit_name,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cached_tokens": record.cached_tokens,
+        "total_tokens": record.total_tokens,
+        "latency_ms": record.latency_ms,
+        "ttft_ms": record.ttft_ms,
+    }
+
+
+def rollup_deltas(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hourly roll-up increments of record rows, sorted by key (a fixed lock order: no deadlocks)."""
+    acc: dict[tuple[Any, ...], list[int]] = {}
+    zero = [0] * len(ROLLUP_VALUES)
+    for row in rows:
+        base = (hour_of(row["ended_ms"]), row["user_name"], row["tier"], row["model"])
+        usage_ns = row["usage_namespace"]
+        if usage_ns is not None and row["total_tokens"]:
+            v = acc.setdefault((*base, usage_ns), zero.copy())
+            v[0] += row["total_tokens"]
+            v[1] += row["prompt_tokens"]
+            v[2] += row["completion_tokens"]
+            v[3] += row["cached_tokens"]
+        for ns, allowed, limited in _calls(row):
+            v = acc.setdefault((*base, ns), zero.copy())
+            v[4] += allowed
+            v[5] += limited
+    return [
+        dict(zip(ROLLUP_KEY, key, strict=True)) | dict(zip(ROLLUP_VALUES, v, strict=True))
+        for key, v in sorted(acc.items())
+    ]
+
+
+def _calls(row: dict[str, Any]) -> list[tuple[str, int, int]]:
+    out: dict[str, list[int]] = {}
+    limited_ns = row["limited_namespace"]
+    for ns in (row["requests_namespace"], row["tokens_namespace"]):
+        if ns is not None:
+            out.setdefault(ns, [0, 0])[1 if ns == limited_ns else 0] += 1
+    if limited_ns is not None and limited_ns not in out:
+        out[limited_ns] = [0, 1]
+    return [(ns, a, b) for ns, (a, b) in out.items()]
+
+
+class LedgerStore:
+    """Open (and migrate) a ledger database; write batches idempotently; prune old records."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_ledger_engine(url)
+        self._insert = _INSERTS[self.engine.dialect.name]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def open(self) -> None:
+        """Connect, create or upgrade the schema and prove writes work; `LedgerError` otherwise."""
+        try:
+            migrate(self.engine)
+            with self.engine.begin() as conn:
+                # A no-op write: a read-only file or a read-only role fails here, at start.
+                conn.execute(delete(records).where(records.c.id == ""))
+        except SchemaError as error:
+            raise LedgerError(str(error)) from None
+        except exc.SQLAlchemyError as error:
+            raise LedgerError(f"ledger {safe_url(self.url)}: {describe(error)}") from None
+
+    def write(self, batch: Sequence[RequestRecord]) -> int:
+        """Insert `batch` (ids already present are skipped) and roll it up; returns how many were new."""
+        if not batch:
+            return 0
+        rows = [record_row(r) for r in batch]
+        by_id = {row["id"]: row for row in rows}
+        stmt = self._insert(records).on_conflict_do_nothing(index_elements=["id"])
+        with self.engine.begin() as conn:
+            new_ids = conn.execute(stmt.returning(records.c.id), list(by_id.values())).scalars()
+            fresh = [by_id[i] for i in new_ids]
+            deltas = rollup_deltas(fresh)
+            if deltas:
+                up = self._insert(hourly)
+                conn.execute(
+                    up.on_conflict_do_update(
+                        index_elements=list(ROLLUP_KEY),
+                        set_={name: hourly.c[name] + up.excluded[name] for name in ROLLUP_VALUES},
+                    ),
+                    deltas,
+                )
+        return len(fresh)
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
+
+    def prune(self, before_ms: int) -> tuple[int, int]:
+        """Delete records that ended at or before the hour holding `before_ms`, and their roll-ups.
+
+        The cut is on a whole hour, so a roll-up row is never half pruned.
+        """
+        cut = hour_of(before_ms + 1)
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(records).where(records.c.ended_ms <= cut)).rowcount
+            hours = conn.execute(delete(hourly).where(hourly.c.hour_ms + HOUR_MS <= cut)).rowcount
+        return int(gone or 0), int(hours or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
