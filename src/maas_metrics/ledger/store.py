@@ -74,7 +74,11 @@ def create_ledger_engine(url: str) -> Engine:
     args: dict[str, Any] = {}
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if (
+            parsed.database
+            and parsed.database != ":memory:"
+            and not parsed.database.startswith("file:")
+        ):
             folder = Path(parsed.database).parent
             if not folder.is_dir():
                 raise LedgerError(f"ledger.url: folder {folder} does not exist")
