@@ -9,6 +9,7 @@ from maas_metrics.cli import (
     dashboard_cmds,
     demo_cmds,
     gateway_cmds,
+    ledger_cmds,
     ops_cmds,
     sim_cmds,
 )
@@ -24,7 +25,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (config_cmds, gateway_cmds, sim_cmds, dashboard_cmds, demo_cmds, ops_cmds):
+for module in (
+    config_cmds,
+    gateway_cmds,
+    sim_cmds,
+    dashboard_cmds,
+    demo_cmds,
+    ops_cmds,
+    ledger_cmds,
+):
     module.register(app)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from maas_metrics.cli.common import CONFIG_OPTION_HELP, load_config_or_exit
+from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
 
 
 def _without_password(url: str) -> str:
@@ -35,17 +35,22 @@ def gateway(
     GET /v1/models and GET /healthz. Stops on Ctrl-C / SIGTERM.
     """
     cfg = load_config_or_exit(config)
-    from maas_metrics.gateway import run
+    from maas_metrics.gateway import build_server
+    from maas_metrics.ledger import LedgerError
 
     bind_host = host if host is not None else cfg.gateway.host
     bind_port = port if port is not None else cfg.gateway.port
+    try:
+        server = build_server(cfg, bind_host, bind_port)
+    except LedgerError as error:
+        fail(str(error), code=2)
     print(
         f"maas-metrics gateway on http://{bind_host}:{bind_port} "
         f"({len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {_without_password(cfg.storage.url)}, "
         f"on store failure: {cfg.storage.on_failure})",
         flush=True,
     )
-    run(cfg, bind_host, bind_port)
+    server.run()
 
 
 def register(app: typer.Typer) -> None:

@@ -271,6 +271,13 @@ def report(
             "every counter reset is seen. Range edges snap down to this grid.",
         ),
     ] = "15s",
+    source: Annotated[
+        str,
+        typer.Option(
+            help="auto: the ledger when ledger.url is configured (exact; --by also takes day, "
+            "month), else Prometheus; or ledger / prometheus.",
+        ),
+    ] = "auto",
 ) -> None:
     """Usage and billing report from Prometheus, for any time range.
 
@@ -301,7 +308,24 @@ def report(
 
     if format not in FORMATS:
         fail(f"--format {format!r}: choose from {', '.join(FORMATS)}")
+    if source not in ("auto", "ledger", "prometheus"):
+        fail(f"--source {source!r}: choose auto, ledger or prometheus")
     cfg = load_config_or_exit(config)
+    if source == "ledger" or (source == "auto" and cfg.ledger.url is not None):
+        from maas_metrics.cli.ledger_cmds import ledger_report
+
+        wanted = (("user", user), ("tier", tier), ("model", model), ("namespace", namespace))
+        ledger_report(
+            cfg,
+            start=start,
+            end=end,
+            period=period,
+            by=by,
+            filters={key: tuple(values) for key, values in wanted if values},
+            format=format,
+            output=output,
+        )
+        return
     try:
         res = parse_duration(resolution, "--resolution")
         step_seconds = parse_duration(step, "--step") if step is not None else None

@@ -30,6 +30,8 @@ from maas_metrics.gateway.metering import Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
+from maas_metrics.ledger.metrics import families as ledger_families
+from maas_metrics.ledger.trace import Trace, open_ledger
 from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
 from maas_metrics.limiter.redis import RedisStore
 from maas_metrics.policies import tier_policies
@@ -79,6 +81,7 @@ class Gateway:
         )
         self._watcher: asyncio.Task[None] | None = None
         self.last_scrape_at = 0.0  # time.monotonic() when the latest /metrics began rendering
+        self.ledger = open_ledger(config)  # None without `ledger.url`; raises LedgerError
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -86,6 +89,8 @@ class Gateway:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         del app
         await self.upstreams.start()
+        if self.ledger is not None:
+            self.ledger.writer.start()
         if self.storage_kind != "memory":
             self._watcher = asyncio.create_task(self._watch_store())
         try:
@@ -97,6 +102,8 @@ class Gateway:
                     await self._watcher
             await self.upstreams.aclose()
             await self.limiter.close()
+            if self.ledger is not None:
+                await asyncio.to_thread(self.ledger.writer.stop)
 
     async def _watch_store(self) -> None:
         """Ping the store about once a second so `datastore_partitioned` follows it without traffic."""
@@ -155,16 +162,39 @@ class Gateway:
         base = self.models.get(model)
         if base is None:
             raise errors.unknown_model(model)
-        headers = await self.meter.admit(identity, model)
-        if stream:
-            return await self._stream(identity, model, base + path, payload, headers)
-        return await self._complete(identity, model, base + path, body, headers)
+        trace = (
+            None
+            if self.ledger is None
+            else self.ledger.begin(identity, identity.key_id, model, path, bool(stream))
+        )
+        try:
+            headers = await self.meter.admit(identity, model)
+            if stream:
+                return await self._stream(identity, model, base + path, payload, headers, trace)
+            response = await self._complete(identity, model, base + path, body, headers, trace)
+        except errors.GatewayError as error:
+            if trace is not None:
+                trace.failed(error.status, error.type)
+            raise
+        except BaseException:  # cancelled (client gone) or a bug: still one record
+            if trace is not None:
+                trace.finish("client_disconnect", 499)
+            raise
+        return response
 
     async def _complete(
-        self, identity: Identity, model: str, url: str, body: bytes, headers: dict[str, str] | None
+        self,
+        identity: Identity,
+        model: str,
+        url: str,
+        body: bytes,
+        headers: dict[str, str] | None,
+        trace: Trace | None,
     ) -> Response:
         reply = await self.upstreams.post(url, body)
         if reply.status >= 400:
+            if trace is not None:
+                trace.finish("upstream_error", reply.status)
             return upstream_error(reply.status, reply.content)
         if not 200 <= reply.status < 300:
             raise errors.upstream_unreachable(f"unexpected HTTP {reply.status}")
@@ -177,6 +207,15 @@ class Gateway:
         usage = parse_usage(answer.get("usage"))
         if usage is not None:
             await self.meter.report(identity, model, usage)
+        if trace is not None:
+            if usage is not None:
+                trace.usage(
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    usage.total_tokens,
+                    usage.cached_tokens,
+                )
+            trace.finish("ok" if usage is not None else "usage_missing", reply.status)
         return Response(
             reply.content, status_code=reply.status, headers=headers, media_type=reply.content_type
         )
@@ -188,6 +227,7 @@ class Gateway:
         url: str,
         payload: dict[str, Any],
         headers: dict[str, str] | None,
+        trace: Trace | None,
     ) -> Response:
         options = payload.get("stream_options")
         if options is None:
@@ -200,6 +240,8 @@ class Gateway:
         upstream = await self.upstreams.open_stream(url, orjson.dumps(payload))
         status = upstream.status
         if status >= 400:
+            if trace is not None:
+                trace.finish("upstream_error", status)
             return upstream_error(status, await upstream.read())
         content_type = upstream.content_type
         if not 200 <= status < 300 or not content_type.startswith("text/event-stream"):
@@ -212,7 +254,7 @@ class Gateway:
             await self.meter.report(identity, model, usage)
 
         return RelayResponse(
-            upstream, UsageCapture(hide), finish, {**SSE_HEADERS, **(headers or {})}
+            upstream, UsageCapture(hide), finish, {**SSE_HEADERS, **(headers or {})}, trace
         )
 
     # --- catalogue, metrics, health -------------------------------------------------
@@ -238,7 +280,10 @@ class Gateway:
         del request
         self.last_scrape_at = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
-        return Response(render(self.metrics.families()), headers={"content-type": CONTENT_TYPE})
+        families = self.metrics.families()
+        if self.ledger is not None:
+            families += ledger_families(self.ledger.writer)
+        return Response(render(families), headers={"content-type": CONTENT_TYPE})
 
     async def healthz(self, request: Request) -> Response:
         """Always 200 while the process serves; says whether the counter store is reachable."""

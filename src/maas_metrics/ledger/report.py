@@ -165,7 +165,8 @@ def _raw_cells(conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[
 
 def _is_not(a: Any, b: Any) -> ColumnElement[bool]:
     """`a IS DISTINCT FROM b` (NULL-safe), portable through SQLAlchemy."""
-    return a.is_distinct_from(b)
+    result: ColumnElement[bool] = a.is_distinct_from(b)
+    return result
 
 
 def read_cells(
@@ -203,7 +204,7 @@ def _key_value(key: str, cell: tuple[str, str, str, str, date]) -> str:
         return cell[4].isoformat()
     if key == "month":
         return cell[4].strftime("%Y-%m")
-    return cell[DETAIL.index(key)]
+    return str(cell[DETAIL.index(key)])
 
 
 def build_ledger_report(

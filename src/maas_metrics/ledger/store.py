@@ -11,11 +11,11 @@ both tables, and the roll-ups always equal the records.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, exc, func, select
+from sqlalchemy import Engine, Table, create_engine, delete, event, exc, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -33,7 +33,11 @@ from maas_metrics.ledger.schema import (
 
 log = logging.getLogger(__name__)
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+#: The dialects' own INSERT constructs (both offer ON CONFLICT): SQLAlchemy renders each.
+_INSERTS: dict[str, Callable[[Table], Any]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
 CONNECT_TIMEOUT_SECONDS = 5
 
 
