@@ -59,8 +59,9 @@ class Difference:
                 "lost (maas_ledger_failed_total), or written to another ledger"
             )
         return (
-            "counts Prometheus never scraped: a gateway restart or crash between scrapes, "
-            "a scrape gap, or data past Prometheus retention"
+            "counts Prometheus never saw: a gateway restart or crash between scrapes, a "
+            "scrape gap, data past retention, or a counter series born inside the range "
+            "above zero (increase() cannot see its first increment)"
         )
 
 
