@@ -96,10 +96,13 @@ def walk_away(base: str, user: str) -> Outcome:
         "stream": True,
     }
     headers = {"Authorization": f"Bearer {secret(user)}"}
-    with httpx.Client(timeout=30) as client:
-        with client.stream("POST", f"{base}/v1/chat/completions", json=body, headers=headers) as r:
-            assert r.status_code == 200
-            next(r.iter_raw())
+    url = f"{base}/v1/chat/completions"
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", url, json=body, headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        next(r.iter_raw())
     return Outcome(user, SLOW, "client_disconnect")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -162,7 +161,7 @@ def test_read_only_database_file_is_reported(tmp_path: Path) -> None:
     first.close()
     # mode=ro: read-only even for root (a chmod would not stop root).
     ro = LedgerStore(f"sqlite:///file:{path}?mode=ro&uri=true")
-    with pytest.raises(LedgerError, match="readonly|read-only"):
+    with pytest.raises(LedgerError, match=r"readonly|read-only"):
         ro.open()
     ro.close()
 
