@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -12,13 +16,13 @@ import httpx
 import openai
 from sqlalchemy import select
 
-from maas_metrics.config import Config, Ledger
+from maas_metrics.config import Config, Ledger, parse_config
 from maas_metrics.ledger import LedgerStore
 from maas_metrics.ledger.schema import records
 from maas_metrics.prometheus import PrometheusAPI
 from tests.gateway_harness import TIER_OF, make_config, secret
 from tests.postgres_server import wait_until
-from tests.servers import free_port
+from tests.servers import free_port, wait_for_port
 
 REQ_NS, TOK_NS = "maas/requests", "maas/tokens"
 BROKEN = "broken-model"  # its upstream port has nobody listening: 502
@@ -194,3 +198,94 @@ def last_scrape(api: PrometheusAPI, job: str = "gateway") -> float:
 
 def scrape_after(api: PrometheusAPI, moment: float) -> None:
     wait_until(lambda: last_scrape(api) > moment, 30, "a scrape of the gateway")
+
+
+# --- load through gateway processes -------------------------------------------------------
+
+LOAD_USERS = tuple(f"load{i}" for i in range(8))
+
+
+def roomy_config(upstream: str, url: str, spool: Path, **ledger: Any) -> Config:
+    """Enterprise users `load0..7` with limits no load test reaches, and a ledger."""
+    extra = {u: (["enterprise-users"], f"sk-load-{u}") for u in LOAD_USERS}
+    data = make_config(upstream, extra_users=extra).model_dump(mode="json")
+    for tier in data["tiers"]:
+        if tier["name"] == "enterprise":
+            tier["request_limit"] = {"max": 10_000_000, "window_seconds": 3600}
+            tier["token_limit"] = {"max": 10_000_000_000, "window_seconds": 3600}
+    data["ledger"] = {"url": url, "spool_path": str(spool), "retry_seconds": 0.2, **ledger}
+    return parse_config(data)
+
+
+class GatewayProcess:
+    """`maas-metrics gateway` as its own process that a test can SIGKILL and start again."""
+
+    def __init__(self, config_path: Path, log: Path) -> None:
+        self.config_path = config_path
+        self.port = free_port()
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [
+            str(Path(sys.executable).parent / "maas-metrics"),
+            "gateway",
+            "-c",
+            str(self.config_path),
+            "--port",
+            str(self.port),
+        ]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        wait_for_port(self.port, process=self.process)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class Reply:
+    user: str
+    status: int  # 0: no answer (connection failed)
+    tokens: int
+    completed: float  # time.time() when the whole answer had arrived
+
+
+def load(
+    bases: list[str], stop: threading.Event, replies: list[Reply], per_user: int = 10_000
+) -> list[threading.Thread]:
+    """One thread per load user, each sending sequential completions to `bases` in turn."""
+
+    def worker(index: int, user: str) -> None:
+        base = bases[index % len(bases)]
+        headers = {"Authorization": f"Bearer sk-load-{user}"}
+        body = {"model": "granite-8b", "prompt": f"hello from {user}", "max_tokens": 4}
+        with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+            for _ in range(per_user):
+                if stop.is_set():
+                    return
+                try:
+                    r = client.post("/v1/completions", json=body)
+                    tokens = r.json()["usage"]["total_tokens"] if r.status_code == 200 else 0
+                    replies.append(Reply(user, r.status_code, tokens, time.time()))
+                except (httpx.HTTPError, ValueError):
+                    replies.append(Reply(user, 0, 0, time.time()))
+                    time.sleep(0.05)
+
+    threads = [
+        threading.Thread(target=worker, args=(i, u), daemon=True) for i, u in enumerate(LOAD_USERS)
+    ]
+    for t in threads:
+        t.start()
+    return threads
