@@ -174,3 +174,15 @@ def test_unreachable_postgres_is_one_line() -> None:
         s.open()
     text = str(info.value)
     assert "\n" not in text and "s3cret" not in text and "127.0.0.1" in text
+
+
+def test_rebuilt_rollups_equal_the_incremental_ones(store: LedgerStore) -> None:
+    from maas_metrics.ledger.rollups import rebuild
+
+    store.write(random_records(2000, seed=13))
+    with store.engine.connect() as conn:
+        incremental = sorted(tuple(r) for r in conn.execute(select(hourly)))
+    assert rebuild(store.engine) == len(incremental)
+    with store.engine.connect() as conn:
+        rebuilt = sorted(tuple(r) for r in conn.execute(select(hourly)))
+    assert rebuilt == incremental

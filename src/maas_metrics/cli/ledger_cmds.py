@@ -91,6 +91,18 @@ def prune(
     print(f"pruned {records} records and {hours} hourly roll-up rows older than {keep} days")
 
 
+@ledger_app.command("rebuild-rollups")
+def rebuild_rollups(config: ConfigOption) -> None:
+    """Recompute the hourly roll-ups from the records (after an import by SQL, or as a repair)."""
+    from maas_metrics.ledger.rollups import rebuild
+
+    cfg = load_config_or_exit(config)
+    store = _store(cfg)
+    rows = rebuild(store.engine)
+    store.close()
+    print(f"rebuilt {rows} hourly roll-up rows")
+
+
 @ledger_app.command("export")
 def export(
     config: ConfigOption,

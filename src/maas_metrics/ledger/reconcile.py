@@ -21,8 +21,8 @@ from sqlalchemy import Engine, select
 
 from maas_metrics.config import Config
 from maas_metrics.ledger.report import read_cells
+from maas_metrics.ledger.rollups import rollup_deltas
 from maas_metrics.ledger.schema import records
-from maas_metrics.ledger.store import rollup_deltas
 from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.report import ReportRequest, TimeRange, build_report
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, func, literal, select, union_all
+from sqlalchemy import Connection, Engine, func, select
 
 from maas_metrics.config import Config
+from maas_metrics.ledger.rollups import namespace_parts
 from maas_metrics.ledger.schema import HOUR_MS, hourly, records
 from maas_metrics.report.model import Report, ReportInputError, Row, Totals
 from maas_metrics.report.pricing import Usage, price_on
@@ -105,54 +106,10 @@ def _hourly_cells(conn: Connection, a: int, b: int, filters: Mapping[str, Sequen
 def _raw_cells(conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[str]]) -> Cells:
     """Records with a < ended_ms <= b, split into namespaces exactly as the roll-ups are."""
     r = records.c
-    day = ((r.ended_ms - 1) // DAY_MS).label("day")
-    base = [r.user_name, r.tier, r.model]
     where = [r.ended_ms > a, r.ended_ms <= b]
     cols: dict[str, Any] = {"user": r.user_name, "tier": r.tier, "model": r.model}
     where += _filters(cols, {k: v for k, v in filters.items() if k != "namespace"})
-    zero = literal(0)
-
-    def part(ns: Any, tokens: bool, allowed: Any, limited: Any, cond: Any) -> Any:
-        sums = (
-            [
-                func.sum(r.total_tokens),
-                func.sum(r.prompt_tokens),
-                func.sum(r.completion_tokens),
-                func.sum(r.cached_tokens),
-            ]
-            if tokens
-            else [func.sum(zero)] * 4
-        )
-        return (
-            select(*base, ns.label("namespace"), day, *sums, func.sum(allowed), func.sum(limited))
-            .where(*where, cond)
-            .group_by(*base, ns, day)
-        )
-
-    one = literal(1)
-    usage = part(
-        r.usage_namespace,
-        True,
-        zero,
-        zero,
-        and_(r.usage_namespace.is_not(None), r.total_tokens > 0),
-    )
-    req_ok = part(
-        r.requests_namespace,
-        False,
-        one,
-        zero,
-        and_(r.requests_namespace.is_not(None), _is_not(r.limited_namespace, r.requests_namespace)),
-    )
-    tok_ok = part(
-        r.tokens_namespace,
-        False,
-        one,
-        zero,
-        and_(r.tokens_namespace.is_not(None), _is_not(r.limited_namespace, r.tokens_namespace)),
-    )
-    lim = part(r.limited_namespace, False, zero, one, r.limited_namespace.is_not(None))
-    stmt = union_all(usage, req_ok, tok_ok, lim)
+    stmt = namespace_parts(where, (r.ended_ms - 1) // DAY_MS)
     cells: Cells = {}
     wanted = set(filters.get("namespace", ()))
     for user, tier, model, ns, d, *v in conn.execute(stmt):
@@ -161,12 +118,6 @@ def _raw_cells(conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[
         cell = cells.setdefault((user, tier, model, ns, _day(int(d))), Amounts())
         cell.add(Amounts(*(int(x or 0) for x in v)))
     return cells
-
-
-def _is_not(a: Any, b: Any) -> ColumnElement[bool]:
-    """`a IS DISTINCT FROM b` (NULL-safe), portable through SQLAlchemy."""
-    result: ColumnElement[bool] = a.is_distinct_from(b)
-    return result
 
 
 def read_cells(

@@ -11,7 +11,7 @@ both tables, and the roll-ups always equal the records.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from maas_metrics.ledger.record import RequestRecord
+from maas_metrics.ledger.rollups import rollup_deltas
 from maas_metrics.ledger.schema import (
     HOUR_MS,
     ROLLUP_KEY,
@@ -135,40 +136,6 @@ def record_row(record: RequestRecord) -> dict[str, Any]:
         "latency_ms": record.latency_ms,
         "ttft_ms": record.ttft_ms,
     }
-
-
-def rollup_deltas(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Hourly roll-up increments of record rows, sorted by key (a fixed lock order: no deadlocks)."""
-    acc: dict[tuple[Any, ...], list[int]] = {}
-    zero = [0] * len(ROLLUP_VALUES)
-    for row in rows:
-        base = (hour_of(row["ended_ms"]), row["user_name"], row["tier"], row["model"])
-        usage_ns = row["usage_namespace"]
-        if usage_ns is not None and row["total_tokens"]:
-            v = acc.setdefault((*base, usage_ns), zero.copy())
-            v[0] += row["total_tokens"]
-            v[1] += row["prompt_tokens"]
-            v[2] += row["completion_tokens"]
-            v[3] += row["cached_tokens"]
-        for ns, allowed, limited in _calls(row):
-            v = acc.setdefault((*base, ns), zero.copy())
-            v[4] += allowed
-            v[5] += limited
-    return [
-        dict(zip(ROLLUP_KEY, key, strict=True)) | dict(zip(ROLLUP_VALUES, v, strict=True))
-        for key, v in sorted(acc.items())
-    ]
-
-
-def _calls(row: dict[str, Any]) -> list[tuple[str, int, int]]:
-    out: dict[str, list[int]] = {}
-    limited_ns = row["limited_namespace"]
-    for ns in (row["requests_namespace"], row["tokens_namespace"]):
-        if ns is not None:
-            out.setdefault(ns, [0, 0])[1 if ns == limited_ns else 0] += 1
-    if limited_ns is not None and limited_ns not in out:
-        out[limited_ns] = [0, 1]
-    return [(ns, a, b) for ns, (a, b) in out.items()]
 
 
 class LedgerStore:
