@@ -10,6 +10,7 @@ same `Report` the Prometheus path produces and every format renders it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,7 +22,7 @@ from maas_metrics.config import Config
 from maas_metrics.ledger.rollups import namespace_parts
 from maas_metrics.ledger.schema import HOUR_MS, hourly, records
 from maas_metrics.report.model import Report, ReportInputError, Row, Totals
-from maas_metrics.report.pricing import Usage, price_on
+from maas_metrics.report.pricing import Price, Usage, price_on
 
 DAY_MS = 86_400_000
 LEDGER_KEYS = ("user", "tier", "model", "namespace", "day", "month")
@@ -65,6 +66,7 @@ def _ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
+@functools.lru_cache(maxsize=4096)
 def _day(day_index: int) -> date:
     return datetime.fromtimestamp(day_index * DAY_MS / 1000, UTC).date()
 
@@ -73,7 +75,9 @@ def _filters(columns: Mapping[str, Any], filters: Mapping[str, Sequence[str]]) -
     return [columns[key].in_(list(values)) for key, values in sorted(filters.items()) if values]
 
 
-def _hourly_cells(conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[str]]) -> Cells:
+def _hourly_cells(
+    conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[str]], keep_ns: bool
+) -> Cells:
     """Whole buckets (h, h + 1 h] with a <= h and h + 1 h <= b."""
     day = (hourly.c.hour_ms // DAY_MS).label("day")
     cols = {
@@ -82,7 +86,9 @@ def _hourly_cells(conn: Connection, a: int, b: int, filters: Mapping[str, Sequen
         "model": hourly.c.model,
         "namespace": hourly.c.namespace,
     }
-    keys = [hourly.c.user_name, hourly.c.tier, hourly.c.model, hourly.c.namespace, day]
+    keys = [hourly.c.user_name, hourly.c.tier, hourly.c.model, day]
+    if keep_ns:
+        keys.append(hourly.c.namespace)
     stmt = (
         select(
             *keys,
@@ -97,13 +103,17 @@ def _hourly_cells(conn: Connection, a: int, b: int, filters: Mapping[str, Sequen
         .group_by(*keys)
     )
     cells: Cells = {}
-    for user, tier, model, ns, d, *v in conn.execute(stmt):
-        cell = cells.setdefault((user, tier, model, ns, _day(int(d))), Amounts())
-        cell.add(Amounts(*(int(x or 0) for x in v)))
+    width = len(keys)
+    for row in conn.execute(stmt):
+        ns = row[4] if keep_ns else ""
+        amounts = Amounts(*(int(x or 0) for x in row[width:]))
+        cells[(row[0], row[1], row[2], ns, _day(int(row[3])))] = amounts
     return cells
 
 
-def _raw_cells(conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[str]]) -> Cells:
+def _raw_cells(
+    conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[str]], keep_ns: bool
+) -> Cells:
     """Records with a < ended_ms <= b, split into namespaces exactly as the roll-ups are."""
     r = records.c
     where = [r.ended_ms > a, r.ended_ms <= b]
@@ -115,35 +125,38 @@ def _raw_cells(conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[
     for user, tier, model, ns, d, *v in conn.execute(stmt):
         if wanted and ns not in wanted:
             continue
-        cell = cells.setdefault((user, tier, model, ns, _day(int(d))), Amounts())
+        cell = cells.setdefault((user, tier, model, ns if keep_ns else "", _day(int(d))), Amounts())
         cell.add(Amounts(*(int(x or 0) for x in v)))
     return cells
 
 
 def read_cells(
-    engine: Engine, start: datetime, end: datetime, filters: Mapping[str, Sequence[str]]
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    filters: Mapping[str, Sequence[str]],
+    keep_ns: bool = True,
 ) -> Cells:
-    """Exact amounts of records that ended in (start, end]."""
+    """Exact amounts of records that ended in (start, end] (namespace "" unless `keep_ns`)."""
     a, b = _ms(start), _ms(end)
     first = -(-a // HOUR_MS) * HOUR_MS  # first whole bucket starts here
     last = b // HOUR_MS * HOUR_MS  # last whole bucket ends here
-    cells: Cells = {}
     with engine.connect() as conn:
-        parts = []
+        parts: list[Cells] = []
         if first < last:
-            parts.append(_hourly_cells(conn, first, last, filters))
-            parts.append(_raw_cells(conn, a, first, filters))
-            parts.append(_raw_cells(conn, last, b, filters))
+            parts.append(_hourly_cells(conn, first, last, filters, keep_ns))
+            parts.append(_raw_cells(conn, a, first, filters, keep_ns))
+            parts.append(_raw_cells(conn, last, b, filters, keep_ns))
         else:
-            parts.append(_raw_cells(conn, a, b, filters))
-    for part in parts:
+            parts.append(_raw_cells(conn, a, b, filters, keep_ns))
+    cells = parts[0]  # the largest part (the roll-ups) is the base: no copy
+    for part in parts[1:]:
         for key, amounts in part.items():
             cells.setdefault(key, Amounts()).add(amounts)
     return cells
 
 
-def cell_cost(config: Config, tier: str, model: str, day: date, amounts: Amounts) -> float | None:
-    price = price_on(config, tier, model, day)
+def cell_cost(price: Price | None, amounts: Amounts) -> float | None:
     if price is None:
         return None
     usage = Usage(amounts.tokens, amounts.prompt_tokens, amounts.completion_tokens)
@@ -168,14 +181,19 @@ def build_ledger_report(
     clipped: bool = False,
 ) -> Report:
     """The report over (start, end] grouped by `by`, exact, priced per day."""
-    cells = read_cells(engine, start, end, filters)
+    keep_ns = "namespace" in by
+    cells = read_cells(engine, start, end, filters, keep_ns)
     labels = ("user", "tier", "model", "limitador_namespace", "day")
+    prices: dict[tuple[str, str, date], Price | None] = {}
     detail: dict[tuple[str, ...], Totals] = {}
     rows: dict[tuple[str, ...], Totals] = {}
     total = Totals()
     unknown: set[str] = set()
     for cell, amounts in cells.items():
-        cost = cell_cost(config, cell[1], cell[2], cell[4], amounts)
+        price_key = (cell[1], cell[2], cell[4])
+        if price_key not in prices:
+            prices[price_key] = price_on(config, *price_key)
+        cost = cell_cost(prices[price_key], amounts)
         if cost is None:
             unknown.add(cell[1])
         totals = Totals(amounts.tokens, amounts.allowed, amounts.limited, cost or 0.0)
