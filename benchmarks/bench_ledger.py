@@ -220,6 +220,7 @@ def scale_bench(rows: int, pg: PostgresServer, workdir: Path) -> list[str]:
         if store.dialect == "postgresql":
             with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE ledger_hourly"))
+                conn.execute(text("VACUUM ANALYZE ledger_daily"))
         reports = []
         for a, b in (whole, off):
             report = build_ledger_report(store.engine, config, a, b, ("user",), {})

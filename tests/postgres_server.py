@@ -87,15 +87,15 @@ class PostgresServer:
         )
 
     def reset(self) -> None:
-        """Drop the ledger tables so the next test starts from an empty database."""
+        """Drop the ledger's tables so the next test starts from an empty database."""
         import sqlalchemy
+
+        from maas_metrics.ledger.schema import metadata
 
         engine = sqlalchemy.create_engine(
             self.url.replace("postgresql://", "postgresql+psycopg://")
         )
-        with engine.begin() as conn:
-            for table in ("ledger_records", "ledger_hourly", "ledger_schema"):
-                conn.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
+        metadata.drop_all(engine)
         engine.dispose()
 
     def remove(self) -> None:

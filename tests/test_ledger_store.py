@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from maas_metrics.config import parse_config
 from maas_metrics.ledger import LedgerError, LedgerStore
 from maas_metrics.ledger.report import build_ledger_report
-from maas_metrics.ledger.schema import SCHEMA_VERSION, hourly, records, schema_version
+from maas_metrics.ledger.schema import SCHEMA_VERSION, daily, hourly, records, schema_version
 from tests.ledger_data import T0, USERS, random_records, truth
 from tests.postgres_server import PostgresServer, postgres_server
 
@@ -86,6 +86,8 @@ def test_writes_are_idempotent_and_reports_exact(store: LedgerStore) -> None:
         (T0 + 1234.567, T0 + 86400 + 77.0),  # partial hours at both edges
         (T0 + 600, T0 + 1800),  # inside one hour
         (3600 * (int(T0) // 3600 + 2), 3600 * (int(T0) // 3600 + 9)),  # exactly on hour edges
+        (86400 * (int(T0) // 86400 + 1), 86400 * (int(T0) // 86400 + 2)),  # one whole day
+        (86400 * (int(T0) // 86400 + 1) - 7200.25, 86400 * (int(T0) // 86400 + 2) + 3599.5),
     ]
     for start, end in ranges:
         for by in (("user", "tier", "model"), ("namespace",), ("user", "model", "namespace")):
@@ -118,18 +120,22 @@ def test_cost_is_priced_per_tier(store: LedgerStore) -> None:
         assert cost == pytest.approx(expected[tier], rel=1e-12)
 
 
-def test_prune_drops_whole_hours_only(store: LedgerStore) -> None:
+def test_prune_drops_whole_days_only(store: LedgerStore) -> None:
     recs = random_records(1000, seed=11)
     store.write(recs)
-    cut = T0 + 86400 + 1800.5  # mid-hour: pruning stops at the hour before
-    hour = int(cut) // 3600 * 3600
+    cut = T0 + 86400 + 1800.5  # mid-day: pruning stops at 00:00 UTC of that day
+    day = int(cut) // 86400 * 86400
     gone, _ = store.prune(round(cut * 1000))
-    expected_gone = sum(1 for r in recs if round(r.ended * 1000) <= hour * 1000)
+    expected_gone = sum(1 for r in recs if round(r.ended * 1000) <= day * 1000)
+    assert 0 < expected_gone < len(recs)
     assert gone == expected_gone
     assert store.count() == len(recs) - expected_gone
-    # What remains still reports exactly (roll-ups pruned on the same hour).
+    # What remains still reports exactly (roll-ups pruned on the same day).
     by = ("user", "namespace")
-    assert _report_map(store, hour, T0 + 3 * 86400, by) == truth(recs, hour, T0 + 3 * 86400, by)
+    for start in (day - 86400, day, day + 3600):
+        assert _report_map(store, start, T0 + 3 * 86400, by) == truth(
+            recs, max(start, day), T0 + 3 * 86400, by
+        )
 
 
 def test_schema_version_recorded_and_newer_refused(store: LedgerStore) -> None:
@@ -180,9 +186,11 @@ def test_rebuilt_rollups_equal_the_incremental_ones(store: LedgerStore) -> None:
     from maas_metrics.ledger.rollups import rebuild
 
     store.write(random_records(2000, seed=13))
-    with store.engine.connect() as conn:
-        incremental = sorted(tuple(r) for r in conn.execute(select(hourly)))
-    assert rebuild(store.engine) == len(incremental)
-    with store.engine.connect() as conn:
-        rebuilt = sorted(tuple(r) for r in conn.execute(select(hourly)))
-    assert rebuilt == incremental
+
+    def both() -> list[list[tuple[object, ...]]]:
+        with store.engine.connect() as conn:
+            return [sorted(tuple(r) for r in conn.execute(select(t))) for t in (hourly, daily)]
+
+    incremental = both()
+    assert rebuild(store.engine) == sum(len(rows) for rows in incremental)
+    assert both() == incremental

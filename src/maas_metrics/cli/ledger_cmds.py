@@ -79,7 +79,7 @@ def prune(
         typer.Option(help="Keep this many days (default: ledger.retention_days).", min=1),
     ] = None,
 ) -> None:
-    """Delete records (and their hourly roll-ups) older than the retention, on whole hours."""
+    """Delete records (and their roll-ups) older than the retention, on whole UTC days."""
     cfg = load_config_or_exit(config)
     keep = days if days is not None else cfg.ledger.retention_days
     if keep is None:
@@ -88,19 +88,19 @@ def prune(
     cut_ms = round((time.time() - keep * 86400) * 1000)
     records, hours = store.prune(cut_ms)
     store.close()
-    print(f"pruned {records} records and {hours} hourly roll-up rows older than {keep} days")
+    print(f"pruned {records} records and {hours} roll-up rows older than {keep} days")
 
 
 @ledger_app.command("rebuild-rollups")
 def rebuild_rollups(config: ConfigOption) -> None:
-    """Recompute the hourly roll-ups from the records (after an import by SQL, or as a repair)."""
+    """Recompute the hourly and daily roll-ups from the records (after an import by SQL, or as a repair)."""
     from maas_metrics.ledger.rollups import rebuild
 
     cfg = load_config_or_exit(config)
     store = _store(cfg)
     rows = rebuild(store.engine)
     store.close()
-    print(f"rebuilt {rows} hourly roll-up rows")
+    print(f"rebuilt {rows} roll-up rows (hourly and daily)")
 
 
 @ledger_app.command("export")

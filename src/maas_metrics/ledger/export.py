@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 
 from maas_metrics.config import Config
 from maas_metrics.ledger.report import read_cells
-from maas_metrics.ledger.schema import hour_of, records
+from maas_metrics.ledger.schema import DAY_MS, bucket_of, records
 from maas_metrics.report.pricing import price_on
 
 RAW_COLUMNS = (
@@ -110,7 +110,7 @@ def raw_rows(
     )
     with engine.connect() as conn:
         for row in conn.execute(stmt).mappings():
-            day = datetime.fromtimestamp(hour_of(row["ended_ms"]) / 1000, UTC).date()
+            day = datetime.fromtimestamp(bucket_of(row["ended_ms"], DAY_MS) / 1000, UTC).date()
             price = price_on(config, row["tier"], row["model"], day)
             cost = None
             if price is not None and row["usage_namespace"] is not None:

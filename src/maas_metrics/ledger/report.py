@@ -1,8 +1,8 @@
-"""Exact reports from the ledger: integer sums, read from hourly roll-ups plus raw edges.
+"""Exact reports from the ledger: integer sums, read from daily and hourly roll-ups plus raw edges.
 
-The range (from, to] is split into whole hour buckets, read from
-`ledger_hourly`, and the partial hours at its two edges, aggregated from
-`ledger_records`; both give rows per (day, user, tier, model, namespace),
+The range (from, to] is tiled: whole days from `ledger_daily`, whole hours of
+the partial days from `ledger_hourly`, and the partial hours at the two
+edges from `ledger_records`; each gives rows per (day, user, tier, model, namespace),
 priced with the price of their day (`report.pricing`), so the result is the
 same `Report` the Prometheus path produces and every format renders it.
 `day` and `month` are extra `--by` keys here (UTC).
@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Table, func, select
 
 from maas_metrics.config import Config
 from maas_metrics.ledger.rollups import namespace_parts
-from maas_metrics.ledger.schema import HOUR_MS, hourly, records
+from maas_metrics.ledger.schema import DAY_MS, ROLLUP_VALUES, ROLLUPS, records
 from maas_metrics.report.model import Report, ReportInputError, Row, Totals
 from maas_metrics.report.pricing import Price, Usage, price_on
 
-DAY_MS = 86_400_000
 LEDGER_KEYS = ("user", "tier", "model", "namespace", "day", "month")
 DETAIL = ("user", "tier", "model", "namespace", "day")
 
@@ -75,31 +74,26 @@ def _filters(columns: Mapping[str, Any], filters: Mapping[str, Sequence[str]]) -
     return [columns[key].in_(list(values)) for key, values in sorted(filters.items()) if values]
 
 
-def _hourly_cells(
-    conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[str]], keep_ns: bool
+def _rollup_cells(
+    conn: Connection,
+    table: Table,
+    size: int,
+    a: int,
+    b: int,
+    filters: Mapping[str, Sequence[str]],
+    keep_ns: bool,
 ) -> Cells:
-    """Whole buckets (h, h + 1 h] with a <= h and h + 1 h <= b."""
-    day = (hourly.c.hour_ms // DAY_MS).label("day")
-    cols = {
-        "user": hourly.c.user_name,
-        "tier": hourly.c.tier,
-        "model": hourly.c.model,
-        "namespace": hourly.c.namespace,
-    }
-    keys = [hourly.c.user_name, hourly.c.tier, hourly.c.model, day]
+    """Whole buckets (t, t + size] of `table` with a <= t and t + size <= b."""
+    c = table.c
+    day = (c.bucket_ms // DAY_MS).label("day")
+    cols = {"user": c.user_name, "tier": c.tier, "model": c.model, "namespace": c.namespace}
+    keys = [c.user_name, c.tier, c.model, day]
     if keep_ns:
-        keys.append(hourly.c.namespace)
+        keys.append(c.namespace)
+    sums = [func.sum(c[n]) for n in ROLLUP_VALUES]
     stmt = (
-        select(
-            *keys,
-            *(
-                func.sum(hourly.c[n])
-                for n in ("tokens", "prompt_tokens", "completion_tokens", "cached_tokens")
-            ),
-            func.sum(hourly.c.allowed),
-            func.sum(hourly.c.limited),
-        )
-        .where(hourly.c.hour_ms >= a, hourly.c.hour_ms + HOUR_MS <= b, *_filters(cols, filters))
+        select(*keys, *sums)
+        .where(c.bucket_ms >= a, c.bucket_ms + size <= b, *_filters(cols, filters))
         .group_by(*keys)
     )
     cells: Cells = {}
@@ -130,6 +124,37 @@ def _raw_cells(
     return cells
 
 
+def _merge(into: Cells, part: Cells) -> Cells:
+    if len(part) > len(into):
+        into, part = part, into
+    for key, amounts in part.items():
+        into.setdefault(key, Amounts()).add(amounts)
+    return into
+
+
+def _tiled(
+    conn: Connection,
+    a: int,
+    b: int,
+    levels: tuple[tuple[Table, int], ...],
+    filters: Mapping[str, Sequence[str]],
+    keep_ns: bool,
+) -> Cells:
+    """(a, b] from the coarsest roll-up that has whole buckets inside it, the rest finer."""
+    if a >= b:
+        return {}
+    if not levels:
+        return _raw_cells(conn, a, b, filters, keep_ns)
+    (table, size), finer = levels[0], levels[1:]
+    first = -(-a // size) * size  # the first whole bucket starts here
+    last = b // size * size  # the last whole bucket ends here
+    if first >= last:
+        return _tiled(conn, a, b, finer, filters, keep_ns)
+    cells = _rollup_cells(conn, table, size, first, last, filters, keep_ns)
+    cells = _merge(cells, _tiled(conn, a, first, finer, filters, keep_ns))
+    return _merge(cells, _tiled(conn, last, b, finer, filters, keep_ns))
+
+
 def read_cells(
     engine: Engine,
     start: datetime,
@@ -138,22 +163,8 @@ def read_cells(
     keep_ns: bool = True,
 ) -> Cells:
     """Exact amounts of records that ended in (start, end] (namespace "" unless `keep_ns`)."""
-    a, b = _ms(start), _ms(end)
-    first = -(-a // HOUR_MS) * HOUR_MS  # first whole bucket starts here
-    last = b // HOUR_MS * HOUR_MS  # last whole bucket ends here
     with engine.connect() as conn:
-        parts: list[Cells] = []
-        if first < last:
-            parts.append(_hourly_cells(conn, first, last, filters, keep_ns))
-            parts.append(_raw_cells(conn, a, first, filters, keep_ns))
-            parts.append(_raw_cells(conn, last, b, filters, keep_ns))
-        else:
-            parts.append(_raw_cells(conn, a, b, filters, keep_ns))
-    cells = parts[0]  # the largest part (the roll-ups) is the base: no copy
-    for part in parts[1:]:
-        for key, amounts in part.items():
-            cells.setdefault(key, Amounts()).add(amounts)
-    return cells
+        return _tiled(conn, _ms(start), _ms(end), ROLLUPS, filters, keep_ns)
 
 
 def cell_cost(price: Price | None, amounts: Amounts) -> float | None:

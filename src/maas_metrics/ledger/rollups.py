@@ -1,6 +1,6 @@
 """Hourly roll-ups: how one record counts per namespace, in Python (as batches arrive) and in SQL.
 
-A record adds, in its hour bucket (see `schema.hour_of`):
+A record adds, in its hour and its day bucket (see `schema.bucket_of`):
 - its tokens to `usage_namespace` (when usage was reported),
 - one allowed call to each policy namespace whose check admitted it,
 - one limited call to the namespace whose check answered 429,
@@ -17,7 +17,14 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, func, insert, literal, select, union_all
 from sqlalchemy.sql import ColumnElement, Select
 
-from maas_metrics.ledger.schema import HOUR_MS, ROLLUP_KEY, ROLLUP_VALUES, hour_of, hourly, records
+from maas_metrics.ledger.schema import (
+    HOUR_MS,
+    ROLLUP_KEY,
+    ROLLUP_VALUES,
+    ROLLUPS,
+    bucket_of,
+    records,
+)
 
 
 def _calls(row: dict[str, Any]) -> list[tuple[str, int, int]]:
@@ -31,12 +38,13 @@ def _calls(row: dict[str, Any]) -> list[tuple[str, int, int]]:
     return [(ns, a, b) for ns, (a, b) in out.items()]
 
 
-def rollup_deltas(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Hourly roll-up increments of record rows, sorted by key (a fixed lock order: no deadlocks)."""
+def rollup_deltas(rows: Iterable[dict[str, Any]], size_ms: int = HOUR_MS) -> list[dict[str, Any]]:
+    """Roll-up increments of record rows per bucket of `size_ms`, sorted by key (a fixed lock
+    order: concurrent writers never deadlock)."""
     acc: dict[tuple[Any, ...], list[int]] = {}
     zero = [0] * len(ROLLUP_VALUES)
     for row in rows:
-        base = (hour_of(row["ended_ms"]), row["user_name"], row["tier"], row["model"])
+        base = (bucket_of(row["ended_ms"], size_ms), row["user_name"], row["tier"], row["model"])
         usage_ns = row["usage_namespace"]
         if usage_ns is not None and row["total_tokens"]:
             v = acc.setdefault((*base, usage_ns), zero.copy())
@@ -104,17 +112,22 @@ def namespace_parts(where: list[Any], period: ColumnElement[Any]) -> Any:
 
 
 def rebuild(engine: Engine) -> int:
-    """Recompute `ledger_hourly` from `ledger_records` in one transaction; returns its rows.
+    """Recompute every roll-up table from `ledger_records` in one transaction; returns their rows.
 
     For imports (rows inserted by SQL, not by the writer) and as a repair; the writer keeps
     the roll-ups current on its own.
     """
-    parts = namespace_parts([], (records.c.ended_ms - 1) // HOUR_MS * HOUR_MS).subquery()
-    c = parts.c
-    names = [c.user_name, c.tier, c.model, c.namespace, c.period]
-    sums = [func.sum(col) for col in list(c)[5:]]
-    stmt = select(c.period, c.user_name, c.tier, c.model, c.namespace, *sums).group_by(*names)
+    total = 0
     with engine.begin() as conn:
-        conn.execute(delete(hourly))
-        conn.execute(insert(hourly).from_select([*ROLLUP_KEY, *ROLLUP_VALUES], stmt))
-        return int(conn.execute(select(func.count()).select_from(hourly)).scalar_one())
+        for table, size in ROLLUPS:
+            parts = namespace_parts([], (records.c.ended_ms - 1) // size * size).subquery()
+            c = parts.c
+            names = [c.user_name, c.tier, c.model, c.namespace, c.period]
+            sums = [func.sum(col) for col in list(c)[5:]]
+            stmt = select(c.period, c.user_name, c.tier, c.model, c.namespace, *sums).group_by(
+                *names
+            )
+            conn.execute(delete(table))
+            conn.execute(insert(table).from_select([*ROLLUP_KEY, *ROLLUP_VALUES], stmt))
+            total += int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    return total

@@ -1,8 +1,9 @@
 """The ledger's tables and the one migration path every store runs at start.
 
 Times are integer epoch milliseconds (exact comparisons on every database).
-A record belongs to the hour bucket `(hour_ms, hour_ms + 1 h]` of its end
-time, matching the reports' (from, to] ranges. `ledger_schema` holds the
+A record belongs to the hour bucket `(bucket_ms, bucket_ms + 1 h]` of its end
+time in `ledger_hourly`, and to the day bucket likewise in `ledger_daily`,
+matching the reports' (from, to] ranges. `ledger_schema` holds the
 version; `migrate` brings an older database up step by step and refuses
 one written by a newer maas-metrics.
 """
@@ -31,6 +32,7 @@ from sqlalchemy import (
 )
 
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 SCHEMA_VERSION = 1
 
 metadata = MetaData()
@@ -63,22 +65,30 @@ records = Table(
     Index("ledger_records_ended", "ended_ms"),
 )
 
-hourly = Table(
-    "ledger_hourly",
-    metadata,
-    Column("hour_ms", BigInteger, nullable=False),
-    Column("user_name", String(256), nullable=False),
-    Column("tier", String(128), nullable=False),
-    Column("model", String(256), nullable=False),
-    Column("namespace", String(256), nullable=False),
-    Column("tokens", BigInteger, nullable=False),
-    Column("prompt_tokens", BigInteger, nullable=False),
-    Column("completion_tokens", BigInteger, nullable=False),
-    Column("cached_tokens", BigInteger, nullable=False),
-    Column("allowed", BigInteger, nullable=False),
-    Column("limited", BigInteger, nullable=False),
-    PrimaryKeyConstraint("hour_ms", "user_name", "tier", "model", "namespace"),
-)
+
+def _rollup(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("bucket_ms", BigInteger, nullable=False),
+        Column("user_name", String(256), nullable=False),
+        Column("tier", String(128), nullable=False),
+        Column("model", String(256), nullable=False),
+        Column("namespace", String(256), nullable=False),
+        Column("tokens", BigInteger, nullable=False),
+        Column("prompt_tokens", BigInteger, nullable=False),
+        Column("completion_tokens", BigInteger, nullable=False),
+        Column("cached_tokens", BigInteger, nullable=False),
+        Column("allowed", BigInteger, nullable=False),
+        Column("limited", BigInteger, nullable=False),
+        PrimaryKeyConstraint("bucket_ms", "user_name", "tier", "model", "namespace"),
+    )
+
+
+hourly = _rollup("ledger_hourly")
+daily = _rollup("ledger_daily")
+ROLLUPS: tuple[tuple[Table, int], ...] = ((daily, DAY_MS), (hourly, HOUR_MS))
+"""Roll-up tables and their bucket sizes, coarsest first (the report tiles a range with them)."""
 
 schema_version = Table(
     "ledger_schema",
@@ -86,7 +96,7 @@ schema_version = Table(
     Column("version", Integer, primary_key=True),
 )
 
-ROLLUP_KEY = ("hour_ms", "user_name", "tier", "model", "namespace")
+ROLLUP_KEY = ("bucket_ms", "user_name", "tier", "model", "namespace")
 ROLLUP_VALUES = (
     "tokens",
     "prompt_tokens",
@@ -106,9 +116,13 @@ class SchemaError(Exception):
     """The database holds a ledger this maas-metrics cannot use."""
 
 
+def bucket_of(ended_ms: int, size_ms: int) -> int:
+    """Start of the (start, start + size] bucket holding `ended_ms`."""
+    return (ended_ms - 1) // size_ms * size_ms
+
+
 def hour_of(ended_ms: int) -> int:
-    """Start of the (start, start + 1 h] bucket holding `ended_ms`."""
-    return (ended_ms - 1) // HOUR_MS * HOUR_MS
+    return bucket_of(ended_ms, HOUR_MS)
 
 
 def current_version(conn: Connection) -> int:

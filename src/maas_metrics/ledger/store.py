@@ -2,7 +2,7 @@
 
 A batch is written in one transaction: the records with
 `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id` (SQLAlchemy's dialect
-insert constructs), then the hourly roll-ups of exactly the records that
+insert constructs), then the hourly and daily roll-ups of exactly the records that
 were new, with `ON CONFLICT DO UPDATE SET x = x + excluded.x`. A record
 written twice (retry, spool replay, two replicas) therefore counts once in
 both tables, and the roll-ups always equal the records.
@@ -22,12 +22,12 @@ from sqlalchemy.engine import make_url
 from maas_metrics.ledger.record import RequestRecord
 from maas_metrics.ledger.rollups import rollup_deltas
 from maas_metrics.ledger.schema import (
-    HOUR_MS,
+    DAY_MS,
     ROLLUP_KEY,
     ROLLUP_VALUES,
+    ROLLUPS,
     SchemaError,
-    hour_of,
-    hourly,
+    bucket_of,
     migrate,
     records,
 )
@@ -172,16 +172,19 @@ class LedgerStore:
         with self.engine.begin() as conn:
             new_ids = conn.execute(stmt.returning(records.c.id), list(by_id.values())).scalars()
             fresh = [by_id[i] for i in new_ids]
-            deltas = rollup_deltas(fresh)
-            if deltas:
-                up = self._insert(hourly)
-                conn.execute(
-                    up.on_conflict_do_update(
-                        index_elements=list(ROLLUP_KEY),
-                        set_={name: hourly.c[name] + up.excluded[name] for name in ROLLUP_VALUES},
-                    ),
-                    deltas,
-                )
+            for table, size in ROLLUPS:
+                deltas = rollup_deltas(fresh, size)
+                if deltas:
+                    up = self._insert(table)
+                    conn.execute(
+                        up.on_conflict_do_update(
+                            index_elements=list(ROLLUP_KEY),
+                            set_={
+                                name: table.c[name] + up.excluded[name] for name in ROLLUP_VALUES
+                            },
+                        ),
+                        deltas,
+                    )
         return len(fresh)
 
     def count(self) -> int:
@@ -189,15 +192,19 @@ class LedgerStore:
             return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
 
     def prune(self, before_ms: int) -> tuple[int, int]:
-        """Delete records that ended at or before the hour holding `before_ms`, and their roll-ups.
+        """Delete records that ended at or before 00:00 UTC of the day of `before_ms`, with their
+        roll-ups; returns (records, roll-up rows) deleted.
 
-        The cut is on a whole hour, so a roll-up row is never half pruned.
+        The cut is on a whole day, so no roll-up row is ever half pruned.
         """
-        cut = hour_of(before_ms + 1)
+        cut = bucket_of(before_ms + 1, DAY_MS)
         with self.engine.begin() as conn:
             gone = conn.execute(delete(records).where(records.c.ended_ms <= cut)).rowcount
-            hours = conn.execute(delete(hourly).where(hourly.c.hour_ms + HOUR_MS <= cut)).rowcount
-        return int(gone or 0), int(hours or 0)
+            rolled = 0
+            for table, size in ROLLUPS:
+                done = conn.execute(delete(table).where(table.c.bucket_ms + size <= cut))
+                rolled += int(done.rowcount or 0)
+        return int(gone or 0), rolled
 
     def close(self) -> None:
         self.engine.dispose()
