@@ -1,5 +1,5 @@
 """`maas-metrics manifests`: the YAML parses and every field carries the config's tiers, limits,
-windows and labels."""
+windows and labels, for each source (`gateway`: our gateway; `kuadrant`: Limitador on Kuadrant)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,16 @@ CONFIG: dict[str, Any] = {
     "gateway": {"port": 9000},
 }
 
+#: The same tiers on Kuadrant: two routes with the token policy, one with the request policy.
+KUADRANT_CONFIG: dict[str, Any] = {
+    **CONFIG,
+    "source": "kuadrant",
+    "kuadrant": {
+        "token_routes": ["llm/granite-8b", "llm-b/mistral"],
+        "request_routes": ["llm/admin-api"],
+    },
+}
+
 # Written out by hand: seconds -> Kuadrant window.
 EXPECTED_WINDOWS = {60: "1m", 90: "1m30s", 120: "2m", 3600: "1h", 3725: "1h2m5s", 86400: "24h"}
 
@@ -76,27 +86,37 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def kuadrant_config(config_file: Path) -> Config:
+    return parse_config(KUADRANT_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def kuadrant_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "maas-kuadrant.yaml"
+    path.write_text(yaml.safe_dump(KUADRANT_CONFIG))
+    return path
+
+
 def generate(config_file: Path, *args: str) -> list[dict[str, Any]]:
     result = runner.invoke(app, ["manifests", "--config", str(config_file), *args])
     assert result.exit_code == 0, result.output
     return [d for d in yaml.safe_load_all(result.stdout) if d is not None]
 
 
+COMMON = ("--namespace", "llm-gw", "--gateway-name", "ai-gw", "--gateway-namespace", "gw-system")
+
+
 @pytest.fixture(scope="module")
 def docs(config_file: Path) -> list[dict[str, Any]]:
-    return generate(
-        config_file,
-        "--namespace",
-        "llm-gw",
-        "--image",
-        "registry.example/maas:1.2",
-        "--gateway-name",
-        "ai-gw",
-        "--gateway-namespace",
-        "gw-system",
-        "--replicas",
-        "3",
-    )
+    """Source gateway: our gateway, its Redis and monitoring."""
+    return generate(config_file, *COMMON, "--image", "registry.example/maas:1.2", "--replicas", "3")
+
+
+@pytest.fixture(scope="module")
+def kdocs(kuadrant_file: Path) -> list[dict[str, Any]]:
+    """Source kuadrant: Limitador's monitoring and the Kuadrant policies."""
+    return generate(kuadrant_file, *COMMON)
 
 
 def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -107,17 +127,15 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
     return found[0]
 
 
-def test_every_object_is_present_once(docs: list[dict[str, Any]]) -> None:
+def test_every_object_is_present_once(
+    docs: list[dict[str, Any]], kdocs: list[dict[str, Any]]
+) -> None:
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
     assert kinds == sorted(
         [
             ("Namespace", "llm-gw"),
-            ("ServiceMonitor", "limitador-limitador"),
             ("ServiceMonitor", "maas-gateway"),
             ("PrometheusRule", "maas-metrics"),
-            ("TelemetryPolicy", "maas-telemetry"),
-            ("RateLimitPolicy", "maas-request-limits"),
-            ("TokenRateLimitPolicy", "maas-token-limits"),
             ("ConfigMap", "maas-metrics-config"),
             ("Deployment", "maas-redis"),
             ("Service", "maas-redis"),
@@ -126,10 +144,29 @@ def test_every_object_is_present_once(docs: list[dict[str, Any]]) -> None:
         ]
     )
     assert docs[0]["kind"] == "Namespace"
+    placed = sorted(
+        (d["kind"], d["metadata"]["namespace"], d["metadata"]["name"])
+        for d in kdocs
+        if d["kind"] != "Namespace"
+    )
+    assert placed == sorted(
+        [
+            ("ServiceMonitor", "kuadrant-system", "limitador-limitador"),
+            ("PrometheusRule", "llm-gw", "maas-metrics"),
+            ("TelemetryPolicy", "gw-system", "maas-telemetry"),
+            ("AuthPolicy", "gw-system", "maas-auth"),
+            ("TokenRateLimitPolicy", "llm", "maas-token-limits-granite-8b"),
+            ("TokenRateLimitPolicy", "llm-b", "maas-token-limits-mistral"),
+            ("RateLimitPolicy", "llm", "maas-request-limits-admin-api"),
+        ]
+    )
+    # Our namespace (for the PrometheusRule) is created first; Namespaces have no namespace.
+    assert kdocs[0]["kind"] == "Namespace"
+    assert [d["metadata"]["name"] for d in kdocs if d["kind"] == "Namespace"] == ["llm-gw"]
 
 
-def test_limitador_service_monitor(docs: list[dict[str, Any]]) -> None:
-    sm = one(docs, "ServiceMonitor", "limitador-limitador")
+def test_limitador_service_monitor(kdocs: list[dict[str, Any]], kuadrant_file: Path) -> None:
+    sm = one(kdocs, "ServiceMonitor", "limitador-limitador")
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["metadata"]["namespace"] == "kuadrant-system"
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["kuadrant-system"]}
@@ -138,6 +175,10 @@ def test_limitador_service_monitor(docs: list[dict[str, Any]]) -> None:
         "matchLabels": {"app": "limitador", "limitador-resource": "limitador"}
     }
     assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    # Kuadrant's own observability already scrapes Limitador: no second scrape, no double count.
+    without = generate(kuadrant_file, *COMMON, "--no-limitador-monitor")
+    assert [d for d in without if d["kind"] == "ServiceMonitor"] == []
+    assert len(without) == len(kdocs) - 1
 
 
 def test_gateway_service_monitor_selects_the_gateway_service(docs: list[dict[str, Any]]) -> None:
@@ -153,8 +194,8 @@ def test_gateway_service_monitor_selects_the_gateway_service(docs: list[dict[str
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
-def test_telemetry_policy_adds_user_tier_and_model(docs: list[dict[str, Any]]) -> None:
-    tp = one(docs, "TelemetryPolicy")
+def test_telemetry_policy_takes_model_from_the_response_body(kdocs: list[dict[str, Any]]) -> None:
+    tp = one(kdocs, "TelemetryPolicy")
     assert tp["apiVersion"] == "extensions.kuadrant.io/v1alpha1"
     assert tp["metadata"]["namespace"] == "gw-system"
     assert tp["spec"]["targetRef"] == {
@@ -162,11 +203,13 @@ def test_telemetry_policy_adds_user_tier_and_model(docs: list[dict[str, Any]]) -
         "kind": "Gateway",
         "name": "ai-gw",
     }
+    # Kuadrant evaluates body expressions in the response phase only: requestBodyJSON is unsupported.
     assert tp["spec"]["metrics"]["default"]["labels"] == {
         "user": "auth.identity.userid",
         "tier": "auth.identity.tier",
-        "model": 'requestBodyJSON("/model")',
+        "model": 'responseBodyJSON("/model")',
     }
+    assert "requestBodyJSON" not in yaml.safe_dump(kdocs)
 
 
 def check_limits(policy: dict[str, Any], config: Config, kind: str) -> None:
@@ -187,30 +230,47 @@ def check_limits(policy: dict[str, Any], config: Config, kind: str) -> None:
         assert KUADRANT_WINDOW.match(limit["rates"][0]["window"])
         assert limit["when"] == [{"predicate": f'auth.identity.tier == "{tier_name}"'}]
         assert limit["counters"] == [{"expression": "auth.identity.userid"}]
-    assert policy["metadata"]["namespace"] == "gw-system"
-    assert policy["spec"]["targetRef"] == {
-        "group": "gateway.networking.k8s.io",
-        "kind": "Gateway",
-        "name": "ai-gw",
-    }
+
+
+def routes_of(docs: list[dict[str, Any]], kind: str) -> set[str]:
+    found = set()
+    for d in docs:
+        if d["kind"] == kind:
+            target = d["spec"]["targetRef"]
+            assert target["group"] == "gateway.networking.k8s.io"
+            assert target["kind"] == "HTTPRoute"
+            found.add(f"{d['metadata']['namespace']}/{target['name']}")
+    return found
+
+
+def test_each_policy_targets_its_own_routes_so_tokens_never_mix_with_requests(
+    kdocs: list[dict[str, Any]], kuadrant_config: Config
+) -> None:
+    token_routes = routes_of(kdocs, "TokenRateLimitPolicy")
+    request_routes = routes_of(kdocs, "RateLimitPolicy")
+    assert token_routes == {"llm/granite-8b", "llm-b/mistral"}
+    assert request_routes == {"llm/admin-api"}
+    # Kuadrant's limitador_namespace is the route: no namespace gets both policies' hits.
+    assert not token_routes & request_routes
 
 
 def test_rate_limit_policy_has_each_tiers_request_limit(
-    docs: list[dict[str, Any]], config: Config
+    kdocs: list[dict[str, Any]], kuadrant_config: Config
 ) -> None:
-    rlp = one(docs, "RateLimitPolicy")
+    rlp = one(kdocs, "RateLimitPolicy")
     assert rlp["apiVersion"] == "kuadrant.io/v1"
-    check_limits(rlp, config, "requests")
+    check_limits(rlp, kuadrant_config, "requests")
     assert set(rlp["spec"]["limits"]) == {"free-requests", "premium-requests", "research-requests"}
 
 
 def test_token_rate_limit_policy_has_each_tiers_token_limit(
-    docs: list[dict[str, Any]], config: Config
+    kdocs: list[dict[str, Any]], kuadrant_config: Config
 ) -> None:
-    trlp = one(docs, "TokenRateLimitPolicy")
-    assert trlp["apiVersion"] == "kuadrant.io/v1alpha1"
-    check_limits(trlp, config, "tokens")
-    assert set(trlp["spec"]["limits"]) == {"free-tokens", "premium-tokens", "enterprise-tokens"}
+    for name in ("maas-token-limits-granite-8b", "maas-token-limits-mistral"):
+        trlp = one(kdocs, "TokenRateLimitPolicy", name)
+        assert trlp["apiVersion"] == "kuadrant.io/v1alpha1"
+        check_limits(trlp, kuadrant_config, "tokens")
+        assert set(trlp["spec"]["limits"]) == {"free-tokens", "premium-tokens", "enterprise-tokens"}
 
 
 def test_prometheus_rule_carries_the_alerts_for_every_limit(docs: list[dict[str, Any]]) -> None:
@@ -290,51 +350,100 @@ def test_redis_deployment_backs_the_redis_service(docs: list[dict[str, Any]]) ->
     assert all(d["metadata"]["namespace"] == "llm-gw" for d in (dep, svc))
 
 
-def test_example_config_and_parts(tmp_path: Path) -> None:
-    kuadrant = generate(EXAMPLE_CONFIG, "--part", "kuadrant")
+KUADRANT_EXAMPLE = EXAMPLE_CONFIG.parent / "maas-kuadrant.yaml"
+
+
+def test_example_configs_and_parts(tmp_path: Path) -> None:
+    kuadrant = generate(KUADRANT_EXAMPLE, "--part", "kuadrant")
     assert sorted(d["kind"] for d in kuadrant) == [
-        "RateLimitPolicy",
+        "AuthPolicy",
         "TelemetryPolicy",
         "TokenRateLimitPolicy",
+        "TokenRateLimitPolicy",
     ]
-    rlp = one(kuadrant, "RateLimitPolicy")
-    # The reference limits: 5 / 20 / 50 requests per 2 minutes; 100 / 50,000 / 100,000 tokens per minute.
-    assert {k: v["rates"] for k, v in rlp["spec"]["limits"].items()} == {
-        "free-requests": [{"limit": 5, "window": "2m"}],
-        "premium-requests": [{"limit": 20, "window": "2m"}],
-        "enterprise-requests": [{"limit": 50, "window": "2m"}],
-    }
-    trlp = one(kuadrant, "TokenRateLimitPolicy")
-    assert {k: v["rates"] for k, v in trlp["spec"]["limits"].items()} == {
-        "free-tokens": [{"limit": 100, "window": "1m"}],
-        "premium-tokens": [{"limit": 50000, "window": "1m"}],
-        "enterprise-tokens": [{"limit": 100000, "window": "1m"}],
-    }
+    # The reference limits: 100 / 50,000 / 100,000 tokens per minute, on each token route.
+    for trlp in (d for d in kuadrant if d["kind"] == "TokenRateLimitPolicy"):
+        assert {k: v["rates"] for k, v in trlp["spec"]["limits"].items()} == {
+            "free-tokens": [{"limit": 100, "window": "1m"}],
+            "premium-tokens": [{"limit": 50000, "window": "1m"}],
+            "enterprise-tokens": [{"limit": 100000, "window": "1m"}],
+        }
     out = tmp_path / "out"
-    result = runner.invoke(app, ["manifests", "--config", str(EXAMPLE_CONFIG), "-o", str(out)])
+    result = runner.invoke(app, ["manifests", "--config", str(KUADRANT_EXAMPLE), "-o", str(out)])
     assert result.exit_code == 0, result.output
+    # Token policy only: the request limits are not silently dropped, the command says so.
+    assert "note: no RateLimitPolicy for the request limits of free, premium, enterprise" in (
+        result.stderr
+    )
     files = sorted(out.iterdir())
     assert files[0].name == "01-namespace-maas.yaml"
     written = [yaml.safe_load(f.read_text()) for f in files]
-    assert written == generate(EXAMPLE_CONFIG)
+    assert written == generate(KUADRANT_EXAMPLE)
+    # The gateway example deploys our gateway; its upstreams are given for the cluster.
+    upstreams = [f"--upstream={m}=http://{m}.llm.svc:8000/v1" for m in MODELS]
+    gateway = generate(EXAMPLE_CONFIG, "--image", "quay.example/maas:0.1", *upstreams)
+    assert {d["kind"] for d in gateway} == {
+        "Namespace",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+    }
+
+
+MODELS = ("granite-8b", "llama-3-8b", "mistral-7b")
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("config", "args", "message"),
     [
         (
-            ["--namespace", "Not_Valid"],
+            EXAMPLE_CONFIG,
+            ["--namespace", "Not_Valid", "--image", "x:1"],
             "error: namespace 'Not_Valid' is not a valid Kubernetes namespace",
         ),
-        (["--replicas", "0"], "error: replicas must be at least 1"),
         (
+            EXAMPLE_CONFIG,
+            ["--replicas", "0", "--image", "x:1"],
+            "error: replicas must be at least 1",
+        ),
+        (
+            EXAMPLE_CONFIG,
             ["--part", "grafana"],
             "error: --part 'grafana': choose from monitoring, kuadrant, gateway",
         ),
+        (
+            EXAMPLE_CONFIG,
+            ["--allow-loopback-upstreams"],
+            "error: --image is required for the gateway part",
+        ),
+        (
+            EXAMPLE_CONFIG,
+            ["--part", "kuadrant"],
+            "error: part 'kuadrant' does not fit source 'gateway'",
+        ),
+        (KUADRANT_EXAMPLE, ["--part", "gateway"], "error: part 'gateway' does not fit source"),
+        (
+            EXAMPLE_CONFIG,
+            ["--image", "x:1", "--upstream", "gpt-5=http://gpt.svc/v1"],
+            "error: --upstream gpt-5=http://gpt.svc/v1: no model 'gpt-5' in the config",
+        ),
+        (
+            EXAMPLE_CONFIG,
+            ["--image", "x:1", "--upstream", "granite-8b"],
+            "error: --upstream 'granite-8b': write MODEL=URL",
+        ),
+        (
+            EXAMPLE_CONFIG,
+            ["--image", "x:1", "--upstream", "granite-8b=ftp://g/v1"],
+            "error: --upstream granite-8b=ftp://g/v1: the URL must be http(s)://",
+        ),
     ],
 )
-def test_bad_options_give_one_line_and_fail(args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["manifests", "--config", str(EXAMPLE_CONFIG), *args])
+def test_bad_options_give_one_line_and_fail(config: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["manifests", "--config", str(config), *args])
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert result.stdout == ""

@@ -280,7 +280,11 @@ def test_rule_file_passes_promtool_check_and_holds_recording_and_alert_groups(
     check = promtool("check", "rules", str(path))
     assert check.returncode == 0, check.stdout + check.stderr
     groups = yaml.safe_load(path.read_text())["groups"]
-    assert [g["name"] for g in groups] == [recording.GROUP_NAME, "maas-metrics-alerts"]
+    assert [g["name"] for g in groups] == [
+        recording.GROUP_NAME,
+        "maas-metrics-alerts",
+        "maas-metrics-limits",  # limits as data (rules/limits.py, tests/test_kuadrant_limits.py)
+    ]
     assert groups[0] == recording.recording_group()
     alerts = [r["alert"] for r in groups[1]["rules"]]
     assert sorted(set(alerts)) == [

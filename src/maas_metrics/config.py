@@ -14,7 +14,6 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,6 +23,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from maas_metrics.durations import (
+    KUADRANT_MAX_WINDOW_SECONDS,
+    DurationError,
+    kuadrant_window_seconds,
+)
+from maas_metrics.yamlio import YamlFileError, load_file
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -42,6 +48,14 @@ Text = Annotated[str, AfterValidator(_encodable)]
 """A string that becomes a metric label or a PromQL value: non-empty is checked where needed."""
 
 
+def _unique(values: list[str], where: str, field: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{where}: duplicate {field} {value!r}")
+        seen.add(value)
+
+
 class ConfigError(Exception):
     """A config that cannot be used; `str()` is one line naming the field and the problem."""
 
@@ -50,11 +64,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+KUADRANT_MAX_LIMIT = 1_000_000_000
+"""The largest `max` a Kuadrant limit takes (checked when `source: kuadrant`)."""
+
+
 class LimitSpec(_Strict):
-    """At most `max` hits per fixed window of `window_seconds`, per user."""
+    """At most `max` hits per fixed window, per user.
+
+    The window is `window_seconds`, or `window` written as Kuadrant writes it
+    (`2m`, `1h30m`; validated as the Kuadrant CRDs validate `rates[].window`).
+    Either way it must be one the Kuadrant operator accepts, so every limit
+    can become a RateLimitPolicy or TokenRateLimitPolicy.
+    """
 
     max: Annotated[int, Field(ge=0)]
-    window_seconds: Annotated[int, Field(gt=0)]
+    window_seconds: Annotated[int, Field(gt=0, le=KUADRANT_MAX_WINDOW_SECONDS)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _window_text(cls, data: object) -> object:
+        if not isinstance(data, dict) or "window" not in data:
+            return data
+        if "window_seconds" in data:
+            raise ValueError("set window or window_seconds, not both")
+        window = data["window"]
+        if not isinstance(window, str):
+            raise ValueError(f"window {window!r} must be a duration text like 2m or 1h30m")
+        try:
+            seconds = kuadrant_window_seconds(window)
+        except DurationError as error:
+            raise ValueError(f"window {error}") from None
+        return {**{k: v for k, v in data.items() if k != "window"}, "window_seconds": seconds}
 
 
 class PriceChange(_Strict):
@@ -128,15 +168,48 @@ class ApiKey(_Strict):
 
 
 class Namespaces(_Strict):
-    """The `limitador_namespace` values of the two policies (kept apart so tokens never mix with requests)."""
+    """The `limitador_namespace` values of our gateway's two policies (source `gateway`).
+
+    They must differ (checked in `Config`), so tokens never mix with requests.
+    """
 
     requests: Annotated[Text, Field(min_length=1)] = "maas/requests"
     tokens: Annotated[Text, Field(min_length=1)] = "maas/tokens"
 
+
+Source = Literal["gateway", "kuadrant"]
+"""Who produces the metrics: our gateway, or Limitador behind a Kuadrant Gateway."""
+
+#: An HTTPRoute as `<namespace>/<name>`: Kuadrant's `limitador_namespace` for every policy on it.
+ROUTE_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$"
+Route = Annotated[str, Field(pattern=ROUTE_PATTERN)]
+
+
+class KuadrantRoutes(_Strict):
+    """Which HTTPRoutes carry which policy when Limitador produces the metrics (source `kuadrant`).
+
+    Kuadrant gives every policy of a route the same `limitador_namespace`,
+    the route's `<namespace>/<name>`, and Limitador adds a request policy's
+    hits (1 per request) and a token policy's hits (tokens) to the same
+    `authorized_hits` series. So a route carries the token policy or the
+    request policy, never both: `token_routes` get the TokenRateLimitPolicy,
+    `request_routes` (default none: token policy only, as the platform does)
+    the RateLimitPolicy.
+    """
+
+    token_routes: list[Route] = []
+    request_routes: list[Route] = []
+
     @model_validator(mode="after")
-    def _distinct(self) -> Namespaces:
-        if self.requests == self.tokens:
-            raise ValueError("requests and tokens namespaces must differ")
+    def _apart(self) -> KuadrantRoutes:
+        _unique(self.token_routes, "kuadrant.token_routes", "route")
+        _unique(self.request_routes, "kuadrant.request_routes", "route")
+        both = sorted(set(self.token_routes) & set(self.request_routes))
+        if both:
+            raise ValueError(
+                f"route {both[0]!r} is in both token_routes and request_routes: Limitador would "
+                "add its request hits to the token counts (one namespace per route)"
+            )
         return self
 
 
@@ -200,7 +273,9 @@ class Config(_Strict):
     models: Annotated[list[Model], Field(min_length=1)]
     api_keys: list[ApiKey] = []
     storage: Storage = Storage()
+    source: Source = "gateway"
     namespaces: Namespaces = Namespaces()
+    kuadrant: KuadrantRoutes = KuadrantRoutes()
     gateway: GatewaySettings = GatewaySettings()
     dashboard: Dashboard = Dashboard()
     ledger: Ledger = Ledger()
@@ -211,6 +286,26 @@ class Config(_Strict):
         _unique([str(t.level) for t in self.tiers], "tiers", "level")
         _unique([m.name for m in self.models], "models", "name")
         _unique([k.sha256 for k in self.api_keys], "api_keys", "sha256")
+        if self.source == "gateway" and self.namespaces.requests == self.namespaces.tokens:
+            raise ValueError(
+                "namespaces.requests and namespaces.tokens must differ when source is gateway"
+            )
+        if self.source == "kuadrant":
+            if not self.kuadrant.token_routes:
+                raise ValueError(
+                    "kuadrant.token_routes: source kuadrant needs the HTTPRoutes "
+                    "(namespace/name) whose token counts Limitador publishes"
+                )
+            for index, tier in enumerate(self.tiers):
+                for kind, limit in (
+                    ("request_limit", tier.request_limit),
+                    ("token_limit", tier.token_limit),
+                ):
+                    if limit is not None and limit.max > KUADRANT_MAX_LIMIT:
+                        raise ValueError(
+                            f"tiers[{index}].{kind}.max: {limit.max} is more than Kuadrant "
+                            f"accepts (at most {KUADRANT_MAX_LIMIT} with source kuadrant)"
+                        )
         models = {m.name for m in self.models}
         for tier in self.tiers:
             for change in tier.price_changes:
@@ -244,14 +339,6 @@ class Config(_Strict):
         return sorted(self.tiers, key=lambda t: t.level)
 
 
-def _unique(values: list[str], where: str, field: str) -> None:
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise ValueError(f"{where}: duplicate {field} {value!r}")
-        seen.add(value)
-
-
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -273,6 +360,8 @@ def describe_validation_error(error: ValidationError) -> str:
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and re.match(r"^function-", p)))
     message = first["msg"].removeprefix("Value error, ")
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    if not loc:  # a whole-config rule: its message names the fields itself
+        return f"{message}{more}"
     return f"{_format_location(loc)}: {message}{more}"
 
 
@@ -285,18 +374,10 @@ def parse_config(data: object) -> Config:
 
 def read_yaml(path: str | Path, what: str) -> object:
     """The parsed YAML of a file, or `ConfigError` with one line saying what is wrong and where."""
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read {what}: {error.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
+        return load_file(path, what)
+    except YamlFileError as error:
+        raise ConfigError(str(error)) from None
 
 
 def load_config(path: str | Path) -> Config:

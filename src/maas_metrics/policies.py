@@ -46,3 +46,21 @@ def tier_policies(config: Config) -> dict[str, TierPolicies]:
             )
         out[tier.name] = TierPolicies(tier=tier, requests=requests, tokens=tokens)
     return out
+
+
+def request_namespaces(config: Config) -> tuple[str, ...]:
+    """The `limitador_namespace` values that hold request-policy hits, for the config's source.
+
+    Gateway: the configured request namespace. Kuadrant: one per request
+    route (`<namespace>/<name>`), none when only the token policy is used.
+    """
+    if config.source == "kuadrant":
+        return tuple(config.kuadrant.request_routes)
+    return (config.namespaces.requests,)
+
+
+def token_namespaces(config: Config) -> tuple[str, ...]:
+    """The `limitador_namespace` values that hold token-policy hits, for the config's source."""
+    if config.source == "kuadrant":
+        return tuple(config.kuadrant.token_routes)
+    return (config.namespaces.tokens,)

@@ -10,7 +10,9 @@ from maas_metrics.cli import (
     demo_cmds,
     gateway_cmds,
     ledger_cmds,
-    ops_cmds,
+    manifests_cmds,
+    report_cmds,
+    rules_cmds,
     sim_cmds,
 )
 
@@ -31,7 +33,9 @@ for module in (
     sim_cmds,
     dashboard_cmds,
     demo_cmds,
-    ops_cmds,
+    report_cmds,
+    rules_cmds,
+    manifests_cmds,
     ledger_cmds,
 ):
     module.register(app)

@@ -12,14 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit, write_output
+from maas_metrics.cli.common import ConfigOption, fail, load_config_or_exit, write_output
+from maas_metrics.cli.extras import require_extra
 from maas_metrics.config import Config
 
 if TYPE_CHECKING:
     from maas_metrics.ledger import LedgerStore
     from maas_metrics.report import TimeRange
+    from maas_metrics.report.model import Report
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help=CONFIG_OPTION_HELP)]
 FromOption = Annotated[
     str | None,
     typer.Option("--from", help="Start (exclusive), UTC: 2026-11-01, 2026-11-01T12:00, now-24h."),
@@ -43,6 +44,8 @@ def _store(cfg: Config) -> LedgerStore:
 
     if cfg.ledger.url is None:
         fail("ledger.url is not set in the config: there is no ledger to read", code=2)
+    if cfg.ledger.url.startswith("postgres"):
+        require_extra("postgres")
     try:
         store = LedgerStore(cfg.ledger.url)
         store.open()
@@ -160,20 +163,15 @@ def _write_chunks(chunks: Iterable[str], output: Path | None) -> None:
 
 def ledger_report(
     cfg: Config,
-    *,
     start: str | None,
     end: str | None,
     period: str | None,
     by: str,
     filters: dict[str, tuple[str, ...]],
-    format: str,
-    output: Path | None,
-) -> None:
-    """`maas-metrics report` when the source is the ledger: exact integers, same formats."""
+) -> Report:
+    """`maas-metrics report` when the source is the ledger: exact integers, the same formats."""
     from maas_metrics.ledger.report import build_ledger_report, parse_ledger_by
     from maas_metrics.report import ReportInputError
-    from maas_metrics.report.formats import to_csv, to_json, to_table
-    from maas_metrics.report.html import to_html
 
     try:
         keys = parse_ledger_by(by)
@@ -182,23 +180,11 @@ def ledger_report(
     rng = _range(start, end, period)
     store = _store(cfg)
     try:
-        result = build_ledger_report(
+        return build_ledger_report(
             store.engine, cfg, rng.start, rng.end, keys, filters, rng.clipped
         )
     finally:
         store.close()
-    if format == "table":
-        if output is None:
-            to_table(result, Console())
-            return
-        with output.open("w", encoding="utf-8") as handle:
-            to_table(result, Console(file=handle, width=160))
-        print(f"wrote {output}", file=sys.stderr)
-        return
-    if format == "html":
-        write_output(to_html(result, cfg), output)
-        return
-    write_output({"csv": to_csv, "json": to_json}[format](result), output)
 
 
 def reconcile(

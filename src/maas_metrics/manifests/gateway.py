@@ -9,14 +9,16 @@ Redis so every replica enforces the same limits.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from collections.abc import Mapping
 from typing import Any
-
-import yaml
+from urllib.parse import urlsplit
 
 from maas_metrics.config import Config
 from maas_metrics.manifests.kuadrant import Manifest
 from maas_metrics.manifests.monitoring import GATEWAY_SELECTOR, PART_OF
-from maas_metrics.rules.alerts import GATEWAY_SERVICE
+from maas_metrics.services import GATEWAY_SERVICE
+from maas_metrics.yamlio import dump_plain
 
 CONFIG_DIR = "/etc/maas-metrics"
 CONFIG_FILE = "maas.yaml"
@@ -27,6 +29,57 @@ REDIS_SELECTOR = {"app.kubernetes.io/name": REDIS_NAME}
 
 def redis_url(namespace: str) -> str:
     return f"redis://{REDIS_NAME}.{namespace}.svc:{REDIS_PORT}/0"
+
+
+class UpstreamError(ValueError):
+    """An upstream the gateway could not reach from its pod; `str()` is one line."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1, 0.0.0.0/:: and localhost names: inside a pod, the pod itself."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def deployed_models(
+    config: Config, upstreams: Mapping[str, str], allow_loopback: bool = False
+) -> Config:
+    """The config's models with `upstreams` (model -> URL) replacing theirs, checked for a pod.
+
+    A loopback upstream (the example's `http://127.0.0.1:8001/v1`) would make
+    every pod call itself, so it is refused unless `allow_loopback` (a sidecar).
+    """
+    known = {m.name for m in config.models}
+    for name, url in upstreams.items():
+        if name not in known:
+            raise UpstreamError(
+                f"--upstream {name}={url}: no model {name!r} in the config "
+                f"(models: {', '.join(sorted(known))})"
+            )
+        if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+            raise UpstreamError(f"--upstream {name}={url}: the URL must be http(s)://HOST[...]")
+    models = [
+        m.model_copy(update={"upstream": upstreams[m.name].rstrip("/")})
+        if m.name in upstreams
+        else m
+        for m in config.models
+    ]
+    if not allow_loopback:
+        for model in models:
+            host = urlsplit(model.upstream).hostname or ""
+            if is_loopback_host(host):
+                raise UpstreamError(
+                    f"model {model.name!r} has the loopback upstream {model.upstream}, which in a pod "
+                    f"is the pod itself: pass --upstream {model.name}=URL (or "
+                    "--allow-loopback-upstreams for a sidecar)"
+                )
+    return config.model_copy(update={"models": models})
 
 
 def cluster_config(config: Config, namespace: str) -> Config:
@@ -41,7 +94,7 @@ def cluster_config(config: Config, namespace: str) -> Config:
 
 def config_text(config: Config) -> str:
     data = config.model_dump(mode="json", exclude_defaults=False)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return dump_plain(data)
 
 
 def _meta(name: str, namespace: str, selector: dict[str, str]) -> dict[str, Any]:

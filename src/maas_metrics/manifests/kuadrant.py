@@ -1,10 +1,17 @@
-"""Kuadrant policies generated from the config's tiers.
+"""Kuadrant policies generated from the config's tiers, for `source: kuadrant`.
 
 Field names follow the Kuadrant CRDs: `TelemetryPolicy`
-(extensions.kuadrant.io/v1alpha1, `spec.metrics.default.labels`: label -> CEL),
-`RateLimitPolicy` (kuadrant.io/v1) and `TokenRateLimitPolicy`
-(kuadrant.io/v1alpha1), whose `spec.limits.<name>` hold `rates` (`limit`,
-`window`), `when` predicates and `counters` expressions.
+(extensions.kuadrant.io/v1alpha1, `spec.metrics.default.labels`: label -> CEL,
+targets a Gateway), `RateLimitPolicy` (kuadrant.io/v1) and
+`TokenRateLimitPolicy` (kuadrant.io/v1alpha1), whose `spec.limits.<name>`
+hold `rates` (`limit`, `window`), `when` predicates and `counters`.
+
+Kuadrant gives every policy of an HTTPRoute the `limitador_namespace`
+`<route namespace>/<route name>`, and Limitador adds request hits and token
+hits to the same `authorized_hits` series of that namespace. So each policy
+targets its own routes (config `kuadrant.token_routes` /
+`kuadrant.request_routes`, which the config keeps disjoint), never the
+Gateway: tokens are never mixed with request counts.
 """
 
 from __future__ import annotations
@@ -13,30 +20,21 @@ import json
 from typing import Any
 
 from maas_metrics.config import Config
+from maas_metrics.durations import kuadrant_window
 from maas_metrics.limiter import Limit
+from maas_metrics.manifests.auth import TIER_EXPRESSION, USER_EXPRESSION
 from maas_metrics.policies import tier_policies
 
 Manifest = dict[str, Any]
 
-#: Where the identity fields come from: Kuadrant's AuthPolicy puts the user id and the
-#: resolved tier on `auth.identity`; the model is the `model` field of the OpenAI request body.
-USER_EXPRESSION = "auth.identity.userid"
-TIER_EXPRESSION = "auth.identity.tier"
-MODEL_EXPRESSION = 'requestBodyJSON("/model")'
+#: `model` from the response body: Kuadrant evaluates body expressions in the response phase
+#: only (`requestBodyJSON` is unsupported), so the label exists on the token policy's report,
+#: i.e. on token `authorized_hits`, never on `authorized_calls`, `limited_calls` or request hits.
+MODEL_EXPRESSION = 'responseBodyJSON("/model")'
 
 TELEMETRY_LABELS = {"user": USER_EXPRESSION, "tier": TIER_EXPRESSION, "model": MODEL_EXPRESSION}
 
-
-def window(seconds: int) -> str:
-    """A Kuadrant rate window (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`), e.g. 120 -> `2m`, 90 -> `1m30s`."""
-    if seconds <= 0:
-        raise ValueError(f"window must be positive, got {seconds}s")
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours > 99999:
-        raise ValueError(f"window of {seconds}s is longer than Kuadrant accepts")
-    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
-    return "".join(parts)
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
 
 def cel_string(value: str) -> str:
@@ -48,11 +46,17 @@ def tier_predicate(tier: str) -> str:
     return f"{TIER_EXPRESSION} == {cel_string(tier)}"
 
 
-def _target(gateway_name: str) -> dict[str, str]:
-    return {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway_name}
+def gateway_target(gateway_name: str) -> dict[str, str]:
+    return {"group": GATEWAY_API_GROUP, "kind": "Gateway", "name": gateway_name}
 
 
-def _metadata(name: str, namespace: str) -> dict[str, Any]:
+def split_route(route: str) -> tuple[str, str]:
+    """`<namespace>/<name>` -> (namespace, name); the config has validated the shape."""
+    namespace, name = route.split("/", 1)
+    return namespace, name
+
+
+def metadata(name: str, namespace: str) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": namespace,
@@ -62,7 +66,7 @@ def _metadata(name: str, namespace: str) -> dict[str, Any]:
 
 def _limit(tier: str, limit: Limit) -> dict[str, Any]:
     return {
-        "rates": [{"limit": limit.max_value, "window": window(limit.seconds)}],
+        "rates": [{"limit": limit.max_value, "window": kuadrant_window(limit.seconds)}],
         "when": [{"predicate": tier_predicate(tier)}],
         "counters": [{"expression": USER_EXPRESSION}],
     }
@@ -73,39 +77,64 @@ def telemetry_policy(gateway_name: str, namespace: str) -> Manifest:
     return {
         "apiVersion": "extensions.kuadrant.io/v1alpha1",
         "kind": "TelemetryPolicy",
-        "metadata": _metadata("maas-telemetry", namespace),
+        "metadata": metadata("maas-telemetry", namespace),
         "spec": {
-            "targetRef": _target(gateway_name),
+            "targetRef": gateway_target(gateway_name),
             "metrics": {"default": {"labels": dict(TELEMETRY_LABELS)}},
         },
     }
 
 
-def rate_limit_policy(config: Config, gateway_name: str, namespace: str) -> Manifest:
-    """Request limits: one limit per tier, counted per user, applied when the user is in the tier."""
+def _route_policy(
+    api_version: str, kind: str, prefix: str, route: str, limits: dict[str, Any]
+) -> Manifest:
+    namespace, name = split_route(route)
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        # A policy lives next to the route it targets (Gateway API policy attachment).
+        "metadata": metadata(f"{prefix}-{name}"[:253], namespace),
+        "spec": {
+            "targetRef": {"group": GATEWAY_API_GROUP, "kind": "HTTPRoute", "name": name},
+            "limits": limits,
+        },
+    }
+
+
+def rate_limit_policies(config: Config) -> list[Manifest]:
+    """Request limits, one RateLimitPolicy per request route: per tier, counted per user."""
     limits = {
         p.requests.name: _limit(tier, p.requests)
         for tier, p in tier_policies(config).items()
         if p.requests is not None
     }
-    return {
-        "apiVersion": "kuadrant.io/v1",
-        "kind": "RateLimitPolicy",
-        "metadata": _metadata("maas-request-limits", namespace),
-        "spec": {"targetRef": _target(gateway_name), "limits": limits},
-    }
+    if not limits:
+        return []
+    return [
+        _route_policy("kuadrant.io/v1", "RateLimitPolicy", "maas-request-limits", route, limits)
+        for route in config.kuadrant.request_routes
+    ]
 
 
-def token_rate_limit_policy(config: Config, gateway_name: str, namespace: str) -> Manifest:
-    """Token limits: hits are the response's `usage.total_tokens`, per user, per tier."""
+def token_rate_limit_policies(config: Config) -> list[Manifest]:
+    """Token limits, one TokenRateLimitPolicy per token route: hits are `usage.total_tokens`."""
     limits = {
         p.tokens.name: _limit(tier, p.tokens)
         for tier, p in tier_policies(config).items()
         if p.tokens is not None
     }
-    return {
-        "apiVersion": "kuadrant.io/v1alpha1",
-        "kind": "TokenRateLimitPolicy",
-        "metadata": _metadata("maas-token-limits", namespace),
-        "spec": {"targetRef": _target(gateway_name), "limits": limits},
-    }
+    if not limits:
+        return []
+    return [
+        _route_policy(
+            "kuadrant.io/v1alpha1", "TokenRateLimitPolicy", "maas-token-limits", route, limits
+        )
+        for route in config.kuadrant.token_routes
+    ]
+
+
+def unenforced_request_limits(config: Config) -> list[str]:
+    """Tiers whose request limit no RateLimitPolicy carries (token policy only, no request route)."""
+    if config.kuadrant.request_routes:
+        return []
+    return [t.name for t in config.tiers if t.request_limit is not None]

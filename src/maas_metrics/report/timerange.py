@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from maas_metrics import durations
+
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
 _RELATIVE = re.compile(r"^now(?:\s*-\s*(\d+)\s*(s|m|h|d|w))?$")
 
 
@@ -22,11 +23,11 @@ class TimeInputError(ValueError):
 
 
 def parse_duration(text: str, what: str) -> float:
-    """`15s`, `5m`, `1h`, `1d`, `2w` -> seconds."""
-    match = _DURATION.match(text.strip())
-    if match is None or int(match.group(1)) == 0:
-        raise TimeInputError(f"{what} {text!r} is not a duration like 15s, 5m, 1h or 1d")
-    return int(match.group(1)) * UNITS[match.group(2)]
+    """`15s`, `5m`, `1h`, `1d`, `2w`, `1h30m` -> seconds (the codebase's one parser, durations.py)."""
+    try:
+        return durations.parse_duration(text.strip(), units=tuple(UNITS))
+    except durations.DurationError:
+        raise TimeInputError(f"{what} {text!r} is not a duration like 15s, 5m, 1h or 1d") from None
 
 
 def parse_time(text: str, what: str, now: datetime) -> datetime:

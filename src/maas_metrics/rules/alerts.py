@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from maas_metrics.config import Config
 from maas_metrics.policies import tier_policies
 from maas_metrics.promql import duration, matcher, selector
+from maas_metrics.rules.limits import policy_namespaces, quota
+from maas_metrics.services import GATEWAY_SERVICE, LIMITADOR_SERVICE
 
 ALERT_GROUP = "maas-metrics-alerts"
 
 #: Prometheus Operator names a ServiceMonitor's `job` label after the Service it scrapes.
-LIMITADOR_SERVICE = "limitador-limitador"
-GATEWAY_SERVICE = "maas-gateway"
 DEFAULT_LIMITER_JOBS = (LIMITADOR_SERVICE, GATEWAY_SERVICE)
 
 Rule = dict[str, object]
@@ -94,30 +94,33 @@ def high_limited_ratio(config: Config, settings: AlertSettings) -> Rule:
 def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
     """One rule per configured limit: a user's hits within the limit's window against its max.
 
-    The max comes from the `maas_limit_max` gauge the limiter publishes, so the
-    alert follows the deployed limits; the window is the config's.
+    The max comes from the limits-as-data rules (`maas:limit_max`, rules/limits.py),
+    or the `maas_limit_max` gauge our gateway publishes, so the alert works on a
+    Kuadrant-only cluster too; the window is the config's.
     """
     rules: list[Rule] = []
     for tier_name, policies in tier_policies(config).items():
         for policy, limit in (("requests", policies.requests), ("tokens", policies.tokens)):
             if limit is None or limit.max_value == 0:
                 continue
+            namespaces = policy_namespaces(config, policy)
+            if not namespaces:
+                continue
             where = [
-                matcher("limitador_namespace", [limit.namespace]),
+                matcher("limitador_namespace", list(namespaces)),
                 matcher("tier", [tier_name]),
             ]
             used = (
                 "sum by (limitador_namespace, tier, user) "
                 f"(increase({selector('authorized_hits', where)}[{duration(limit.seconds)}]))"
             )
-            quota_sel = selector("maas_limit_max", [*where, matcher("policy", [policy])])
-            quota = f"max by (limitador_namespace, tier) ({quota_sel})"
+            limit_max = quota([*where, matcher("policy", [policy])])
             rules.append(
                 {
                     "alert": "MaaSUserNearQuota",
                     "expr": (
                         f"{used} >= on (limitador_namespace, tier) group_left () "
-                        f"({settings.near_quota:g} * {quota})"
+                        f"({settings.near_quota:g} * {limit_max})"
                     ),
                     "labels": {
                         "severity": "info",

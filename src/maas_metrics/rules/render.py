@@ -6,6 +6,7 @@ from typing import Any
 
 from maas_metrics.config import Config
 from maas_metrics.rules.alerts import AlertSettings, alert_group
+from maas_metrics.yamlio import dump
 
 
 def recording_groups(config: Config) -> list[dict[str, Any]]:
@@ -18,12 +19,13 @@ def recording_groups(config: Config) -> list[dict[str, Any]]:
 def rule_groups(
     config: Config, settings: AlertSettings | None = None, *, recording: bool = True
 ) -> list[dict[str, Any]]:
+    from maas_metrics.rules.limits import limits_group
+
     groups = recording_groups(config) if recording else []
-    return [*groups, alert_group(config, settings)]
+    # The limits-as-data group (rules/limits.py) is always there: the near-quota alert reads it.
+    return [*groups, alert_group(config, settings), limits_group(config)]
 
 
 def render_rule_file(groups: list[dict[str, Any]]) -> str:
     """A Prometheus rule file (`rule_files:`), checked by `promtool check rules`."""
-    from maas_metrics.manifests import dump
-
     return dump({"groups": groups})

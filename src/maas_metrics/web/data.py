@@ -14,7 +14,6 @@ last bar is the hour up to now rather than the last full clock hour.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,20 +27,16 @@ from maas_metrics.dashboard.variables import (
     rate_interval,
     top_values,
 )
+from maas_metrics.durations import parse_duration
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError, Sample, Series
 
 #: Grafana's default for a panel's max data points when the JSON does not set one.
 MAX_DATA_POINTS = 1000
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-
 
 def duration_seconds(text: str) -> float:
-    """A Prometheus / Grafana duration (`1h`, `30s`, `1h30m`) in seconds."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    """A Prometheus / Grafana duration (`1h`, `30s`, `1h30m`) in seconds (durations.py parses)."""
+    return parse_duration(text)
 
 
 @dataclass(frozen=True, slots=True)
