@@ -107,3 +107,59 @@ def test_check_export_report_and_prune(tmp_path: Path) -> None:
     assert "pruned 0 records" in run("ledger", "prune", "-c", str(path)).stdout
     pruned = run("ledger", "prune", "-c", str(path), "--days", "1")
     assert "pruned 200 records" in pruned.stdout, pruned.stdout + pruned.stderr
+
+
+def test_url_from_the_environment(tmp_path: Path) -> None:
+    import os
+
+    path = config_with(tmp_path, {"url_env": "MAAS_TEST_LEDGER_URL"})
+    command = [
+        str(Path(sys.executable).parent / "maas-metrics"),
+        "ledger",
+        "check",
+        "-c",
+        str(path),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "MAAS_TEST_LEDGER_URL"}
+    unset = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert unset.returncode == 2
+    assert "MAAS_TEST_LEDGER_URL is not set" in one_error_line(unset)
+    env["MAAS_TEST_LEDGER_URL"] = f"sqlite:///{tmp_path}/from-env.db"
+    ok = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert ok.returncode == 0 and "ok, 0 records" in ok.stdout, ok.stderr
+    assert (tmp_path / "from-env.db").exists()
+
+
+def test_manifests_take_the_database_url_from_a_secret(tmp_path: Path) -> None:
+    path = config_with(tmp_path, {"url": "postgresql://maas:hunter2@db.internal/ledger"})
+    result = run(
+        "manifests",
+        "-c",
+        str(path),
+        "--part",
+        "gateway",
+        "--image",
+        "registry.example/maas:1",
+        "--allow-loopback-upstreams",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout and "db.internal" not in result.stdout
+    docs = list(yaml.safe_load_all(result.stdout))
+    deployment = next(
+        d
+        for d in docs
+        if d["kind"] == "Deployment"
+        and "gateway" in str(d["spec"]["template"]["spec"]["containers"][0].get("args"))
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == [
+        {
+            "name": "MAAS_LEDGER_URL",
+            "valueFrom": {"secretKeyRef": {"name": "maas-ledger", "key": "url"}},
+        }
+    ]
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    deployed = yaml.safe_load(next(iter(config_map["data"].values())))
+    assert deployed["ledger"]["url"] is None and deployed["ledger"]["url_env"] == "MAAS_LEDGER_URL"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert deployed["ledger"]["spool_path"].rsplit("/", 1)[0] in mounts

@@ -241,6 +241,8 @@ class Ledger(_Strict):
     """
 
     url: str | None = None
+    url_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    """Environment variable holding the URL instead (a Kubernetes Secret): wins over `url`."""
     flush_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 200
     batch_rows: Annotated[int, Field(ge=1, le=100_000)] = 500
     queue_max: Annotated[int, Field(ge=1)] = 50_000
@@ -251,14 +253,21 @@ class Ledger(_Strict):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        scheme = value.partition("://")[0] if "://" in value else ""
-        if scheme.split("+")[0] not in ("sqlite", "postgresql", "postgres"):
-            raise ValueError(
-                f"unknown scheme {scheme or '(none)'!r}: use sqlite:///PATH or postgresql://HOST/DB"
-            )
-        return value
+        return None if value is None else check_ledger_url(value)
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None or self.url_env is not None
+
+
+def check_ledger_url(value: str) -> str:
+    """`value` when its scheme is one the ledger supports; else ValueError naming the scheme only."""
+    scheme = value.partition("://")[0] if "://" in value else ""
+    if scheme.split("+")[0] not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError(
+            f"unknown scheme {scheme or '(none)'!r}: use sqlite:///PATH or postgresql://HOST/DB"
+        )
+    return value
 
 
 class Dashboard(_Strict):

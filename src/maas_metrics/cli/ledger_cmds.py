@@ -41,13 +41,13 @@ ledger_app = typer.Typer(
 def _store(cfg: Config) -> LedgerStore:
     """The configured ledger store, opened (exit 2 with one line when it cannot be used)."""
     from maas_metrics.ledger import LedgerError, LedgerStore
+    from maas_metrics.ledger.store import configured_url
 
-    if cfg.ledger.url is None:
-        fail("ledger.url is not set in the config: there is no ledger to read", code=2)
-    if cfg.ledger.url.startswith("postgres"):
-        require_extra("postgres")
     try:
-        store = LedgerStore(cfg.ledger.url)
+        url = configured_url(cfg.ledger)
+        if url.startswith("postgres"):
+            require_extra("postgres")
+        store = LedgerStore(url)
         store.open()
     except LedgerError as error:
         fail(str(error), code=2)

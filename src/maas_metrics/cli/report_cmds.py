@@ -133,7 +133,7 @@ def report(
         )
         if values
     }
-    if source == "ledger" or (source == "auto" and cfg.ledger.url is not None):
+    if source == "ledger" or (source == "auto" and cfg.ledger.enabled):
         from maas_metrics.cli.ledger_cmds import ledger_report
 
         _write(ledger_report(cfg, start, end, period, by, filters), cfg, format, output)

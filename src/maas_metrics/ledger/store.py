@@ -11,6 +11,7 @@ both tables, and the roll-ups always equal the records.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy import Engine, Table, create_engine, delete, event, exc, func, s
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
+from maas_metrics.config import Ledger, check_ledger_url
 from maas_metrics.ledger.record import RequestRecord
 from maas_metrics.ledger.rollups import rollup_deltas
 from maas_metrics.ledger.schema import (
@@ -69,6 +71,21 @@ def describe(error: BaseException) -> str:
     else:
         text = str(error)
     return (text.strip().splitlines() or [type(error).__name__])[0]
+
+
+def configured_url(settings: Ledger) -> str:
+    """The database URL of `settings`: from `url_env` when set (a Secret), else `url`."""
+    if settings.url_env is not None:
+        value = os.environ.get(settings.url_env, "").strip()
+        if not value:
+            raise LedgerError(f"ledger.url_env: environment variable {settings.url_env} is not set")
+        try:
+            return check_ledger_url(value)
+        except ValueError as error:
+            raise LedgerError(f"{settings.url_env}: {error}") from None
+    if settings.url is None:
+        raise LedgerError("ledger.url is not set in the config: there is no ledger")
+    return settings.url
 
 
 def create_ledger_engine(url: str) -> Engine:

@@ -167,12 +167,12 @@ def open_ledger(config: Config) -> LedgerHook | None:
 
     Raises `LedgerError` (one line) when the database cannot be used at start.
     """
-    from maas_metrics.ledger.store import LedgerStore
+    from maas_metrics.ledger.store import LedgerStore, configured_url
 
     settings = config.ledger
-    if settings.url is None:
+    if not settings.enabled:
         return None
-    store = LedgerStore(settings.url)
+    store = LedgerStore(configured_url(settings))
     try:
         store.open()
     except Exception:

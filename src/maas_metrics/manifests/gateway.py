@@ -82,14 +82,24 @@ def deployed_models(
     return config.model_copy(update={"models": models})
 
 
+LEDGER_SECRET = "maas-ledger"
+"""Secret (key `url`) with the ledger's database URL: credentials never go into the ConfigMap."""
+LEDGER_ENV = "MAAS_LEDGER_URL"
+LEDGER_DIR = "/var/lib/maas-ledger"
+
+
 def cluster_config(config: Config, namespace: str) -> Config:
-    """The config as deployed: listening on 0.0.0.0, counters in the bundled Redis."""
-    return config.model_copy(
-        update={
-            "gateway": config.gateway.model_copy(update={"host": "0.0.0.0"}),
-            "storage": config.storage.model_copy(update={"url": redis_url(namespace)}),
-        }
-    )
+    """The config as deployed: listening on 0.0.0.0, counters in the bundled Redis, and a
+    configured ledger's URL read from the `maas-ledger` Secret, its spool on a pod volume."""
+    update: dict[str, Any] = {
+        "gateway": config.gateway.model_copy(update={"host": "0.0.0.0"}),
+        "storage": config.storage.model_copy(update={"url": redis_url(namespace)}),
+    }
+    if config.ledger.enabled:
+        update["ledger"] = config.ledger.model_copy(
+            update={"url": None, "url_env": LEDGER_ENV, "spool_path": f"{LEDGER_DIR}/spool"}
+        )
+    return config.model_copy(update=update)
 
 
 def config_text(config: Config) -> str:
@@ -123,6 +133,14 @@ def gateway_deployment(
 ) -> Manifest:
     port = config.gateway.port
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+    ledger_env: dict[str, Any] = {}
+    ledger_mounts: list[dict[str, Any]] = []
+    ledger_volumes: list[dict[str, Any]] = []
+    if config.ledger.enabled:  # `cluster_config` points the ledger at this variable
+        secret = {"secretKeyRef": {"name": LEDGER_SECRET, "key": "url"}}
+        ledger_env = {"env": [{"name": LEDGER_ENV, "valueFrom": secret}]}
+        ledger_mounts = [{"name": "ledger-spool", "mountPath": LEDGER_DIR}]
+        ledger_volumes = [{"name": "ledger-spool", "emptyDir": {}}]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -154,11 +172,16 @@ def gateway_deployment(
                             },
                             "securityContext": _SECURE,
                             "volumeMounts": [
-                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
+                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                *ledger_mounts,
                             ],
+                            **ledger_env,
                         }
                     ],
-                    "volumes": [{"name": "config", "configMap": {"name": "maas-metrics-config"}}],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": "maas-metrics-config"}},
+                        *ledger_volumes,
+                    ],
                 },
             },
         },
