@@ -62,6 +62,7 @@ records = Table(
     Column("total_tokens", BigInteger, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("ttft_ms", Float),
+    Column("batch", String(32)),  # the write that inserted the row: its roll-ups come from it
     Index("ledger_records_ended", "ended_ms"),
 )
 
