@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, func, select
 
 from maas_metrics.config import Config
-from maas_metrics.ledger.rollups import namespace_parts
+from maas_metrics.ledger.rollups import calls_of
 from maas_metrics.ledger.schema import DAY_MS, ROLLUP_VALUES, ROLLUPS, records
 from maas_metrics.report.model import Report, ReportInputError, Row, Totals
 from maas_metrics.report.pricing import Price, Usage, price_on
@@ -108,19 +108,56 @@ def _rollup_cells(
 def _raw_cells(
     conn: Connection, a: int, b: int, filters: Mapping[str, Sequence[str]], keep_ns: bool
 ) -> Cells:
-    """Records with a < ended_ms <= b, split into namespaces exactly as the roll-ups are."""
+    """Records with a < ended_ms <= b, split into namespaces exactly as the roll-ups are.
+
+    One scan grouped by the namespace columns; the split (`rollups` rule) is done on the
+    few groups in Python.
+    """
     r = records.c
     where = [r.ended_ms > a, r.ended_ms <= b]
     cols: dict[str, Any] = {"user": r.user_name, "tier": r.tier, "model": r.model}
     where += _filters(cols, {k: v for k, v in filters.items() if k != "namespace"})
-    stmt = namespace_parts(where, (r.ended_ms - 1) // DAY_MS)
+    day = (r.ended_ms - 1) // DAY_MS
+    keys = [
+        r.user_name,
+        r.tier,
+        r.model,
+        day,
+        r.requests_namespace,
+        r.tokens_namespace,
+        r.usage_namespace,
+        r.limited_namespace,
+    ]
+    sums = [
+        func.sum(r.total_tokens),
+        func.sum(r.prompt_tokens),
+        func.sum(r.completion_tokens),
+        func.sum(r.cached_tokens),
+        func.count(),
+    ]
+    stmt = select(*keys, *sums).where(*where).group_by(*keys)
     cells: Cells = {}
     wanted = set(filters.get("namespace", ()))
-    for user, tier, model, ns, d, *v in conn.execute(stmt):
+
+    def add(user: str, tier: str, model: str, ns: str, d: date, amounts: Amounts) -> None:
         if wanted and ns not in wanted:
-            continue
-        cell = cells.setdefault((user, tier, model, ns if keep_ns else "", _day(int(d))), Amounts())
-        cell.add(Amounts(*(int(x or 0) for x in v)))
+            return
+        cells.setdefault((user, tier, model, ns if keep_ns else "", d), Amounts()).add(amounts)
+
+    for user, tier, model, d, req_ns, tok_ns, usage_ns, lim_ns, *v in conn.execute(stmt):
+        day_of = _day(int(d))
+        tokens, prompt, completion, cached, count = (int(x or 0) for x in v)
+        if usage_ns is not None and tokens:
+            add(user, tier, model, usage_ns, day_of, Amounts(tokens, prompt, completion, cached))
+        for ns, allowed, limited in calls_of(req_ns, tok_ns, lim_ns):
+            add(
+                user,
+                tier,
+                model,
+                ns,
+                day_of,
+                Amounts(allowed=allowed * count, limited=limited * count),
+            )
     return cells
 
 

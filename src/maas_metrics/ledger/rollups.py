@@ -28,9 +28,15 @@ from maas_metrics.ledger.schema import (
 
 
 def _calls(row: dict[str, Any]) -> list[tuple[str, int, int]]:
+    return calls_of(row["requests_namespace"], row["tokens_namespace"], row["limited_namespace"])
+
+
+def calls_of(
+    requests_ns: str | None, tokens_ns: str | None, limited_ns: str | None
+) -> list[tuple[str, int, int]]:
+    """(namespace, allowed, limited) of one record: each checked policy admitted or limited it."""
     out: dict[str, list[int]] = {}
-    limited_ns = row["limited_namespace"]
-    for ns in (row["requests_namespace"], row["tokens_namespace"]):
+    for ns in (requests_ns, tokens_ns):
         if ns is not None:
             out.setdefault(ns, [0, 0])[1 if ns == limited_ns else 0] += 1
     if limited_ns is not None and limited_ns not in out:
