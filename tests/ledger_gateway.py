@@ -263,7 +263,11 @@ class Reply:
 
 
 def load(
-    bases: list[str], stop: threading.Event, replies: list[Reply], per_user: int = 10_000
+    bases: list[str],
+    stop: threading.Event,
+    replies: list[Reply],
+    per_user: int = 10_000,
+    users: int = len(LOAD_USERS),
 ) -> list[threading.Thread]:
     """One thread per load user, each sending sequential completions to `bases` in turn."""
 
@@ -284,7 +288,8 @@ def load(
                     time.sleep(0.05)
 
     threads = [
-        threading.Thread(target=worker, args=(i, u), daemon=True) for i, u in enumerate(LOAD_USERS)
+        threading.Thread(target=worker, args=(i, u), daemon=True)
+        for i, u in enumerate(LOAD_USERS[:users])
     ]
     for t in threads:
         t.start()

@@ -145,7 +145,9 @@ def test_sigkill_loses_nothing_older_than_one_flush_interval(
     gateway.start()
     stop = threading.Event()
     replies: list[Reply] = []
-    threads = load([gateway.base], stop, replies)
+    # Four clients: enough load to have answers in every flush interval, without starving
+    # the gateway's writer thread of CPU on a small shared machine.
+    threads = load([gateway.base], stop, replies, users=4)
     try:
         time.sleep(2.5)
         killed_at = time.time()

@@ -1,8 +1,9 @@
 """The background writer: `record()` never blocks a request; a thread writes batches.
 
-A record waits in a bounded in-memory queue and is written within one flush
-interval (`ledger.flush_interval_ms`, default 200 ms) or as soon as
-`ledger.batch_rows` records are waiting. When the database fails, the batch
+A record waits in a bounded in-memory queue; a write starts at most half a
+flush interval (`ledger.flush_interval_ms`, default 200 ms) after it arrived,
+or as soon as `ledger.batch_rows` records are waiting, so it is committed
+within one interval while a batch write takes less than the other half. When the database fails, the batch
 and every later one go to the spool (appended in order, fsynced) until a
 retry (`ledger.retry_seconds`) replays the spool and the writer resumes
 writing directly. When the queue is full the record goes straight to the
@@ -120,14 +121,30 @@ class LedgerWriter:
 
     # --- writer thread -----------------------------------------------------------------
 
+    def _due(self, lead: float) -> float | None:
+        """Seconds until the oldest queued record must be handed to the database (None: none)."""
+        oldest = self._oldest_queued_at
+        if oldest is None or not self._queue:
+            return None
+        return oldest + lead - time.time()
+
+    def _replay_due(self) -> bool:
+        return time.monotonic() >= self._next_retry and self.spool.pending()
+
     def _run(self) -> None:
-        interval = self.settings.flush_interval_ms / 1000
+        # A write starts at most half an interval after its oldest record arrived, so it is
+        # committed within one interval while a batch takes less than the other half.
+        lead = self.settings.flush_interval_ms / 2000
+        rows = self.settings.batch_rows
         while True:
             with self._cond:
-                self._cond.wait_for(
-                    lambda: self._stopping or len(self._queue) >= self.settings.batch_rows,
-                    timeout=interval,
-                )
+                while not self._stopping and len(self._queue) < rows:
+                    due = self._due(lead)
+                    if due is not None and due <= 0:
+                        break
+                    if due is None and self._replay_due():
+                        break  # no traffic, but a spool waits for the database
+                    self._cond.wait(lead if due is None else due)
                 stopping = self._stopping
                 batch = list(self._queue)
                 self._queue.clear()
