@@ -202,7 +202,7 @@ def scale_bench(rows: int, pg: PostgresServer, workdir: Path) -> list[str]:
     lines = [
         f"Ledger at scale: {rows:,} records over 24 h, {USERS:,} users, 3 models (median of 3):",
         "",
-        "| store | generate (INSERT ... SELECT) | rebuild roll-ups | report 24 h by user, on whole hours | report 24 h by user, off the hour | reconcile ledger side 24 h |",
+        "| store | generate (INSERT ... SELECT) | rebuild roll-ups | report 24 h by user, whole UTC day (daily roll-ups) | report 24 h by user, off the hour (hourly + raw edges) | reconcile ledger side 24 h |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     whole = (DAY0, DAY0 + timedelta(days=1))
