@@ -20,6 +20,7 @@ from maas_metrics.config import Config, Ledger, parse_config
 from maas_metrics.ledger import LedgerStore
 from maas_metrics.ledger.schema import records
 from maas_metrics.prometheus import PrometheusAPI
+from maas_metrics.simulate.answers import compute_usage
 from tests.gateway_harness import TIER_OF, make_config, secret
 from tests.postgres_server import wait_until
 from tests.servers import free_port, wait_for_port
@@ -93,7 +94,11 @@ def call(base: str, user: str, model: str, stream: bool, prompt: str = "hi") -> 
 
 
 def walk_away(base: str, user: str) -> Outcome:
-    """Start a slow stream, read its first bytes, hang up."""
+    """Start a slow stream, read its first bytes, hang up.
+
+    The gateway keeps reading the upstream for its usage and charges it (the answer was
+    produced): the tokens are the mock's deterministic usage for this body.
+    """
     body = {
         "model": SLOW,
         "messages": [{"role": "user", "content": "a long story please"}],
@@ -107,7 +112,15 @@ def walk_away(base: str, user: str) -> Outcome:
     ):
         assert r.status_code == 200
         next(r.iter_raw())
-    return Outcome(user, SLOW, "client_disconnect")
+    usage = compute_usage(body)
+    return Outcome(
+        user,
+        SLOW,
+        "client_disconnect",
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.total_tokens,
+    )
 
 
 LONG = "tokens " * 60

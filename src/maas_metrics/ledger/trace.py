@@ -58,6 +58,7 @@ class Trace:
         "first_byte",
         "key",
         "limited",
+        "missing",
         "model",
         "prompt",
         "started",
@@ -85,6 +86,7 @@ class Trace:
         self._t0 = time.perf_counter()
         self.first_byte: float | None = None
         self.limited: Limit | None = None
+        self.missing = False  # the answer had no usage: the counted tokens are an estimate
         self.prompt = self.completion = self.cached = self.total = 0
 
     def first_chunk(self) -> None:

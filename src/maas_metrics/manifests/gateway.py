@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from maas_metrics.config import Config
+from maas_metrics.config import Config, OperatorListener
 from maas_metrics.manifests.kuadrant import Manifest
 from maas_metrics.manifests.monitoring import GATEWAY_SELECTOR, PART_OF
 from maas_metrics.services import GATEWAY_SERVICE
@@ -88,11 +88,19 @@ LEDGER_ENV = "MAAS_LEDGER_URL"
 LEDGER_DIR = "/var/lib/maas-ledger"
 
 
+def operator_port(config: Config) -> int:
+    """The operator listener's (`/metrics`, `/healthz`) port in the cluster (never "any free")."""
+    return config.gateway.operator.port or OperatorListener().port
+
+
 def cluster_config(config: Config, namespace: str) -> Config:
-    """The config as deployed: listening on 0.0.0.0, counters in the bundled Redis, and a
+    """The config as deployed: both listeners on 0.0.0.0, counters in the bundled Redis, and a
     configured ledger's URL read from the `maas-ledger` Secret, its spool on a pod volume."""
+    operator = config.gateway.operator.model_copy(
+        update={"host": None, "port": operator_port(config)}
+    )
     update: dict[str, Any] = {
-        "gateway": config.gateway.model_copy(update={"host": "0.0.0.0"}),
+        "gateway": config.gateway.model_copy(update={"host": "0.0.0.0", "operator": operator}),
         "storage": config.storage.model_copy(update={"url": redis_url(namespace)}),
     }
     if config.ledger.enabled:
@@ -132,7 +140,8 @@ def gateway_deployment(
     config: Config, text: str, namespace: str, image: str, replicas: int
 ) -> Manifest:
     port = config.gateway.port
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+    # Probes go to the operator listener: a flood of API connections never fails them.
+    probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10}
     ledger_env: dict[str, Any] = {}
     ledger_mounts: list[dict[str, Any]] = []
     ledger_volumes: list[dict[str, Any]] = []
@@ -163,7 +172,10 @@ def gateway_deployment(
                             "image": image,
                             "command": ["maas-metrics"],
                             "args": ["gateway", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
-                            "ports": [{"name": "http", "containerPort": port}],
+                            "ports": [
+                                {"name": "http", "containerPort": port},
+                                {"name": "metrics", "containerPort": operator_port(config)},
+                            ],
                             "readinessProbe": probe,
                             "livenessProbe": {**probe, "failureThreshold": 6},
                             "resources": {
@@ -201,7 +213,13 @@ def gateway_service(config: Config, namespace: str) -> Manifest:
                     "port": config.gateway.port,
                     "targetPort": "http",
                     "protocol": "TCP",
-                }
+                },
+                {
+                    "name": "metrics",
+                    "port": operator_port(config),
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                },
             ],
         },
     }
