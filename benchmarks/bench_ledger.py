@@ -79,9 +79,19 @@ def gateway_bench(rounds: int, seconds: float, pg: PostgresServer, workdir: Path
         path = workdir / f"{slug}.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         port = benchlib.free_port()
+        operator = str(benchlib.free_port())
         services[name] = Service(
             name,
-            [maas_cli(), "gateway", "--config", str(path), "--port", str(port)],
+            [
+                maas_cli(),
+                "gateway",
+                "--config",
+                str(path),
+                "--port",
+                str(port),
+                "--operator-port",
+                operator,
+            ],
             port,
             "/healthz",
             workdir / f"{slug}.log",

@@ -236,12 +236,18 @@ class GatewayProcess:
     def __init__(self, config_path: Path, log: Path) -> None:
         self.config_path = config_path
         self.port = free_port()
+        self.operator_port = free_port()
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def operator(self) -> str:
+        """Where /metrics is served."""
+        return f"http://127.0.0.1:{self.operator_port}"
 
     def start(self) -> None:
         command = [
@@ -251,6 +257,8 @@ class GatewayProcess:
             str(self.config_path),
             "--port",
             str(self.port),
+            "--operator-port",
+            str(self.operator_port),
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log)

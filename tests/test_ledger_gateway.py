@@ -81,7 +81,7 @@ def test_mixed_scenario_ledger_report_focus_and_reconcile(
     config = ledger_config(mock.url, slow.url, ledger_url, tmp_path / "spool")
     config_path = write_config(config, tmp_path / "maas.yaml")
     with running_gateway(config) as base:
-        port = int(base.rsplit(":", 1)[1])
+        port = int(base.operator.rsplit(":", 1)[1])  # /metrics is on the operator listener
         prometheus = PrometheusProcess(
             tmp_path / "prometheus",
             targets=[ScrapeTarget("gateway", f"127.0.0.1:{port}")],

@@ -106,7 +106,7 @@ def test_postgres_stopped_mid_load_spools_and_replays(
         outage_start = len(replies)
         time.sleep(2.0)
         outage_end = len(replies)
-        metrics = httpx.get(f"{gateway.base}/metrics", timeout=10).text
+        metrics = httpx.get(f"{gateway.operator}/metrics", timeout=10).text
         pg.start()
         time.sleep(1.5)
         stop.set()
@@ -123,7 +123,7 @@ def test_postgres_stopped_mid_load_spools_and_replays(
         assert int(spooled[0].split()[1]) > 0
         # Replayed in order, once: exact counts, no duplicates, while the gateway still runs.
         rows = wait_for_rows(pg.url, len(ok))
-        after = httpx.get(f"{gateway.base}/metrics", timeout=10).text
+        after = httpx.get(f"{gateway.operator}/metrics", timeout=10).text
     finally:
         gateway.stop()
     assert len(rows) == len(ok)
