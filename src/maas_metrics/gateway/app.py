@@ -28,7 +28,7 @@ from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.background import Background
 from maas_metrics.gateway.estimate import answer_chars, estimate_usage, prompt_chars
-from maas_metrics.gateway.metering import Meter, Usage, parse_usage
+from maas_metrics.gateway.metering import Admission, Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
@@ -67,7 +67,7 @@ class Gateway:
         self.metrics.publish_quotas(policies)
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
-        self.meter = Meter(self.limiter, self.metrics)
+        self.meter = Meter(self.limiter, self.metrics, policies)
         self.upstreams = Upstreams(
             config.gateway.upstream_timeout_seconds,
             {m.upstream: tls_context(m.ca_file) for m in config.models if m.ca_file is not None},
@@ -165,10 +165,21 @@ class Gateway:
             else self.ledger.begin(identity, identity.key_id, checked.model, path, checked.stream)
         )
         try:
-            headers = await self.meter.admit(identity, checked.model)
+            admission = await self.meter.admit(identity, checked.model, checked.payload)
+        except errors.GatewayError as error:
+            if trace is not None:
+                trace.failed(error.status, error.type)
+            raise
+        response: Response | None = None
+        try:
             if checked.stream:
-                return await self._stream(identity, checked, base + path, body, headers, trace)
-            response = await self._complete(identity, checked, base + path, body, headers, trace)
+                response = await self._stream(
+                    identity, checked, base + path, body, admission, trace
+                )
+            else:
+                response = await self._complete(
+                    identity, checked, base + path, body, admission, trace
+                )
         except errors.GatewayError as error:
             if trace is not None:
                 trace.failed(error.status, error.type)
@@ -177,6 +188,10 @@ class Gateway:
             if trace is not None:
                 trace.finish("client_disconnect", 499)
             raise
+        finally:
+            if admission.holding and not isinstance(response, RelayResponse):
+                # Failed before or without a usable answer (a relay settles when its reader ends).
+                await asyncio.shield(self.meter.release(admission))
         return response
 
     async def _account(
@@ -185,6 +200,7 @@ class Gateway:
         checked: InferenceRequest,
         usage: Usage | None,
         answer: int,
+        admission: Admission,
         trace: Trace | None = None,
     ) -> None:
         """Report an answer's tokens; without usage, count it as `gateway.metering.usage_missing` says."""
@@ -205,7 +221,7 @@ class Gateway:
                 usage.total_tokens,
                 usage.cached_tokens,
             )
-        await self.meter.report(identity, checked.model, usage)
+        await self.meter.report(identity, checked.model, usage, admission)
 
     async def _complete(
         self,
@@ -213,7 +229,7 @@ class Gateway:
         checked: InferenceRequest,
         url: str,
         body: bytes,
-        headers: dict[str, str] | None,
+        admission: Admission,
         trace: Trace | None,
     ) -> Response:
         reply = await self.upstreams.post(url, body)
@@ -231,7 +247,7 @@ class Gateway:
             raise errors.upstream_unreachable("the answer is not a JSON object")
         usage = parse_usage(answer.get("usage"))
         chars = 0 if usage is not None else answer_chars(answer)
-        account = self._account(identity, checked, usage, chars, trace)
+        account = self._account(identity, checked, usage, chars, admission, trace)
         if self.storage_kind == "memory":
             await account  # in-memory counters never wait: no cancel can land inside the report
         else:  # shielded: a cancel while Redis answers cannot stop the report half-way
@@ -239,7 +255,10 @@ class Gateway:
         if trace is not None:
             trace.finish("usage_missing" if trace.missing else "ok", reply.status)
         return Response(
-            reply.content, status_code=reply.status, headers=headers, media_type=reply.content_type
+            reply.content,
+            status_code=reply.status,
+            headers=admission.headers(),
+            media_type=reply.content_type,
         )
 
     async def _stream(
@@ -248,7 +267,7 @@ class Gateway:
         checked: InferenceRequest,
         url: str,
         body: bytes,
-        headers: dict[str, str] | None,
+        admission: Admission,
         trace: Trace | None,
     ) -> Response:
         hide = not checked.include_usage
@@ -286,7 +305,11 @@ class Gateway:
             # Runs in the reader task: no client disconnect can cancel it. A stream cut
             # after its usage chunk is counted; one cut before it counts no tokens.
             if capture.usage is not None or complete:
-                await self._account(identity, checked, capture.usage, capture.answer_chars, trace)
+                await self._account(
+                    identity, checked, capture.usage, capture.answer_chars, admission, trace
+                )
+            elif admission.holding:  # no usage: give the token reservation back, charge nothing
+                await self.meter.release(admission)
             if trace is not None:
                 if not complete:
                     trace.finish("upstream_error", 502)
@@ -302,7 +325,7 @@ class Gateway:
             upstream,
             UsageCapture(hide, self.metering.max_sse_event_bytes),
             finish,
-            {**SSE_HEADERS, **(headers or {})},
+            {**SSE_HEADERS, **admission.headers()},
             self.background,
             self.config.gateway.upstream_timeout_seconds,
             too_large,
@@ -334,6 +357,7 @@ class Gateway:
         del request
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
+        self.metrics.set_reservations(self.meter.reservations_outstanding())
         families = self.metrics.families()
         if self.ledger is not None:
             families += ledger_families(self.ledger.writer)
