@@ -163,3 +163,13 @@ def test_manifests_take_the_database_url_from_a_secret(tmp_path: Path) -> None:
     assert deployed["ledger"]["url"] is None and deployed["ledger"]["url_env"] == "MAAS_LEDGER_URL"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert deployed["ledger"]["spool_path"].rsplit("/", 1)[0] in mounts
+
+
+def test_rules_alert_on_the_ledger_when_one_is_configured(tmp_path: Path) -> None:
+    with_ledger = run("rules", "-c", str(config_with(tmp_path, {"url": "sqlite:///x.db"})))
+    assert with_ledger.returncode == 0, with_ledger.stderr
+    assert (
+        "MaaSLedgerBehind" in with_ledger.stdout and "MaaSLedgerRecordsLost" in with_ledger.stdout
+    )
+    plain = write_config(make_config("http://127.0.0.1:9/v1"), tmp_path / "plain.yaml")
+    assert "MaaSLedger" not in run("rules", "-c", str(plain)).stdout

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from maas_metrics.config import Ledger
 from maas_metrics.ledger import LedgerStore, LedgerWriter
-from maas_metrics.ledger.metrics import alert_rules, families
+from maas_metrics.ledger.alerts import alert_rules
+from maas_metrics.ledger.metrics import families
 from maas_metrics.ledger.schema import records
 from maas_metrics.telemetry import render
 from tests.ledger_data import random_records
