@@ -81,6 +81,9 @@ class RelayResponse(Response):
         self._queue: asyncio.Queue[object] = asyncio.Queue(QUEUE_EVENTS)
         self._detached = False
         self._drain_timer: asyncio.Timeout | None = None
+        self._ended = False
+        self.client_left = False  # the client went away before the upstream ended (for the ledger)
+        self.on_first_piece: Callable[[], None] | None = None  # time to first token (the ledger)
 
     # --- the upstream side (owns the connection and the accounting) -----------------
 
@@ -97,6 +100,9 @@ class RelayResponse(Response):
                     async for chunk in self._upstream.chunks():
                         out = capture.feed(chunk)
                         if out:
+                            if self.on_first_piece is not None:
+                                self.on_first_piece()
+                                self.on_first_piece = None
                             if clock.waiting_for_first_token and has_content(out):
                                 clock.first_token()
                             await self._hand_over(out)
@@ -113,6 +119,7 @@ class RelayResponse(Response):
         finally:
             self._drain_timer = None
             self._upstream.close()
+        self._ended = True
         self._hand_over_nowait(_End(error))
         await self._finish(capture, error)
 
@@ -140,6 +147,7 @@ class RelayResponse(Response):
         if self._detached:
             return
         self._detached = True
+        self.client_left = not self._ended
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(_GONE)
