@@ -12,7 +12,7 @@
    and the `/metrics` render of the latency families at 50 models x 10 tiers.
 
 Run (the base tree is the commit before this branch, unpacked once):
-    mkdir -p /tmp/latency-base && git archive dc6b417 | tar -x -C /tmp/latency-base
+    mkdir -p /tmp/latency-base && git archive 11139f5 | tar -x -C /tmp/latency-base
     PYTHONPATH=src .venv/bin/python benchmarks/bench_latency.py --base /tmp/latency-base [--rounds 6 --seconds 4]
 Writes benchmarks/results/latency.md.
 """
@@ -40,7 +40,7 @@ from services import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latency.md"
-BASE_COMMIT = "dc6b417"
+BASE_COMMIT = "11139f5"
 
 
 def gateway(name: str, src: Path, config: Path, log: Path) -> Service:
