@@ -162,6 +162,8 @@ class Dashboard(_Strict):
     uid: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = "maas-token-metrics"
     refresh: str = "30s"
     default_range: str = "now-1h"
+    # Per-user panels show this many users plus one "others" row (the rest of the total).
+    top_users: Annotated[int, Field(ge=1, le=1000)] = 10
 
 
 class Config(_Strict):

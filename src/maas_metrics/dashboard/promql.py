@@ -171,6 +171,26 @@ def success_ratio(allowed: str, limited: str, checks: str) -> str:
     return f"({allowed}) / (({checks}) > 0) or 0 * (({limited}) > 0)"
 
 
+# --- top N users plus "others" ------------------------------------------------------------------
+
+#: The `user` value of the row that sums every user outside the top N.
+OTHERS = "others"
+#: Marks that row, so it never merges with a real user who happens to be called "others".
+OTHERS_LABEL = "maas_others"
+
+
+def top_and_others(top: str, everyone: str, label: str = "user") -> str:
+    """The rows of `top` plus one `label="others"` row: the sum of `everyone` minus the sum of `top`.
+
+    `top` must be `everyone` narrowed to the chosen users (same counters, same
+    aggregation), so the rows add up exactly to the panel's total whatever the
+    ranking did with ties. The rest row is left out when it is 0, so a panel
+    with N users or fewer shows just them. Works per step in range queries.
+    """
+    rest = f"(sum({everyone}) - (sum({top}) or vector(0))) > 0"
+    return f"({top}) or {_label(_label(rest, label, OTHERS), OTHERS_LABEL, 'true')}"
+
+
 # --- prices ------------------------------------------------------------------------------------
 
 
