@@ -63,8 +63,12 @@ def _state(data: PanelData) -> str:
     return "data" if data.has_data else "empty"
 
 
-def render(data: PanelData, tiers: Mapping[str, str]) -> html.Div:
-    """The body of one panel, wrapped in a div whose `data-state` tells what it holds."""
+def render(data: PanelData, tiers: Mapping[str, str], generation: str = "") -> html.Div:
+    """The body of one panel, wrapped in a div whose `data-state` tells what it holds.
+
+    `generation`: the page's refresh this answers (`data-generation`), so the
+    page can tell when every panel of a refresh has arrived.
+    """
     panel = data.panel
     if data.error is not None:
         body: Any = html.Div(data.error, className="panel-message panel-error")
@@ -86,7 +90,7 @@ def render(data: PanelData, tiers: Mapping[str, str]) -> html.Div:
     return html.Div(
         body,
         className="panel-body",
-        **attributes(state=_state(data), points=str(longest_series(data))),
+        **attributes(state=_state(data), points=str(longest_series(data)), generation=generation),
     )
 
 
