@@ -81,7 +81,9 @@ function (tick, clicks, view, request) {
         });
         if (busy) { return skip; }
     }
-    return {generation: request ? request.generation + 1 : 1, now: Date.now() / 1000, view: view};
+    const generation = request ? request.generation + 1 : 1;
+    document.body.dataset.requested = String(generation);  // lets a browser test see what is due
+    return {generation: generation, now: Date.now() / 1000, view: view};
 }
 """
 
@@ -138,6 +140,8 @@ def _view_callback(app: Dash, catalogue: Catalogue) -> None:
         Output("range-from", "value"),
         Output("range-to", "value"),
         *(Output(f"filter-{name}", "value") for name, _ in FILTERS),
+        # A dropdown drops values missing from its options: offer the URL's until the real ones come.
+        *(Output(f"filter-{name}", "options", allow_duplicate=True) for name, _ in FILTERS),
         Output("view", "data"),
         Output("range-error", "children"),
         Input("url", "search"),
@@ -146,6 +150,7 @@ def _view_callback(app: Dash, catalogue: Catalogue) -> None:
         Input("range-to", "value"),
         *_FILTER_VALUES,
         State("view", "data"),
+        prevent_initial_call="initial_duplicate",
     )
     def sync_view(
         search: str | None,
@@ -175,6 +180,7 @@ def _view_callback(app: Dash, catalogue: Catalogue) -> None:
                 view.start,
                 view.end,
                 *chosen,
+                *chosen,
                 view.as_data(),
                 error,
             )
@@ -186,12 +192,13 @@ def _view_callback(app: Dash, catalogue: Catalogue) -> None:
         view = make_view(start or catalogue.time_from, end or "now", values)
         error = _invalid(view)
         if error:
-            return (no_update, no_update, no_update, no_update, *keep, no_update, error)
+            return (no_update, no_update, no_update, no_update, *keep, *keep, no_update, error)
         return (
             view.query_string(),
             _preset(view, ranges),
             view.start,
             view.end,
+            *keep,
             *keep,
             view.as_data(),
             "",

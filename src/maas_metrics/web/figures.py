@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from dash import dcc, html
 from dash.dash_table.DataTable import DataTable
 
-from maas_metrics.dashboard.model import Panel, Threshold
+from maas_metrics.dashboard.model import TIER_LEGEND_SEPARATOR, Panel, Threshold
 from maas_metrics.prometheus import Sample
 from maas_metrics.web.colours import NEUTRAL, css_colour, series_colour
 from maas_metrics.web.data import PanelData, TargetData
@@ -36,7 +36,8 @@ def attributes(**values: str) -> dict[str, Any]:
 def legend_text(legend: str, labels: Mapping[str, str]) -> str:
     """Grafana's legend format: `{{label}}` replaced by the value; no format -> `{a="b"}`."""
     if legend:
-        return _LEGEND_RE.sub(lambda m: labels.get(m.group(1), ""), legend)
+        text = _LEGEND_RE.sub(lambda m: labels.get(m.group(1), ""), legend)
+        return text.removesuffix(TIER_LEGEND_SEPARATOR)  # the others row has no tier
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
     return labels.get("__name__", "") + "{" + inner + "}"
 
