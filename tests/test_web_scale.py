@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +32,7 @@ from maas_metrics.dashboard.variables import Selection
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from maas_metrics.web.app import create_app
 from maas_metrics.web.data import DashboardData, Window
+from maas_metrics.web.queries import SharedQueries
 from tests.conftest import EXAMPLE_CONFIG
 from tests.servers import free_port
 
@@ -313,3 +315,48 @@ def test_url_keeps_the_view_and_absolute_ranges_work(
     # The absolute hour holds the free users' exact hits (the premium late user filtered out).
     total = sum(SLOPES.values()) * HOUR / SCRAPE
     assert float(after["total"]) == pytest.approx(total, rel=1e-9)
+
+
+# --- queries shared by tabs, and bounded ---------------------------------------------------------
+
+
+def _in_flight_peak(log: list[tuple[float, float, str]]) -> int:
+    events = sorted([(b, 1) for b, _, _ in log] + [(e, -1) for _, e, _ in log])
+    peak = running = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_identical_queries_are_sent_once_and_at_most_n_at_a_time(env: Env) -> None:
+    """Eight tabs asking the same query at once cost one query; different ones queue at the bound."""
+    proxy = DelayingProxy(env.url, 0.5)
+    server = proxy.serve()
+    try:
+        api = PrometheusAPI(f"http://127.0.0.1:{server.server_address[1]}")
+        shared = SharedQueries(api, concurrency=2, ttl_seconds=60)
+        tokens = f'limitador_namespace="{env.tokens}"'
+        same = f'sum(authorized_hits{{{tokens}, user="u1"}})'
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: shared.query(same, env.end), range(8)))
+        assert len(proxy.log) == 1 and shared.sent == 1
+        assert {a[0].value for a in answers} == {SLOPES["u1"] * 3 * HOUR / SCRAPE}
+        proxy.log.clear()
+        users = [u for u in (*SLOPES, LATE_USER) if u != "u1"]  # u1's answer is still fresh
+        with ThreadPoolExecutor(8) as pool:
+            values = list(
+                pool.map(
+                    lambda u: shared.query(
+                        f'sum(authorized_hits{{{tokens}, user="{u}"}})', env.end
+                    ),
+                    users,
+                )
+            )
+        assert len(proxy.log) == len(users)
+        assert _in_flight_peak(proxy.log) == 2
+        assert [v[0].value for v in values[:2]] == [40 * 3 * HOUR / SCRAPE, 30 * 3 * HOUR / SCRAPE]
+        shared.query(same, env.end)  # still fresh: answered from the cache
+        assert len(proxy.log) == len(users)
+    finally:
+        server.shutdown()

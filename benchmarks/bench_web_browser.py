@@ -1,0 +1,380 @@
+"""The built-in web dashboard in headless Chromium at 10,000 users x 5 models: before and after.
+
+History: `bench_dashboard_queries.py`'s deterministic traffic (its OpenMetrics
+generator and `promtool tsdb create-blocks-from openmetrics`), 10,000 users x
+5 models x 2 namespaces over 24 h sampled every 120 s (so this shared 2-core
+machine builds it in minutes; the views below are "Last 7 days", so series
+are born mid-range), raw counters, a real Prometheus 2.42 with its default
+limits. "before" serves the dashboard from `git archive <ref> src` (default
+`main`), "after" from this tree, each as `maas-metrics serve`, one after the
+other against the same Prometheus.
+
+Per variant and view ("Last 7 days", All and tier=premium), in a fresh
+headless Debian Chromium (fresh profile): seconds until every panel is drawn
+(every panel body has its state and no callback is loading; charts have their
+SVG), the longest main-thread task (Long Tasks API), the data payload (the
+layout and callback responses; the static scripts are the same for both and
+listed apart) and DOM nodes. A view not drawn within --cap seconds is
+recorded as such. Then, for "after", four tabs (2 x All, 2 x premium) on
+the 30 s auto-refresh for --tabs-seconds: refreshes of one tab that overlap
+(a callback of refresh n+1 sent before the last answer of refresh n),
+panels that timed out or failed, the most queries Prometheus ran at once
+(`prometheus_engine_queries`, sampled every second) and the queries it ran.
+
+Run: .venv/bin/python benchmarks/bench_web_browser.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import Page, Request, sync_playwright
+from rich.progress import Progress
+from tests.servers import free_port, wait_for_port
+
+import bench_dashboard_queries as dq
+import benchlib
+from maas_metrics.prometheus import PrometheusProcess
+
+MODELS = ("granite-8b", "llama-3-8b", "mistral-7b", "qwen-2-7b", "phi-3-mini")
+SCRAPE = 120
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+VIEWS = {
+    "Last 7 days, All": "?from=now-7d&to=now",
+    "Last 7 days, tier=premium": "?from=now-7d&to=now&var-tier=premium",
+}
+RESULTS = benchlib.RESULTS / "web-scale.md"
+
+LONG_TASKS = """
+window.__longest = 0; window.__longTasks = 0;
+new PerformanceObserver(list => { for (const e of list.getEntries()) {
+    window.__longTasks += 1; window.__longest = Math.max(window.__longest, e.duration); } })
+  .observe({type: 'longtask', buffered: true});
+"""
+DRAWN = """() => {
+    const panels = Array.from(document.querySelectorAll('section.panel'));
+    return panels.length > 0
+        && panels.every(p => p.querySelector('.panel-body[data-state]'))
+        && !document.querySelector('[data-dash-is-loading="true"]')
+        && Array.from(document.querySelectorAll('.panel-graph')).every(g => g.querySelector('.main-svg'));
+}"""
+
+
+@dataclass
+class ViewResult:
+    drawn_seconds: float | None
+    longest_task_ms: float | None = None
+    long_tasks: int | None = None
+    payload_bytes: int = 0
+    static_bytes: int = 0
+    dom_nodes: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def source_tree(ref: str, into: Path) -> Path:
+    """`src/` of git `ref`, unpacked into `into` (no worktree, nothing checked out)."""
+    archive = subprocess.run(
+        ["git", "archive", ref, "src"], cwd=benchlib.ROOT, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def serve(src: Path, prometheus: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    command = [sys.executable, "-m", "maas_metrics", "serve", "--config", str(dq.CONFIG)]
+    command += ["--prometheus", prometheus, "--port", str(port), "--scrape-interval", str(SCRAPE)]
+    process = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    wait_for_port(port, timeout=120, process=process)
+    return process, f"http://127.0.0.1:{port}/"
+
+
+def measure_view(playwright: Any, url: str, cap: float) -> ViewResult:
+    browser = playwright.chromium.launch(
+        executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+    )
+    try:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.add_init_script(LONG_TASKS)
+        finished: list[Request] = []
+        page.on("requestfinished", finished.append)
+        began = time.monotonic()
+        page.goto(url, timeout=cap * 1000)
+        try:
+            page.wait_for_function(DRAWN, timeout=cap * 1000, polling=500)
+        except Exception:  # not drawn within the cap (or the tab froze): record it as such
+            result = ViewResult(None)
+        else:
+            result = ViewResult(time.monotonic() - began)
+            page.wait_for_timeout(2000)  # tasks that end after the last panel
+            result.longest_task_ms = page.evaluate("() => window.__longest")
+            result.long_tasks = page.evaluate("() => window.__longTasks")
+            result.dom_nodes = page.evaluate("() => document.getElementsByTagName('*').length")
+            result.errors = page.eval_on_selector_all(
+                '.panel-body[data-state="error"]', "bs => bs.map(b => b.textContent)"
+            )
+        for request in finished:
+            size = request.sizes()["responseBodySize"]
+            if "_dash-layout" in request.url or "_dash-update-component" in request.url:
+                result.payload_bytes += size
+            else:
+                result.static_bytes += size
+        return result
+    finally:
+        browser.close()
+
+
+@dataclass
+class TabLog:
+    """One tab's callback requests: (sent, answered, refresh generation)."""
+
+    calls: list[tuple[float, float | None, int]] = field(default_factory=list)
+    pending: dict[int, tuple[float, int]] = field(default_factory=dict)
+    failed: int = 0
+
+    def watch(self, page: Page) -> None:
+        def sent(request: Request) -> None:
+            if "_dash-update-component" not in request.url:
+                return
+            body = json.loads(request.post_data or "{}")
+            inputs = body.get("inputs", [])
+            value = inputs[0].get("value") if inputs else None
+            if inputs and inputs[0].get("id") == "request" and isinstance(value, dict):
+                self.pending[id(request)] = (time.monotonic(), int(value["generation"]))
+
+        def done(request: Request) -> None:
+            start = self.pending.pop(id(request), None)
+            if start is not None:
+                self.calls.append((start[0], time.monotonic(), start[1]))
+
+        def failed(request: Request) -> None:
+            done(request)
+            self.failed += 1
+
+        page.on("request", sent)
+        page.on("requestfinished", done)
+        page.on("requestfailed", failed)
+
+    def refreshes(self) -> list[tuple[int, float, float]]:
+        spans: dict[int, tuple[float, float]] = {}
+        for sent, answered, generation in self.calls:
+            first, last = spans.get(generation, (sent, answered or sent))
+            spans[generation] = (min(first, sent), max(last, answered or sent))
+        return sorted((g, a, b) for g, (a, b) in spans.items())
+
+    def overlaps(self) -> int:
+        spans = self.refreshes()
+        return sum(1 for (_, _, end), (_, start, _) in itertools.pairwise(spans) if start < end)
+
+
+def prometheus_metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def four_tabs(playwright: Any, url: str, prometheus: str, seconds: float) -> dict[str, Any]:
+    browser = playwright.chromium.launch(
+        executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+    )
+    busiest = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            busiest[0] = max(
+                busiest[0], prometheus_metric(prometheus, "prometheus_engine_queries ")
+            )
+            stop.wait(1.0)
+
+    queries_before = prometheus_metric(
+        prometheus, 'prometheus_engine_query_duration_seconds_count{slice="inner_eval"}'
+    )
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    logs: list[TabLog] = []
+    errors: set[str] = set()
+    try:
+        pages = []
+        for query in (*VIEWS.values(), *VIEWS.values()):
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            log = TabLog()
+            log.watch(page)
+            logs.append(log)
+            page.goto(url + query)
+            pages.append(page)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for page in pages:
+                errors.update(
+                    page.eval_on_selector_all(
+                        '.panel-body[data-state="error"]', "bs => bs.map(b => b.textContent)"
+                    )
+                )
+            pages[0].wait_for_timeout(5000)
+    finally:
+        stop.set()
+        sampler.join()
+        browser.close()
+    queries = prometheus_metric(
+        prometheus, 'prometheus_engine_query_duration_seconds_count{slice="inner_eval"}'
+    )
+    return {
+        "refreshes": [len(log.refreshes()) for log in logs],
+        "overlaps": sum(log.overlaps() for log in logs),
+        "failed_requests": sum(log.failed for log in logs),
+        "panel_errors": sorted(errors),
+        "max_concurrent_queries": busiest[0],
+        "queries": queries - queries_before,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--before", default="main", help="git ref of the 'before' dashboard")
+    parser.add_argument("--cap", type=float, default=240, help="seconds to wait for a view")
+    parser.add_argument("--tabs-seconds", type=float, default=180)
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "maas-bench-web"
+    )
+    args = parser.parse_args()
+    dq.MODELS = MODELS  # type: ignore[assignment]
+    dq.SCRAPE = SCRAPE
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    marker = args.data_dir / "raw.ready"
+    start = (
+        json.loads(marker.read_text())["start"]
+        if marker.exists()
+        else int(time.time()) // dq.BLOCK * dq.BLOCK - args.hours * 3600
+    )
+    data = dq.DataSet(args.users, args.hours, start)
+    built = time.perf_counter()
+    with Progress(console=benchlib.console) as progress:
+        dq.build_tsdb(data, args.data_dir, progress)
+    built = time.perf_counter() - built
+    command = ".venv/bin/python benchmarks/bench_web_browser.py"
+    info = benchlib.RunInfo.begin(command)
+    prometheus = PrometheusProcess(args.data_dir, retention="3650d")
+    prometheus.start(timeout=900)
+    results: dict[str, dict[str, ViewResult]] = {}
+    tabs: dict[str, Any] = {}
+    work = Path(tempfile.mkdtemp(prefix="maas-bench-web-"))
+    try:
+        trees = {
+            f"before ({args.before})": source_tree(args.before, work / "before"),
+            "after": benchlib.ROOT / "src",
+        }
+        with sync_playwright() as playwright:
+            for variant, src in trees.items():
+                server, url = serve(src, prometheus.url, work / f"{variant[:5]}.log")
+                try:
+                    results[variant] = {}
+                    for view, query in VIEWS.items():
+                        benchlib.console.print(f"{variant}: {view}")
+                        results[variant][view] = measure_view(playwright, url + query, args.cap)
+                        benchlib.console.print(results[variant][view])
+                    if variant == "after":
+                        benchlib.console.print("after: four tabs on auto-refresh")
+                        tabs = four_tabs(playwright, url, prometheus.url, args.tabs_seconds)
+                        benchlib.console.print(tabs)
+                finally:
+                    server.terminate()
+                    server.wait(timeout=30)
+    finally:
+        prometheus.stop()
+    info.end()
+    write(args, results, tabs, info, built)
+
+
+def _fmt(result: ViewResult, cap: float) -> list[str]:
+    drawn = (
+        f"{result.drawn_seconds:.1f} s"
+        if result.drawn_seconds is not None
+        else f"not drawn in {cap:.0f} s"
+    )
+    longest = (
+        f"{result.longest_task_ms / 1000:.2f} s" if result.longest_task_ms is not None else "-"
+    )
+    return [
+        drawn,
+        longest,
+        f"{result.payload_bytes / 1e6:.2f} MB",
+        str(result.dom_nodes) if result.dom_nodes is not None else "-",
+        ", ".join(sorted(set(result.errors))) or "none",
+    ]
+
+
+def write(
+    args: argparse.Namespace,
+    results: dict[str, dict[str, ViewResult]],
+    tabs: dict[str, Any],
+    info: benchlib.RunInfo,
+    built: float,
+) -> None:
+    headers = [
+        "variant, view",
+        "every panel drawn",
+        "longest main-thread task",
+        "data payload",
+        "DOM nodes",
+        "panel errors",
+    ]
+    rows = [
+        [f"{variant}: {view}", *_fmt(result, args.cap)]
+        for variant, views in results.items()
+        for view, result in views.items()
+    ]
+    static = max((r.static_bytes for v in results.values() for r in v.values()), default=0)
+    body = [
+        "## Web dashboard in a browser at 10,000 users (bench_web_browser.py)",
+        "",
+        info.markdown(),
+        f"History: {args.users:,} users x {len(MODELS)} models x 2 namespaces, {args.hours} h sampled "
+        f"every {SCRAPE} s, raw counters (no recording rules), Prometheus 2.42 with default limits; "
+        f"building it took {built:.0f} s (0 when reused). Headless Debian Chromium, fresh profile per view, "
+        f"views opened by URL. Static scripts (the same for both): {static / 1e6:.1f} MB, not in the payload.",
+        "",
+        benchlib.markdown_table(headers, rows),
+        "",
+    ]
+    if tabs:
+        body += [
+            f"Four tabs (2 x All, 2 x tier=premium, Last 7 days) on the 30 s auto-refresh for "
+            f"{args.tabs_seconds:.0f} s (after): refreshes per tab {tabs['refreshes']}, overlapping "
+            f"refreshes {tabs['overlaps']}, failed callback requests {tabs['failed_requests']}, panels "
+            f"that failed or timed out: {', '.join(tabs['panel_errors']) or 'none'}; most queries "
+            f"Prometheus ran at once {tabs['max_concurrent_queries']:.0f} (sampled every second), "
+            f"queries it ran {tabs['queries']:.0f}.",
+            "",
+        ]
+    RESULTS.write_text("\n".join(body))
+    benchlib.print_table("Web dashboard at scale", headers, rows)
+    benchlib.console.print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
