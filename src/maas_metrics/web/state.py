@@ -9,6 +9,7 @@ interval, so identical panels of other tabs are identical queries and
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from maas_metrics.dashboard.model import Catalogue, Panel
@@ -21,6 +22,8 @@ from maas_metrics.web.urlstate import FILTER_NAMES, View
 
 #: At most this many users are offered by the user filter at once (search for the others).
 USER_OPTIONS = 100
+#: How far a tab's clock may be from the server's before the server's is used.
+CLOCK_SKEW_SECONDS = 300
 
 
 def selection_of(view: View) -> Selection:
@@ -43,7 +46,14 @@ class WebDashboard:
         self.tier_colours = dict(catalogue.tier_colours)
 
     def window(self, view: View, now: float) -> Window:
-        """The query window of `view` at the tab's clock `now` (rounded down to the scrape interval)."""
+        """The query window of `view` at the tab's clock `now` (rounded down to the scrape interval).
+
+        The tab's clock keeps every panel of a refresh at one time; a clock
+        that is off by more than `CLOCK_SKEW_SECONDS` is replaced by the server's.
+        """
+        server = time.time()
+        if not math.isfinite(now) or abs(now - server) > CLOCK_SKEW_SECONDS:
+            now = server
         step = max(self.scrape_interval_seconds, 1.0)
         rounded = math.floor(now / step) * step
         start, end = resolve_range(view.start, view.end, rounded)
@@ -86,10 +96,5 @@ class WebDashboard:
         if name == "user":
             needle = (search or "").casefold()
             values = [v for v in values if needle in v.casefold()][:USER_OPTIONS]
-        # Keep chosen values selectable even when the range no longer holds them.
-        chosen = view.chosen(name)
-        return (
-            [v for v in chosen if v not in values] + values
-            if name == "user"
-            else values + [v for v in chosen if v not in values]
-        )
+        # Keep chosen values selectable even when the range (or the search) leaves them out.
+        return values + [v for v in view.chosen(name) if v not in values]
