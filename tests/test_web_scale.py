@@ -30,9 +30,12 @@ from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.promql import OTHERS
 from maas_metrics.dashboard.variables import Selection
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.web import state as state_module
 from maas_metrics.web.app import create_app
 from maas_metrics.web.data import DashboardData, Window
 from maas_metrics.web.queries import SharedQueries
+from maas_metrics.web.state import WebDashboard
+from maas_metrics.web.urlstate import View
 from tests.conftest import EXAMPLE_CONFIG
 from tests.servers import free_port
 
@@ -360,3 +363,15 @@ def test_identical_queries_are_sent_once_and_at_most_n_at_a_time(env: Env) -> No
         assert len(proxy.log) == len(users)
     finally:
         server.shutdown()
+
+
+def test_the_user_filter_searches_on_the_server(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A capped list of matching users (chosen ones kept), never every user of the range."""
+    monkeypatch.setattr(state_module, "USER_OPTIONS", 3)
+    with PrometheusAPI(env.url) as api:
+        state = WebDashboard(build_catalogue(CONFIG), api, SCRAPE)
+        view = View("now-6h", "now", {"user": ("u7",)})
+        window = state.window(view, float(env.end))
+        assert state.options("user", view, window) == ["u1", "u2", "u3", "u7"]
+        assert state.options("user", view, window, "U5") == ["u5", "u7"]
+        assert state.options("user", view, window, "nobody") == ["u7"]
