@@ -25,6 +25,7 @@ from maas_metrics.web.units import format_value
 TEXT = "#CCCCDC"
 MUTED = "#8E8E9E"
 GRID = "rgba(204, 204, 220, 0.12)"
+TABLE_PAGE = 100
 _LEGEND_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -336,7 +337,8 @@ def _table(data: PanelData, tiers: Mapping[str, str]) -> DataTable:
         data=cast(Any, table_rows(data)),
         columns=columns,
         sort_action="native",
-        page_action="none",
+        page_action="native",  # pages of TABLE_PAGE rows: the DOM stays small at any row count
+        page_size=TABLE_PAGE,
         style_table={"height": "100%", "overflowY": "auto"},
         style_as_list_view=True,
         style_header={
