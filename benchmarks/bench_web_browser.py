@@ -68,7 +68,10 @@ CLICKS = {
         '.dash-dropdown-option:has(input[value="premium"])',
     ],
 }
-HAS_DATA = "() => document.querySelector('#panel-total_hits .panel-body[data-state=\"data\"]')"
+#: The chosen view has arrived: total hits above 0 (the default last hour holds none) or an error.
+HAS_DATA = """() => { const body = document.querySelector('#panel-total_hits .panel-body');
+    const item = document.querySelector('#panel-total_hits .stat-item');
+    return body && (body.dataset.state === 'error' || (item && parseFloat(item.dataset.value) > 0)); }"""
 RESULTS = benchlib.RESULTS / "web-scale.md"
 
 LONG_TASKS = """
@@ -224,6 +227,15 @@ def prometheus_metric(url: str, name: str) -> float:
     return total
 
 
+def idle(prometheus: str, limit: float = 300) -> None:
+    """Wait until Prometheus runs no query (what an earlier view left running), at most `limit` s."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and prometheus_metric(
+        prometheus, "prometheus_engine_queries "
+    ):
+        time.sleep(2)
+
+
 def four_tabs(playwright: Any, url: str, prometheus: str, seconds: float) -> dict[str, Any]:
     browser = playwright.chromium.launch(
         executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
@@ -329,6 +341,7 @@ def main() -> None:
                 try:
                     results[variant] = {}
                     for view, query in VIEWS.items():
+                        idle(prometheus.url)
                         benchlib.console.print(f"{variant}: {view}")
                         by_clicks = CLICKS[view] if variant != "after" else None
                         target = url if by_clicks is not None else url + query
@@ -337,12 +350,17 @@ def main() -> None:
                         )
                         benchlib.console.print(results[variant][view])
                     if variant == "after":
+                        idle(prometheus.url)
                         benchlib.console.print("after: four tabs on auto-refresh")
                         tabs = four_tabs(playwright, url, prometheus.url, args.tabs_seconds)
                         benchlib.console.print(tabs)
                 finally:
                     server.terminate()
-                    server.wait(timeout=30)
+                    try:
+                        server.wait(timeout=30)
+                    except subprocess.TimeoutExpired:  # threads still waiting on Prometheus
+                        server.kill()
+                        server.wait()
     finally:
         prometheus.stop()
     info.end()
