@@ -22,7 +22,10 @@ the 30 s auto-refresh for --tabs-seconds: refreshes of one tab that overlap
 panels that timed out or failed, the most queries Prometheus ran at once
 (`prometheus_engine_queries`, sampled every second) and the queries it ran.
 
-Run: .venv/bin/python benchmarks/bench_web_browser.py
+`--rules` backfills the recording rules (`promtool tsdb create-blocks-from
+rules`) and measures "after" served with `serve --recording-rules` instead.
+
+Run: .venv/bin/python benchmarks/bench_web_browser.py [--rules]
 """
 
 from __future__ import annotations
@@ -120,10 +123,12 @@ def source_tree(ref: str, into: Path) -> Path:
     return into / "src"
 
 
-def serve(src: Path, prometheus: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def serve(
+    src: Path, prometheus: str, log: Path, extra: list[str]
+) -> tuple[subprocess.Popen[bytes], str]:
     port = benchlib.free_port()
     env = {**os.environ, "PYTHONPATH": str(src)}
-    command = [sys.executable, "-m", "maas_metrics", "serve", "--config", str(dq.CONFIG)]
+    command = [sys.executable, "-m", "maas_metrics", "serve", "--config", str(dq.CONFIG), *extra]
     command += ["--prometheus", prometheus, "--port", str(port), "--scrape-interval", str(SCRAPE)]
     process = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     benchlib.wait_for_port(port, timeout=120, process=process)
@@ -306,6 +311,11 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=240, help="seconds to wait for a view")
     parser.add_argument("--tabs-seconds", type=float, default=180)
     parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="Backfill the recording rules and measure only 'after' with serve --recording-rules.",
+    )
+    parser.add_argument(
         "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "maas-bench-web"
     )
     args = parser.parse_args()
@@ -323,33 +333,44 @@ def main() -> None:
     with Progress(console=benchlib.console) as progress:
         dq.build_tsdb(data, args.data_dir, progress)
     built = time.perf_counter() - built
-    command = ".venv/bin/python benchmarks/bench_web_browser.py"
+    command = ".venv/bin/python benchmarks/bench_web_browser.py" + (
+        " --rules" if args.rules else ""
+    )
     info = benchlib.RunInfo.begin(command)
     prometheus = PrometheusProcess(args.data_dir, retention="3650d")
     prometheus.start(timeout=900)
+    if args.rules:
+        with Progress(console=benchlib.console) as progress:
+            began = time.perf_counter()
+            dq.build_rules(data, prometheus, progress)
+            built += time.perf_counter() - began
     results: dict[str, dict[str, ViewResult]] = {}
     tabs: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="maas-bench-web-"))
     try:
-        trees = {
-            f"before ({args.before})": source_tree(args.before, work / "before"),
-            "after": benchlib.ROOT / "src",
+        trees: dict[str, tuple[Path, list[str]]] = {
+            "after, recording rules": (benchlib.ROOT / "src", ["--recording-rules"])
         }
+        if not args.rules:
+            trees = {
+                f"before ({args.before})": (source_tree(args.before, work / "before"), []),
+                "after": (benchlib.ROOT / "src", []),
+            }
         with sync_playwright() as playwright:
-            for variant, src in trees.items():
-                server, url = serve(src, prometheus.url, work / f"{variant[:5]}.log")
+            for variant, (src, extra) in trees.items():
+                server, url = serve(src, prometheus.url, work / f"{variant[:5]}.log", extra)
                 try:
                     results[variant] = {}
                     for view, query in VIEWS.items():
                         idle(prometheus.url)
                         benchlib.console.print(f"{variant}: {view}")
-                        by_clicks = CLICKS[view] if variant != "after" else None
+                        by_clicks = CLICKS[view] if variant.startswith("before") else None
                         target = url if by_clicks is not None else url + query
                         results[variant][view] = measure_view(
                             playwright, target, args.cap, by_clicks
                         )
                         benchlib.console.print(results[variant][view])
-                    if variant == "after":
+                    if variant.startswith("after"):
                         idle(prometheus.url)
                         benchlib.console.print("after: four tabs on auto-refresh")
                         tabs = four_tabs(playwright, url, prometheus.url, args.tabs_seconds)
@@ -410,11 +431,11 @@ def write(
     ]
     static = max((r.static_bytes for v in results.values() for r in v.values()), default=0)
     body = [
-        "## Web dashboard in a browser at 10,000 users (bench_web_browser.py)",
+        f"## Web dashboard in a browser at 10,000 users{', recording rules' if args.rules else ''} (bench_web_browser.py)",
         "",
         info.markdown(),
         f"History: {args.users:,} users x {len(MODELS)} models x 2 namespaces, {args.hours} h sampled "
-        f"every {SCRAPE} s, raw counters (no recording rules), Prometheus 2.42 with default limits; "
+        f"every {SCRAPE} s, {'recording rules backfilled by promtool' if args.rules else 'raw counters'}, Prometheus 2.42 with default limits; "
         f"building it took {built:.0f} s (0 when reused). Headless Debian Chromium, fresh profile per view, "
         f"views opened by URL. Static scripts (the same for both): {static / 1e6:.1f} MB, not in the payload.",
         "",
@@ -424,7 +445,7 @@ def write(
     if tabs:
         body += [
             f"Four tabs (2 x All, 2 x tier=premium, Last 7 days) on the 30 s auto-refresh for "
-            f"{args.tabs_seconds:.0f} s (after): refreshes per tab {tabs['refreshes']}, overlapping "
+            f"{args.tabs_seconds:.0f} s ({next(reversed(results))}): refreshes per tab {tabs['refreshes']}, overlapping "
             f"refreshes {tabs['overlaps']}, longest main-thread task during the refreshes "
             f"{tabs['longest_task_ms'] / 1000:.2f} s, failed callback requests {tabs['failed_requests']}, panels "
             f"that failed or timed out: {', '.join(tabs['panel_errors']) or 'none'}; most queries "
@@ -432,7 +453,9 @@ def write(
             f"queries it ran {tabs['queries']:.0f}.",
             "",
         ]
-    RESULTS.write_text("\n".join(body))
+    benchlib.update_section(
+        "web-browser-rules" if args.rules else "web-browser", "\n".join(body), RESULTS
+    )
     benchlib.print_table("Web dashboard at scale", headers, rows)
     benchlib.console.print(f"written to {RESULTS}")
 
