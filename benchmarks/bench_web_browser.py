@@ -135,6 +135,18 @@ def serve(
     return process, f"http://127.0.0.1:{port}/"
 
 
+def read(page: Page, expression: str, timeout: float) -> Any:
+    """`expression`'s value, or None when the tab's main thread stays busy for `timeout` s.
+
+    (`page.evaluate` has no timeout: on a frozen tab it would wait forever.)
+    """
+    try:
+        handle = page.wait_for_function(f"() => [({expression})()]", timeout=timeout * 1000)
+    except Exception:  # the tab did not answer in time
+        return None
+    return handle.json_value()[0]
+
+
 def measure_view(playwright: Any, url: str, cap: float, clicks: list[str] | None) -> ViewResult:
     """Open the view by URL, or (`clicks`, for a dashboard without URL state) by the filter bar."""
     browser = playwright.chromium.launch(
@@ -162,13 +174,24 @@ def measure_view(playwright: Any, url: str, cap: float, clicks: list[str] | None
         else:
             result = ViewResult(time.monotonic() - began)
             page.wait_for_timeout(2000)  # tasks that end after the last panel
-            result.longest_task_ms = page.evaluate("() => window.__longest")
-            result.longest_other_ms = page.evaluate(LONGEST_OTHER)
-            result.long_tasks = page.evaluate("() => window.__longTasks")
-            result.dom_nodes = page.evaluate("() => document.getElementsByTagName('*').length")
-            result.errors = page.eval_on_selector_all(
-                '.panel-body[data-state="error"]', "bs => bs.map(b => b.textContent)"
+            facts = read(
+                page,
+                """() => [window.__longest, ("""
+                + LONGEST_OTHER
+                + """)(), window.__longTasks,
+                    document.getElementsByTagName('*').length,
+                    Array.from(document.querySelectorAll('.panel-body[data-state="error"]'))
+                        .map(b => b.textContent)]""",
+                cap,
             )
+            if facts is not None:
+                (
+                    result.longest_task_ms,
+                    result.longest_other_ms,
+                    result.long_tasks,
+                    result.dom_nodes,
+                    result.errors,
+                ) = facts
         for request in finished:
             size = request.sizes()["responseBodySize"]
             if "_dash-layout" in request.url or "_dash-update-component" in request.url:
