@@ -431,7 +431,7 @@ def _fmt(result: ViewResult, cap: float) -> list[str]:
         seconds(result.longest_other_ms),
         f"{result.payload_bytes / 1e6:.2f} MB",
         str(result.dom_nodes) if result.dom_nodes is not None else "-",
-        ", ".join(sorted(set(result.errors))) or "none",
+        "; ".join(f"{result.errors.count(e)} x {e}" for e in sorted(set(result.errors))) or "none",
     ]
 
 
