@@ -22,10 +22,11 @@ the 30 s auto-refresh for --tabs-seconds: refreshes of one tab that overlap
 panels that timed out or failed, the most queries Prometheus ran at once
 (`prometheus_engine_queries`, sampled every second) and the queries it ran.
 
-`--rules` backfills the recording rules (`promtool tsdb create-blocks-from
-rules`) and measures "after" served with `serve --recording-rules` instead.
+Not measured here: `serve --recording-rules`. The rules record one-minute
+increases, which need at least two samples a minute, and this history is
+sampled every 120 s to be buildable here.
 
-Run: .venv/bin/python benchmarks/bench_web_browser.py [--rules]
+Run: .venv/bin/python benchmarks/bench_web_browser.py
 """
 
 from __future__ import annotations
@@ -338,11 +339,6 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=240, help="seconds to wait for a view")
     parser.add_argument("--tabs-seconds", type=float, default=180)
     parser.add_argument(
-        "--rules",
-        action="store_true",
-        help="Backfill the recording rules and measure only 'after' with serve --recording-rules.",
-    )
-    parser.add_argument(
         "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "maas-bench-web"
     )
     args = parser.parse_args()
@@ -360,29 +356,18 @@ def main() -> None:
     with Progress(console=benchlib.console) as progress:
         dq.build_tsdb(data, args.data_dir, progress)
     built = time.perf_counter() - built
-    command = ".venv/bin/python benchmarks/bench_web_browser.py" + (
-        " --rules" if args.rules else ""
-    )
+    command = ".venv/bin/python benchmarks/bench_web_browser.py"
     info = benchlib.RunInfo.begin(command)
     prometheus = PrometheusProcess(args.data_dir, retention="3650d")
     prometheus.start(timeout=900)
-    if args.rules:
-        with Progress(console=benchlib.console) as progress:
-            began = time.perf_counter()
-            dq.build_rules(data, prometheus, progress)
-            built += time.perf_counter() - began
     results: dict[str, dict[str, ViewResult]] = {}
     tabs: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="maas-bench-web-"))
     try:
         trees: dict[str, tuple[Path, list[str]]] = {
-            "after, recording rules": (benchlib.ROOT / "src", ["--recording-rules"])
+            f"before ({args.before})": (source_tree(args.before, work / "before"), []),
+            "after": (benchlib.ROOT / "src", []),
         }
-        if not args.rules:
-            trees = {
-                f"before ({args.before})": (source_tree(args.before, work / "before"), []),
-                "after": (benchlib.ROOT / "src", []),
-            }
         with sync_playwright() as playwright:
             for variant, (src, extra) in trees.items():
                 server, url = serve(src, prometheus.url, work / f"{variant[:5]}.log", extra)
@@ -458,11 +443,11 @@ def write(
     ]
     static = max((r.static_bytes for v in results.values() for r in v.values()), default=0)
     body = [
-        f"## Web dashboard in a browser at 10,000 users{', recording rules' if args.rules else ''} (bench_web_browser.py)",
+        "## Web dashboard in a browser at 10,000 users (bench_web_browser.py)",
         "",
         info.markdown(),
         f"History: {args.users:,} users x {len(MODELS)} models x 2 namespaces, {args.hours} h sampled "
-        f"every {SCRAPE} s, {'recording rules backfilled by promtool' if args.rules else 'raw counters'}, Prometheus 2.42 with default limits; "
+        f"every {SCRAPE} s, raw counters, Prometheus 2.42 with default limits; "
         f"building it took {built:.0f} s (0 when reused). Headless Debian Chromium, fresh profile per view, "
         f"views opened by URL. Static scripts (the same for both): {static / 1e6:.1f} MB, not in the payload.",
         "",
@@ -480,9 +465,7 @@ def write(
             f"queries it ran {tabs['queries']:.0f}.",
             "",
         ]
-    benchlib.update_section(
-        "web-browser-rules" if args.rules else "web-browser", "\n".join(body), RESULTS
-    )
+    benchlib.update_section("web-browser", "\n".join(body), RESULTS)
     benchlib.print_table("Web dashboard at scale", headers, rows)
     benchlib.console.print(f"written to {RESULTS}")
 
