@@ -225,7 +225,9 @@ def served(env: Env, request: pytest.FixtureRequest) -> Iterator[tuple[str, Dela
         yield f"http://127.0.0.1:{server.server_port}/", proxy
     finally:
         server.shutdown()
+        server.server_close()
         proxy_server.shutdown()
+        proxy_server.server_close()
 
 
 def _drawn(page: Page) -> None:
@@ -363,6 +365,7 @@ def test_identical_queries_are_sent_once_and_at_most_n_at_a_time(env: Env) -> No
         assert len(proxy.log) == len(users)
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def test_the_user_filter_searches_on_the_server(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
