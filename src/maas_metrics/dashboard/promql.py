@@ -180,14 +180,17 @@ OTHERS_LABEL = "maas_others"
 
 
 def top_and_others(top: str, everyone: str, label: str = "user") -> str:
-    """The rows of `top` plus one `label="others"` row: the sum of `everyone` minus the sum of `top`.
+    """The rows of `top` plus one `label="others"` row: the sum of every row of `everyone` whose
+    `label` is not among `top`'s.
 
     `top` must be `everyone` narrowed to the chosen users (same counters, same
-    aggregation), so the rows add up exactly to the panel's total whatever the
-    ranking did with ties. The rest row is left out when it is 0, so a panel
-    with N users or fewer shows just them. Works per step in range queries.
+    aggregation), so the rows add up to the panel's total whatever the ranking
+    did with ties. The rest is summed from the other users' rows rather than
+    subtracted from the total, so it is exactly absent (not a rounding error)
+    when the top holds everyone, and left out when it is 0. Works per step in
+    range queries.
     """
-    rest = f"(sum({everyone}) - (sum({top}) or vector(0))) > 0"
+    rest = f"sum(({everyone}) unless on ({label}) ({top})) > 0"
     return f"({top}) or {_label(_label(rest, label, OTHERS), OTHERS_LABEL, 'true')}"
 
 
