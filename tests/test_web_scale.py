@@ -117,8 +117,7 @@ def test_top_users_and_others_add_up_to_the_total(env: Env) -> None:
         window = Window(env.end, HOUR, SCRAPE)
         rows = {s.labels["user"]: s.value for s in _rows(data, "hits_by_user_tier", window).samples}
     per_user = {u: s * HOUR / SCRAPE for u, s in SLOPES.items()}  # linear counters: exact increase
-    late = api_late = LATE_SLOPE * 1200 / SCRAPE  # born mid-range: counted from its first sample
-    del api_late
+    late = LATE_SLOPE * 1200 / SCRAPE  # born mid-range at 0: counted from its first sample
     total = sum(per_user.values()) + late
     top = {u: v for u, v in rows.items() if u != OTHERS}
     assert len(top) == TOP
