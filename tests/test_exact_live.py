@@ -63,6 +63,8 @@ from tests.gateway_harness import gateway_process, running_mock, write_config
 
 REQUESTS_NS, TOKENS_NS = "maas/requests", "maas/tokens"
 MODELS = ("granite-8b", "llama-3-8b", "mistral-7b")
+SLOW_MODEL = "mistral-7b"  # on a mock with latency: its SSE events arrive ~50 ms apart
+SLOW_MS = 400  # before the first byte, then spread over the events (simulate/mock_model.py)
 WINDOW = 600  # every limit's window: no window ends during the test
 TOKEN_CAP = (
     20  # the `capped` tier's token max: its first answer (a 100-character prompt) uses it up
@@ -85,7 +87,7 @@ NEAR_QUOTA = 0.9
 MODES = ("json", "stream_usage", "walk", "stream", "completion", "walk_usage")
 
 
-def make_config(upstream: str) -> Config:
+def make_config(upstream: str, slow_upstream: str) -> Config:
     def t(name: str, level: int, price: float, requests: int, tokens: int) -> dict[str, Any]:
         return tier(
             name, level, price_per_hit=price, requests=(requests, WINDOW), tokens=(tokens, WINDOW)
@@ -100,7 +102,10 @@ def make_config(upstream: str) -> Config:
                 t("premium", 3, 0.008, 10**6, 10**7),
                 t("enterprise", 4, 0.01, 10**6, 10**7),
             ],
-            "models": [{"name": m, "upstream": upstream} for m in MODELS],
+            "models": [
+                {"name": m, "upstream": slow_upstream if m == SLOW_MODEL else upstream}
+                for m in MODELS
+            ],
             "api_keys": [key for name, users in USERS.items() for key in api_keys(name, users)],
             "namespaces": {"requests": REQUESTS_NS, "tokens": TOKENS_NS},
             "gateway": {"upstream_timeout_seconds": 10},
@@ -156,7 +161,7 @@ def send(client: openai.OpenAI, user: str, tier_name: str, model: str, n: int, m
             model=model,
             messages=messages,
             stream=True,
-            max_tokens=5 + n * 7,
+            max_tokens=2 + n * 3 if mode.startswith("walk") else 5 + n * 7,
             stream_options={"include_usage": True} if with_usage else openai.omit,
         )
         text, usage, finished = "", None, False
@@ -191,6 +196,10 @@ def user_traffic(base_url: str, tier_name: str, index: int, user: str) -> list[R
         for n in range(1 + (index + len(tier_name)) % 3):
             mode = "json" if tier_name == "capped" and n == 0 else MODES[(index + n) % len(MODES)]
             model = MODELS[(index + 2 * n) % len(MODELS)]
+            if mode.startswith("walk"):
+                # The usage chunk is still on its way when the client leaves: the gateway must
+                # keep reading without it (on the fast mock the gateway has read it already).
+                model = SLOW_MODEL
             replies.append(send(client, user, tier_name, model, n, mode))
     return replies
 
@@ -552,8 +561,8 @@ def near_quota_truth(config: Config, truth: Truth) -> set[tuple[str, str]]:
 
 
 def test_live_traffic_reads_the_same_everywhere(tmp_path: Path) -> None:
-    with running_mock() as mock:
-        config = make_config(mock.url)
+    with running_mock() as mock, running_mock(latency_ms=SLOW_MS) as slow:
+        config = make_config(mock.url, slow.url)
         config_path = write_config(config, tmp_path / "maas.yaml")
         rules = tmp_path / "rules.yml"
         dashboard_json = tmp_path / "dashboard.json"
