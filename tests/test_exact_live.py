@@ -6,7 +6,10 @@ also loads the generated rule file (`maas-metrics rules`). 34 users in five
 tiers send 1-3 requests each with the official `openai` client: JSON chat and
 text completions, streams with and without `include_usage`, and streams the
 client walks away from at `finish_reason` (it stops iterating and closes the
-stream, as many SDK loops do). The tiers' limits are small, so some users are
+stream, as many SDK loops do). Walk-away streams ask a second mock model with
+latency (its SSE events arrive tens of ms apart), so the usage chunk is still
+on its way when the client leaves and the gateway must keep reading for it; on
+the fast mock the gateway would already have read it. The tiers' limits are small, so some users are
 limited by the request policy, some by the token policy, and the users of a
 tier whose request `max` is 0 are only ever limited: their `limited_calls`
 series are born at their first 429.
@@ -31,7 +34,13 @@ the gateway three times past the last answer:
 The range is "last 5 minutes" ending on a 15 s boundary (Grafana's step with
 its default 15 s datasource scrape interval), so the newest point of a rate
 panel stands at the range end and its `$__rate_interval` (1 m) holds all the
-traffic.
+traffic: that point times 60 s is the truth, and every earlier point lies
+between 0 and it. The hourly bars must add up to the truth per user.
+
+Checked to fail (scratch edits, not kept): with plain `increase()` in
+`promql.increase_exact` the report and most targets disagree; with a gateway
+that stops reading a stream once its client left, the walk-away users' tokens
+are missing from the report and every token panel.
 """
 
 from __future__ import annotations
@@ -544,18 +553,18 @@ def firing_near_quota(prometheus_url: str) -> set[tuple[str, str]]:
 
 
 def near_quota_truth(config: Config, truth: Truth) -> set[tuple[str, str]]:
-    """(user, policy) whose hits within the limit's window reach 90 % of a non-zero max."""
+    """(user, policy) whose hits (all models) within the limit's window reach 90 % of a max > 0."""
+    used: dict[tuple[str, str, str], int] = defaultdict(int)
+    for (namespace, user, tier_name, _), hits in truth.hits.items():
+        used[(namespace, user, tier_name)] += hits
     out = set()
-    for (namespace, user, tier_name, _), _count in truth.hits.items():
-        policy = "requests" if namespace == REQUESTS_NS else "tokens"
-        limit = (
-            config.tier(tier_name).request_limit
-            if policy == "requests"
-            else config.tier(tier_name).token_limit
-        )
+    for (namespace, user, tier_name), hits in used.items():
+        tier_config = config.tier(tier_name)
+        policy, limit = ("requests", tier_config.request_limit)
+        if namespace == TOKENS_NS:
+            policy, limit = ("tokens", tier_config.token_limit)
         assert limit is not None
-        used = sum(v for k, v in truth.hits.items() if k[:3] == (namespace, user, tier_name))
-        if limit.max and used >= NEAR_QUOTA * limit.max:
+        if limit.max and hits >= NEAR_QUOTA * limit.max:
             out.add((user, policy))
     return out
 
