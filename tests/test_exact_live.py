@@ -542,6 +542,19 @@ def scrapes_after(api: PrometheusAPI, moment: float, count: int) -> float:
     return seen
 
 
+def scrapes_until_still(api: PrometheusAPI, moment: float) -> float:
+    """Wait for scrapes after `moment` until two in a row read the same usage counters."""
+    query = 'sum by (__name__) ({__name__=~"authorized_hits|authorized_calls|limited_calls"})'
+    counters = None
+    for _ in range(20):
+        moment = scrapes_after(api, moment, 1)
+        latest = sorted((x.labels["__name__"], x.value) for x in api.query(query, time=moment))
+        if latest and latest == counters:
+            return moment
+        counters = latest
+    raise AssertionError("the gateway's counters kept moving after the last answer")
+
+
 def firing_near_quota(prometheus_url: str) -> set[tuple[str, str]]:
     response = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=10)
     response.raise_for_status()
@@ -608,8 +621,10 @@ def test_live_traffic_reads_the_same_everywhere(tmp_path: Path) -> None:
                 answered = time.time()
                 # Born-at-zero series show their count one scrape after their 0; a walk-away
                 # stream's tokens are reported after the client left: three scrapes after the last
-                # answer, then the range ends on the next 15 s boundary (Grafana's last step).
+                # answer, and more until two in a row read the same counters; then the range
+                # ends on the next 15 s boundary (Grafana's last step).
                 settled = scrapes_after(api, answered, 3)
+                settled = scrapes_until_still(api, settled)
                 end = float(math.ceil((settled + 0.5) / STEP) * STEP)
                 wait_until(lambda: time.time() > end + 0.5, "the range end", timeout=STEP + 5)
                 assert end - RATE_SECONDS < started, "the traffic took longer than $__rate_interval"
@@ -645,6 +660,24 @@ def test_live_traffic_reads_the_same_everywhere(tmp_path: Path) -> None:
                         ),
                         resolution=1.0,
                     ),
+                )
+                cli_report = json.loads(
+                    subprocess.run(
+                        [
+                            CLI,
+                            "report",
+                            *("--config", str(config_path), "--prometheus", prometheus.url),
+                            *(
+                                "--from",
+                                datetime.fromtimestamp(end - RANGE_SECONDS, UTC).isoformat(),
+                            ),
+                            *("--to", datetime.fromtimestamp(end, UTC).isoformat()),
+                            *("--resolution", "1s", "--format", "json"),
+                        ],
+                        check=True,
+                        capture_output=True,
+                        timeout=60,
+                    ).stdout
                 )
                 expected_alerts = near_quota_truth(config, truth)
                 firing: set[tuple[str, str]] = set()
@@ -692,6 +725,18 @@ def test_live_traffic_reads_the_same_everywhere(tmp_path: Path) -> None:
     want_total = tuple(map(sum, zip(*want_report.values(), strict=True)))
     if report_total != want_total:
         problems.append(f"report total {report_total} != {want_total}")
+    # The CLI's JSON states the same integers, and each row's cost at the config's prices.
+    day, unlisted = date.today(), dict(want_report)
+    for line in cli_report["rows"]:
+        row = (line["user"], line["tier"], line["model"])
+        numbers = (line["tokens"], line["allowed_calls"], line["limited_calls"])
+        if numbers != unlisted.pop(row, None) or not all(type(n) is int for n in numbers):
+            problems.append(f"report --format json {row}: {numbers}")
+        cost = line["tokens"] * config.tier(row[1]).price_per_hit_on(day, row[2])
+        if abs(line["cost_usd"] - cost) > 1e-6:
+            problems.append(f"report --format json {row}: cost {line['cost_usd']} != {cost}")
+    if unlisted:
+        problems.append(f"report --format json lacks the rows {sorted(unlisted)}")
 
     # Every dashboard target, from the Grafana JSON and from the web data layer.
     for name, s in selections.items():
