@@ -18,11 +18,14 @@ The truth is what the clients received: per user and model the 200s, the
 429s (which policy: the `qu` of the answer's `RateLimit-Policy`) and the
 tokens (`usage` where the client got it; else counted from the text the client
 received with the mock's documented formula ceil(characters / 4)), mapped to
-Limitador's counters by its documented semantics. After Prometheus has scraped
-the gateway three times past the last answer:
+Limitador's counters by its documented semantics. Once Prometheus has scraped
+the gateway at least three times past the last answer and two scrapes in a
+row read the same counters:
 
-* the usage report (`report.build_report`) equals it exactly: tokens, allowed
-  and limited calls per user, tier and model, as integers;
+* the usage report equals it exactly: tokens, allowed and limited calls per
+  user, tier and model (`report.build_report`, and `maas-metrics report
+  --format json`, whose numbers must be JSON integers and whose cost per row
+  is the tokens times the config's price);
 * every target of the generated Grafana JSON (`maas-metrics dashboard`),
   expanded as Grafana expands it (`dashboard.variables.expand`) for All and
   for a specific selection, and every target of the built-in web dashboard's
