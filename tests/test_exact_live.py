@@ -756,4 +756,7 @@ def test_live_traffic_reads_the_same_everywhere(tmp_path: Path) -> None:
         problems.append(
             f"MaaSUserNearQuota firing for {sorted(firing)}, not {sorted(expected_alerts)}"
         )
-    assert not problems, f"{len(problems)} disagreements:\n" + "\n".join(problems[:60])
+    where = Counter(problem.split(" ", 1)[0] for problem in problems)
+    assert not problems, f"{len(problems)} disagreements {dict(where)}:\n" + "\n".join(
+        problems[:60]
+    )
