@@ -474,9 +474,25 @@ def tolerance(expected: Expect, want: float) -> float:
     )
 
 
+OTHERS_ROW: Row = frozenset({("maas_others", "true"), ("user", "others")})
+
+
+def fold_others(actual: Result, want: Mapping[Row, float]) -> dict[Row, float]:
+    """A top-N panel sums the users it does not list into one "others" row: fold the truth alike."""
+    rows = [key[0] if isinstance(key, tuple) else key for key in actual]
+    shown = {dict(row).get("user") for row in rows}
+    if "others" not in shown:
+        return dict(want)
+    folded: dict[Row, float] = defaultdict(float)
+    for row, value in want.items():
+        user = dict(row).get("user")
+        folded[OTHERS_ROW if user is not None and user not in shown else row] += value
+    return dict(folded)
+
+
 def check(what: str, actual: Result, expected: Expect, end: float) -> list[str]:
     """Every way `actual` disagrees with the truth (an empty list when it agrees)."""
-    want = expected.values
+    want = fold_others(actual, expected.values)
     problems: list[str] = []
 
     def differ(row: Any, got: float, truth: float) -> None:
