@@ -27,11 +27,13 @@ from maas_metrics.config import Config, tls_context
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.background import Background
+from maas_metrics.gateway.budgets import Budgets
 from maas_metrics.gateway.estimate import answer_chars, estimate_usage, prompt_chars
 from maas_metrics.gateway.metering import Admission, Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
+from maas_metrics.gateway.usage import UsageEndpoint
 from maas_metrics.gateway.validation import InferenceRequest, parse_request
 from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
 from maas_metrics.limiter.redis import RedisStore
@@ -66,6 +68,10 @@ class Gateway:
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
         self.meter = Meter(self.limiter, self.metrics, policies)
+        self.policies = policies
+        self.budgets = Budgets(
+            config, self.limiter.store, config.storage.on_failure, self.metering.zero_hold_seconds
+        )
         self.upstreams = Upstreams(
             config.gateway.upstream_timeout_seconds,
             {m.upstream: tls_context(m.ca_file) for m in config.models if m.ca_file is not None},
@@ -152,7 +158,9 @@ class Gateway:
         base = self.models.get(checked.model)
         if base is None:
             raise errors.unknown_model(checked.model)
+        budget_warning = await self.budgets.admit(identity)  # a hard budget's 429 comes first
         admission = await self.meter.admit(identity, checked.model, checked.payload)
+        admission.budget_headers.update(budget_warning)
         response: Response | None = None
         try:
             if checked.stream:
@@ -182,7 +190,17 @@ class Gateway:
                 usage = Usage(0, 0, 0)
             else:
                 usage = estimate_usage(prompt_chars(checked.payload), answer)
-        await self.meter.report(identity, checked.model, usage, admission)
+        # Issued together: on Redis both travel in one batched script call.
+        await asyncio.gather(
+            self.meter.report(identity, checked.model, usage, admission),
+            self.budgets.charge(
+                identity,
+                checked.model,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.total_tokens,
+            ),
+        )
 
     async def _complete(
         self,
@@ -299,8 +317,11 @@ class Gateway:
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
         self.metrics.set_reservations(self.meter.reservations_outstanding())
-        text = render(self.metrics.families())
-        if not self.metrics.held():  # no new series still shown at 0: this scrape read every count
+        budget_families = self.budgets.families()
+        text = render(self.metrics.families() + budget_families)
+        if not self.metrics.held() and not any(
+            f.held() for f in budget_families
+        ):  # no new series still shown at 0: this scrape read every count
             self.last_scrape_at = began
         return Response(text, headers={"content-type": CONTENT_TYPE})
 
@@ -364,6 +385,11 @@ def create_app(config: Config) -> Starlette:
             Route("/v1/completions", gateway.completions, methods=["POST"]),
             Route("/v1/models", gateway.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
+            Route(
+                "/v1/usage",
+                UsageEndpoint(config, gateway.keys, gateway.limiter, gateway.budgets).handle,
+                methods=["GET"],
+            ),
             Route("/healthz", gateway.healthz, methods=["GET"]),
         ],
         exception_handlers=_exception_handlers(gateway),

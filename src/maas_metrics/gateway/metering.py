@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from maas_metrics.gateway import errors
@@ -142,6 +142,7 @@ class Admission:
     tokens: Decision | None
     reservation: Reservation | None = None
     settled: bool = False
+    budget_headers: dict[str, str] = field(default_factory=dict)  # a soft budget's warning
 
     @property
     def holding(self) -> bool:
@@ -149,7 +150,10 @@ class Admission:
         return self.reservation is not None and not self.settled
 
     def headers(self) -> dict[str, str]:
-        return quota_headers(self.requests, self.tokens)
+        headers = quota_headers(self.requests, self.tokens)
+        if self.budget_headers:
+            headers.update(self.budget_headers)
+        return headers
 
 
 class Meter:
