@@ -8,7 +8,7 @@ day of the next month worked out with plain calendar arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ def next_month_start(now: datetime, zone: str) -> datetime:
     return datetime(year, month, 1, tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
-def ask(client: openai.OpenAI) -> tuple[int, httpx.Headers]:
+def ask(client: openai.OpenAI) -> tuple[int, Mapping[str, str]]:
     raw = client.chat.completions.with_raw_response.create(
         model="granite-8b", messages=[{"role": "user", "content": "hello there"}], max_tokens=8
     )
