@@ -94,16 +94,23 @@ class Budgets:
             CALL_LABELS,
             hold_seconds,
         )
-        self._tiers: dict[str, str] = {}
         for key in config.api_keys:
             tier = config.tier_for_groups(key.groups)
             user_budget = self._users.get(key.user)
             if tier is not None and user_budget is not None:
-                self._tiers[key.user] = tier.name
-                labels = (key.user, tier.name, user_budget.budget.unit)
-                self.limit.set(labels, user_budget.budget.amount)
+                self.limit.set(
+                    (key.user, tier.name, user_budget.budget.unit), user_budget.budget.amount
+                )
+        # used-gauge labels -> the end of the month its value belongs to
+        self._month_ends: dict[tuple[str, ...], datetime] = {}
 
     def families(self) -> list[Family]:
+        """The budget metric families for a scrape; a month that has ended shows 0 used."""
+        now = datetime.now(UTC)
+        for labels, end in list(self._month_ends.items()):
+            if end <= now:
+                self.used.set(labels, 0)
+                del self._month_ends[labels]
         return [self.used, self.limit, self.overage, self.rejected]
 
     def of(self, user: str) -> UserBudget | None:
@@ -112,6 +119,7 @@ class Budgets:
     def _publish(self, identity: Identity, user_budget: UserBudget, state: BudgetState) -> None:
         labels = (identity.user, identity.tier, user_budget.budget.unit)
         self.used.set(labels, user_budget.display(state.used))
+        self._month_ends[labels] = state.month.end
 
     async def read(self, identity: Identity) -> BudgetState | None:
         """This month's state of the caller's budget (None: no budget). Raises `StoreUnavailable`."""
