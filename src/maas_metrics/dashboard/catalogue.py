@@ -31,6 +31,7 @@ from __future__ import annotations
 from datetime import date
 
 from maas_metrics.config import Config, Tier
+from maas_metrics.dashboard.budget_panel import budget_panel
 from maas_metrics.dashboard.model import (
     Catalogue,
     Column,
@@ -223,6 +224,9 @@ class _Builder:
         if headroom is not None:
             panels.append(headroom)
         panels.append(self.details())
+        budget = budget_panel(self.config)  # only with a budget configured (budget_panel.py)
+        if budget is not None:
+            panels.append(budget)
         return tuple(panels)
 
     def total_hits(self) -> Panel:
