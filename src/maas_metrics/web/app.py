@@ -23,6 +23,7 @@ from maas_metrics.prometheus import PrometheusAPI, PrometheusError
 from maas_metrics.web import figures
 from maas_metrics.web.data import DashboardData, PanelData, Window, duration_seconds, now
 from maas_metrics.web.layout import FILTERS, build_layout
+from maas_metrics.web.my_usage import default_gateway_url, register_my_usage
 from maas_metrics.web.style import CSS
 from maas_metrics.web.timerange import range_seconds
 
@@ -118,8 +119,12 @@ def create_app(
     *,
     scrape_interval_seconds: float = 15,
     catalogue: Catalogue | None = None,
+    gateway_url: str | None = None,
 ) -> Dash:
-    """The Dash app for `config` reading `prometheus_url`; serve `app.server` with any WSGI server."""
+    """The Dash app for `config` reading `prometheus_url`; serve `app.server` with any WSGI server.
+
+    `gateway_url` (default: the config's gateway address) serves the "My usage" page's look-ups.
+    """
     catalogue = catalogue or build_catalogue(config)
     state = WebDashboard(
         catalogue, PrometheusAPI(prometheus_url, timeout=30), scrape_interval_seconds
@@ -135,6 +140,10 @@ def create_app(
         include_assets_files=False,
     )
     app.layout = build_layout(catalogue, prometheus_url, refresh_seconds)
+    register_my_usage(
+        app.server,
+        gateway_url or default_gateway_url(config.gateway.host, config.gateway.port),
+    )
 
     @app.callback(
         Output({"type": "panel-body", "key": ALL}, "children"),
