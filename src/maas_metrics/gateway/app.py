@@ -190,16 +190,9 @@ class Gateway:
                 usage = Usage(0, 0, 0)
             else:
                 usage = estimate_usage(prompt_chars(checked.payload), answer)
-        # Issued together: on Redis both travel in one batched script call.
-        await asyncio.gather(
-            self.meter.report(identity, checked.model, usage, admission),
-            self.budgets.charge(
-                identity,
-                checked.model,
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                usage.total_tokens,
-            ),
+        report = self.meter.report(identity, checked.model, usage, admission)
+        await self.budgets.with_report(
+            report, identity, checked.model, usage, together=self.storage_kind != "memory"
         )
 
     async def _complete(

@@ -11,17 +11,20 @@ force on the day of the answer (`report.pricing`, the report's own prices).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from maas_metrics.config import Budget, Config
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity
+from maas_metrics.gateway.metering import Usage
 from maas_metrics.limiter import CounterStore, StoreUnavailable
 from maas_metrics.limiter.budget import NANO_PER_USD, BudgetCounter, BudgetState
+from maas_metrics.report.pricing import Price, price_on
 from maas_metrics.report.pricing import Usage as PricedUsage
-from maas_metrics.report.pricing import price_on
 from maas_metrics.telemetry.metrics import Family
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,7 @@ class Budgets:
                 self.limit.set(
                     (key.user, tier.name, user_budget.budget.unit), user_budget.budget.amount
                 )
+        self._prices: dict[tuple[str, str, date], Price | None] = {}
         # used-gauge labels -> the end of the month its value belongs to
         self._month_ends: dict[tuple[str, ...], datetime] = {}
 
@@ -172,8 +176,35 @@ class Budgets:
         """What an answer adds to the counter: its tokens, or its cost at the price of today (UTC)."""
         if user_budget.budget.unit == "tokens":
             return round(usage.tokens)
-        price = price_on(self.config, identity.tier, model, datetime.now(UTC).date())
+        key = (identity.tier, model, datetime.now(UTC).date())
+        price = self._prices.get(key)
+        if price is None:
+            if len(self._prices) > 4096:  # one entry per tier, model and day: forget old days
+                self._prices.clear()
+            price = self._prices[key] = price_on(self.config, *key)
         return 0 if price is None else round(price.cost(usage) * NANO_PER_USD)
+
+    def applies(self, user: str) -> bool:
+        return user in self._users
+
+    async def with_report(
+        self, report: Awaitable[None], identity: Identity, model: str, usage: Usage, together: bool
+    ) -> None:
+        """Await the token `report` and charge the answer to the caller's month, if budgeted.
+
+        `together` (a remote store) issues both at once, so they travel in one batched call.
+        """
+        if identity.user not in self._users:
+            await report
+            return
+        charge = self.charge(
+            identity, model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
+        )
+        if together:
+            await asyncio.gather(report, charge)
+        else:
+            await report
+            await charge
 
     async def charge(
         self, identity: Identity, model: str, prompt: int, completion: int, total: int

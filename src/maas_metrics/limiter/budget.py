@@ -12,6 +12,8 @@ nano-dollars: Redis counters are integers and `INCRBY` is exact.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -69,33 +71,36 @@ class BudgetState:
 
 
 class BudgetCounter:
-    """Reads and charges monthly budget counters through any `CounterStore` (one operation each)."""
+    """Reads and charges monthly budget counters through any `CounterStore` (one operation each).
 
-    def __init__(self, store: CounterStore) -> None:
+    The current month of each time zone is cached until it ends, so a request
+    costs a clock read and a comparison, not a calendar computation.
+    """
+
+    def __init__(self, store: CounterStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self._clock = clock
+        self._months: dict[str, tuple[float, float, Month]] = {}  # zone -> (start, end, month)
 
-    @staticmethod
-    def _window_ms(month: Month, now: datetime) -> int:
-        # The counter expires at the month end (at least 1 ms: a store needs a positive window).
-        return max(1, math.ceil(month.seconds_left(now) * 1000))
+    def _month(self, timezone: str, now: float) -> tuple[Month, int]:
+        """The month holding unix time `now` and the ms left in it (at least 1)."""
+        cached = self._months.get(timezone)
+        if cached is None or not cached[0] <= now < cached[1]:
+            month = month_of(datetime.fromtimestamp(now, UTC), timezone)
+            cached = (month.start.timestamp(), month.end.timestamp(), month)
+            self._months[timezone] = cached
+        return cached[2], max(1, math.ceil((cached[1] - now) * 1000))
 
-    async def read(
-        self, user: str, limit: int, timezone: str, now: datetime | None = None
-    ) -> BudgetState:
+    async def read(self, user: str, limit: int, timezone: str) -> BudgetState:
         """The user's use of this month; changes nothing. Raises `StoreUnavailable`."""
-        now = now or datetime.now(UTC)
-        month = month_of(now, timezone)
-        state = await self.store.check(budget_key(user, month), limit, self._window_ms(month, now))
+        month, window_ms = self._month(timezone, self._clock())
+        state = await self.store.check(budget_key(user, month), limit, window_ms)
         return BudgetState(state.value, limit, month)
 
-    async def charge(
-        self, user: str, amount: int, limit: int, timezone: str, now: datetime | None = None
-    ) -> BudgetState:
+    async def charge(self, user: str, amount: int, limit: int, timezone: str) -> BudgetState:
         """Add `amount` to this month's counter (unconditionally: a report may overshoot)."""
-        now = now or datetime.now(UTC)
-        month = month_of(now, timezone)
+        month, window_ms = self._month(timezone, self._clock())
         key = budget_key(user, month)
-        window_ms = self._window_ms(month, now)
         if amount <= 0:
             state = await self.store.check(key, limit, window_ms)
         else:
