@@ -48,6 +48,10 @@ def two_keys_two_budgets(data: dict[str, Any]) -> None:
             ),
             "gateway.usage.prometheus_url",
         ),
+        (
+            lambda d: d.setdefault("gateway", {}).__setitem__("usage", {"resolution_seconds": 7}),
+            "gateway.usage.resolution_seconds",
+        ),
     ],
 )
 def test_bad_budget_settings_fail_with_one_line(tmp_path: Path, change: Any, expected: str) -> None:

@@ -205,3 +205,15 @@ def test_without_prometheus_history_is_explained_and_quota_still_live(mock: Runn
         # carol never called: her windows have not started, so they have no reset time yet.
         fresh = get_usage(url, secret("carol")).json()
         assert all(q["used"] == 0 and q["resets_at"] is None for q in fresh["quota"])
+
+
+def test_an_unreachable_prometheus_is_said_plainly_without_its_address(mock: RunningMock) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with running_gateway(with_usage(make_config(mock.url), prometheus_url=dead)) as url:
+        response = get_usage(url, secret("alice"))
+        assert response.status_code == 200
+        body = response.json()
+        assert body["history"] is None and body["source"] == "prometheus"
+        assert body["note"] == "Usage history is unavailable: Prometheus did not answer."
+        assert "127.0.0.1" not in response.text and dead.rsplit(":", 1)[1] not in response.text
+        assert {q["policy"] for q in body["quota"]} == {"requests", "tokens"}

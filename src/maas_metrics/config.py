@@ -363,6 +363,13 @@ class UsageSource(_Strict):
     prometheus_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     resolution_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
 
+    @field_validator("resolution_seconds")
+    @classmethod
+    def _divides_a_day(cls, value: float) -> float:
+        if 86400 % value:
+            raise ValueError(f"{value:g} must divide a day (e.g. 1, 5, 15, 30, 60)")
+        return value
+
 
 class GatewaySettings(_Strict):
     host: BindHost = "127.0.0.1"
