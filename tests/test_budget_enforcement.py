@@ -8,6 +8,7 @@ day of the next month worked out with plain calendar arithmetic.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,3 +195,46 @@ def test_soft_budget_keeps_serving_with_a_warning(mock: RunningMock) -> None:
         used_key = ("maas_budget_used", labels | {("unit", "tokens")})
         assert metrics[used_key] == spent
         assert metrics[("maas_budget_limit", labels | {("unit", "tokens")})] == 30
+
+
+def test_two_replicas_on_redis_charge_one_exact_counter_streams_too(
+    mock: RunningMock, redis: RedisServer, tmp_path: Path
+) -> None:
+    """Concurrent JSON and streamed answers over two gateway processes: one exact monthly counter."""
+    config = with_budgets(
+        make_config(mock.url, storage=redis.url),
+        {"enterprise": {"amount": 10, "unit": "usd", "enforcement": "soft"}},
+        {},
+    )
+    path = write_config(config, tmp_path / "config.yaml")
+
+    def one(url: str, n: int) -> int:
+        c = client(url, "frank")
+        if n % 2:
+            return ask(c)[0]
+        stream = c.chat.completions.create(
+            model="llama-3-8b",
+            messages=[{"role": "user", "content": f"stream {n}"}],
+            max_tokens=5 + n % 7,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        total = 0
+        for chunk in stream:
+            if chunk.usage is not None:
+                total = chunk.usage.total_tokens
+        assert total > 0
+        return total
+
+    with gateway_process(path) as a, gateway_process(path) as b:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            # Each replica gets JSON and streamed requests: (n // 2) % 2 picks it, n % 2 the kind.
+            tokens = list(pool.map(lambda n: one((a, b)[(n // 2) % 2], n), range(40)))
+        truth = sum(tokens) * ENTERPRISE_PRICE
+        for url in (a, b):
+            budget = httpx.get(
+                f"{url}/v1/usage", headers={"Authorization": f"Bearer {secret('frank')}"}
+            ).json()["budget"]
+            assert budget["used"] == pytest.approx(truth, abs=1e-9)
+    month = datetime.now(UTC).strftime("%Y-%m")
+    assert int(_redis(redis).get(f"maas-budget:5:frank:{month}") or 0) == round(truth * 1e9)
