@@ -1,8 +1,9 @@
 """What a monthly budget costs per request: the gateway's metering path with and without one.
 
 Per request, as `gateway/app.py` runs it: without a budget `Meter.admit` +
-`Meter.report`; with one `Budgets.admit` (reads the month's counter: one
-store operation) + `Meter.admit` + `Meter.report` and `Budgets.charge`
+`Meter.report`; with one `Meter.admit` carrying the budget check (in the
+same store operation: the `A` script on Redis) + `Budgets.verdict` +
+`Meter.report` and `Budgets.charge`
 (`Budgets.with_report`: on Redis issued together, so they share one batched
 script call). 16 concurrent
 callers, uvloop, no HTTP (the HTTP cost is the same with or without a
@@ -49,9 +50,9 @@ async def rate(storage: str, budget: bool, seconds: float) -> float:
     deadline = time.perf_counter() + seconds
 
     async def with_budget() -> None:
-        warning = await gateway.budgets.admit(identity)
-        admission = await gateway.meter.admit(identity, "granite-8b", payload)
-        admission.budget_headers.update(warning)
+        budget = gateway.budgets.check_for(identity)
+        admission = await gateway.meter.admit(identity, "granite-8b", payload, budget)
+        admission.budget_headers.update(gateway.budgets.verdict(identity, admission.budget))
         report = gateway.meter.report(identity, "granite-8b", usage, admission)
         together = gateway.storage_kind != "memory"
         await gateway.budgets.with_report(report, identity, "granite-8b", usage, together)

@@ -168,9 +168,13 @@ def _redis(server: RedisServer) -> redis.Redis:
     return redis.Redis.from_url(server.url)
 
 
-def test_soft_budget_keeps_serving_with_a_warning(mock: RunningMock) -> None:
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_soft_budget_keeps_serving_with_a_warning(
+    mock: RunningMock, storage: str, request: pytest.FixtureRequest
+) -> None:
+    store_url = "memory" if storage == "memory" else request.getfixturevalue("redis").url
     config = with_budgets(
-        make_config(mock.url),
+        make_config(mock.url, storage=store_url),
         {"premium": {"amount": 30, "unit": "tokens", "enforcement": "soft"}},
         {},
     )

@@ -158,9 +158,10 @@ class Gateway:
         base = self.models.get(checked.model)
         if base is None:
             raise errors.unknown_model(checked.model)
-        budget_warning = await self.budgets.admit(identity)  # a hard budget's 429 comes first
-        admission = await self.meter.admit(identity, checked.model, checked.payload)
-        admission.budget_headers.update(budget_warning)
+        budget = self.budgets.check_for(identity)  # checked first, in the same round trip
+        admission = await self.meter.admit(identity, checked.model, checked.payload, budget)
+        if budget is not None:  # a hard budget's 429, or a soft one's warning
+            admission.budget_headers.update(self.budgets.verdict(identity, admission.budget))
         response: Response | None = None
         try:
             if checked.stream:

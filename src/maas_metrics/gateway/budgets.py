@@ -1,7 +1,9 @@
-"""Monthly budgets at the gateway: checked before the policies, charged with the token report.
+"""Monthly budgets at the gateway: checked with the policies, charged with the token report.
 
-A hard budget rejects a user whose month is at or over its amount (429
-`budget_exceeded`, saying when the month renews); a soft one serves with an
+The month's counter is checked in the admission's own store round trip,
+before both policies (`BudgetCheck`): a hard budget rejects a user whose
+month is at or over its amount (429 `budget_exceeded`, saying when the
+month renews) and no policy counts the request; a soft one serves with an
 `X-Budget-Warning` header. Like Limitador's token policy this is
 check-then-report: requests already in flight when the budget runs out
 still finish and are charged, so a month can end slightly over its amount,
@@ -21,7 +23,7 @@ from maas_metrics.config import Budget, Config
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity
 from maas_metrics.gateway.metering import Usage
-from maas_metrics.limiter import CounterStore, StoreUnavailable
+from maas_metrics.limiter import BudgetCheck, CounterStore, StoreUnavailable
 from maas_metrics.limiter.budget import NANO_PER_USD, BudgetCounter, BudgetState
 from maas_metrics.report.pricing import Price, price_on
 from maas_metrics.report.pricing import Usage as PricedUsage
@@ -136,20 +138,32 @@ class Budgets:
         self._publish(identity, user_budget, state)
         return state
 
-    async def admit(self, identity: Identity) -> dict[str, str]:
-        """Raise 429 `budget_exceeded` (hard) or return the warning headers (soft; else none)."""
+    def check_for(self, identity: Identity) -> BudgetCheck | None:
+        """The caller's budget check, run by `Meter.admit` in its admission round trip."""
+        user_budget = self._users.get(identity.user)
+        if user_budget is None:
+            return None
+        budget = user_budget.budget
+        return self.counter.check(
+            identity.user, user_budget.limit, budget.timezone, budget.enforcement == "hard"
+        )
+
+    def verdict(self, identity: Identity, checked: tuple[bool, int] | None) -> dict[str, str]:
+        """After admission: raise 429 `budget_exceeded` (hard, at or over) or return the soft
+        warning headers (else none). `checked` is None when the store did not answer."""
         user_budget = self._users.get(identity.user)
         if user_budget is None:
             return {}
-        try:
-            state = await self.read(identity)
-        except StoreUnavailable as error:
-            log.warning("budget store unreachable (%s); failure mode: %s", error, self.on_failure)
+        if checked is None:
             if self.on_failure == "allow":
                 return {}
-            raise errors.store_unavailable() from None
-        assert state is not None
-        if not state.exhausted:
+            raise errors.store_unavailable()
+        within, used = checked
+        state = BudgetState(
+            used, user_budget.limit, self.counter.current(user_budget.budget.timezone)
+        )
+        self._publish(identity, user_budget, state)
+        if within:
             return {}
         renews = renews_at(state)
         budget = user_budget.budget

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from maas_metrics.limiter.store import CounterStore
+from maas_metrics.limiter.store import BudgetCheck, CounterStore
 
 NANO_PER_USD = 1_000_000_000
 """Counter units per dollar: a cost is rounded to the nearest nano-dollar once per request."""
@@ -81,6 +81,14 @@ class BudgetCounter:
         self.store = store
         self._clock = clock
         self._months: dict[str, tuple[float, float, Month]] = {}  # zone -> (start, end, month)
+
+    def check(self, user: str, limit: int, timezone: str, hard: bool) -> BudgetCheck:
+        """The admission-time check of `user`'s month, for `RateLimiter.admit` (no round trip here)."""
+        month, window_ms = self._month(timezone, self._clock())
+        return BudgetCheck(budget_key(user, month), limit, window_ms, hard)
+
+    def current(self, timezone: str) -> Month:
+        return self._month(timezone, self._clock())[0]
 
     def _month(self, timezone: str, now: float) -> tuple[Month, int]:
         """The month holding unix time `now` and the ms left in it (at least 1)."""
