@@ -188,7 +188,8 @@ def test_bad_or_missing_key_gets_401_json_and_no_user_parameter(mock: RunningMoc
         response = get_usage(url, secret("alice"), user="frank")
         assert response.status_code == 400
         assert "frank" not in response.text
-        for params in ({"from": "yesterday-ish"}, {"to": "2026-01-01"}):
+        too_long = {"from": "2026-01-01", "to": "2026-06-01"}  # over MAX_RANGE_DAYS
+        for params in ({"from": "yesterday-ish"}, {"to": "2026-01-01"}, too_long):
             bad = get_usage(url, secret("alice"), **params)
             assert bad.status_code == 400, params
             assert bad.json()["error"]["message"].startswith("Parameter")

@@ -33,6 +33,9 @@ from maas_metrics.report.timerange import parse_time
 
 log = logging.getLogger(__name__)
 
+MAX_RANGE_DAYS = 92
+"""Longest `?from=&to=` range: each day is a few Prometheus queries, run for one caller."""
+
 NO_HISTORY = (
     "Usage history needs a ledger or Prometheus: set gateway.usage.prometheus_url to the "
     "Prometheus that scrapes this gateway. Quota and budget below are live."
@@ -122,6 +125,11 @@ class UsageEndpoint:
                 raise errors.bad_request(f"Parameter {error}.") from None
             if end <= start:
                 raise errors.bad_request("Parameter 'to' must be after 'from'.")
+            if end - start > timedelta(days=MAX_RANGE_DAYS):
+                raise errors.bad_request(
+                    f"Parameters 'from' and 'to' span more than {MAX_RANGE_DAYS} days; "
+                    "ask for a shorter range (or use maas-metrics report)."
+                )
             ranges["range"] = (start, min(end, now))
         return ranges
 
