@@ -17,8 +17,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from sqlalchemy import create_engine, func, select
 
-from maas_metrics.config import Config, parse_config
+from maas_metrics.config import Config, Ledger, parse_config
+from maas_metrics.ledger.report import build_ledger_report
+from maas_metrics.ledger.schema import records
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess, ScrapeTarget
 from maas_metrics.report import ReportRequest, TimeRange, build_report
 from tests.gateway_harness import (
@@ -218,3 +221,60 @@ def test_an_unreachable_prometheus_is_said_plainly_without_its_address(mock: Run
         assert body["note"] == "Usage history is unavailable: Prometheus did not answer."
         assert "127.0.0.1" not in response.text and dead.rsplit(":", 1)[1] not in response.text
         assert {q["policy"] for q in body["quota"]} == {"requests", "tokens"}
+
+
+def test_with_a_ledger_each_key_sees_its_exact_numbers_equal_to_the_ledger_report(
+    mock: RunningMock, tmp_path: Path
+) -> None:
+    ledger = Ledger.model_validate(
+        {
+            "url": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "flush_interval_ms": 50,
+            "spool_path": str(tmp_path / "spool"),
+        }
+    )
+    config = make_config(mock.url).model_copy(update={"ledger": ledger})
+    with running_gateway(config) as url:
+        started = datetime.now(UTC)
+        truths = {
+            "alice": traffic(url, "alice", ["granite-8b"] * 3 + ["mistral-7b"] * 4),
+            "frank": traffic(url, "frank", ["llama-3-8b"] * 2),
+        }
+        sent = sum(t.served + t.limited for t in truths.values())
+        engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+        deadline = time.monotonic() + 30
+        while True:  # the writer flushes in the background
+            with engine.connect() as conn:
+                if conn.execute(select(func.count()).select_from(records)).scalar_one() >= sent:
+                    break
+            assert time.monotonic() < deadline, "the ledger writer never flushed"
+            time.sleep(0.05)
+        time.sleep(0.01)  # the records' end times are now strictly in the past
+        for user, truth in truths.items():
+            response = get_usage(url, secret(user), **{"from": started.isoformat()})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["source"] == "ledger"
+            other = next(u for u in truths if u != user)
+            assert other not in response.text
+            for name in ("today", "month", "range"):
+                part = body["history"][name]
+                assert part["tokens"] == truth.tokens, (user, name, part)
+                assert part["cost"] == pytest.approx(truth.tokens * PRICE[user])
+                assert part["limited_calls"] == truth.limited
+                assert {m: v["tokens"] for m, v in part["by_model"].items()} == truth.by_model
+                report = build_ledger_report(
+                    engine,
+                    config,
+                    datetime.fromisoformat(part["from"]),
+                    datetime.fromisoformat(part["to"]),
+                    ("user",),
+                    {"user": (user,)},
+                ).total
+                assert (report.tokens, report.allowed, report.limited) == (
+                    part["tokens"],
+                    part["allowed_calls"],
+                    part["limited_calls"],
+                )
+                assert report.cost == pytest.approx(part["cost"])
+        engine.dispose()

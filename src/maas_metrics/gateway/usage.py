@@ -3,10 +3,11 @@
 The key alone says whose numbers these are: there is no user parameter, so
 a key can never read another user's data. Remaining quota and reset times
 are read from the limiter's counters (not estimated). History (today, this
-month, `?from=&to=`) comes from Prometheus through the report's own
+month, `?from=&to=`) comes from the ledger when one is configured (its exact
+`build_ledger_report`), else from Prometheus through the report's own
 `build_report`, so `/v1/usage` and `maas-metrics report` give the same
-numbers; without `gateway.usage.prometheus_url` the answer says so and still
-carries the live quota and budget.
+numbers; with neither the answer says so and still carries the live quota
+and budget.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,6 +28,7 @@ from maas_metrics.config import Config
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.budgets import Budgets, renews_at
+from maas_metrics.ledger.report import build_ledger_report
 from maas_metrics.limiter import Limit, RateLimiter, StoreUnavailable
 from maas_metrics.limiter.budget import day_start, month_of
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError
@@ -43,7 +47,14 @@ NO_HISTORY = (
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC ISO 8601 to the millisecond (the ledger's resolution), `Z` for UTC."""
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z").replace(".000Z", "Z")
+
+
+def _to_ms(moment: datetime) -> datetime:
+    """`moment` cut to whole milliseconds, so the range shown is the range read."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _quota(policy: str, limit: Limit, value: int, reserved: int, ttl_ms: int) -> dict[str, Any]:
@@ -92,12 +103,14 @@ class UsageEndpoint:
         keys: KeyTable,
         limiter: RateLimiter,
         budgets: Budgets,
+        ledger: Engine | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
         self.limiter = limiter
         self.budgets = budgets
         self.source = config.gateway.usage
+        self.ledger = ledger  # the ledger's database: exact history, preferred to Prometheus
 
     def _timezone(self, user: str) -> str:
         user_budget = self.budgets.of(user)
@@ -110,6 +123,7 @@ class UsageEndpoint:
         unknown = sorted(set(query) - {"from", "to"})
         if unknown:
             raise errors.bad_request(f"Unknown query parameter {unknown[0]!r}: use from and to.")
+        now = _to_ms(now)
         ranges = {
             "today": (day_start(now, timezone), now),
             "month": (month_of(now, timezone).start, now),
@@ -130,8 +144,22 @@ class UsageEndpoint:
                     f"Parameters 'from' and 'to' span more than {MAX_RANGE_DAYS} days; "
                     "ask for a shorter range (or use maas-metrics report)."
                 )
-            ranges["range"] = (start, min(end, now))
+            ranges["range"] = (_to_ms(start), min(_to_ms(end), now))
         return ranges
+
+    def _ledger_history(
+        self, user: str, ranges: dict[str, tuple[datetime, datetime]]
+    ) -> dict[str, Any]:
+        """The ledger's exact report for each range, restricted to `user` (in a worker thread)."""
+        assert self.ledger is not None
+        return {
+            name: _totals(
+                build_ledger_report(
+                    self.ledger, self.config, start, end, ("user",), {"user": (user,)}
+                )
+            )
+            for name, (start, end) in ranges.items()
+        }
 
     def _history(self, user: str, ranges: dict[str, tuple[datetime, datetime]]) -> dict[str, Any]:
         """The report for each range, restricted to `user` (runs in a worker thread)."""
@@ -224,7 +252,17 @@ class UsageEndpoint:
             "quota": await self._quotas(identity),
             "budget": await self._budget(identity),
         }
-        if self.source.prometheus_url is None:
+        if self.ledger is not None:
+            body["source"] = "ledger"
+            try:
+                body["history"] = await asyncio.to_thread(
+                    self._ledger_history, identity.user, ranges
+                )
+            except SQLAlchemyError as error:
+                log.warning("usage history unavailable: %s", type(error).__name__)
+                body["history"] = None
+                body["note"] = "Usage history is unavailable: the ledger did not answer."
+        elif self.source.prometheus_url is None:
             body.update(source=None, history=None, note=NO_HISTORY)
         else:
             body["source"] = "prometheus"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from maas_metrics.config import Config
+from maas_metrics.ledger.alerts import alert_rules as ledger_alerts
 from maas_metrics.policies import tier_policies
 from maas_metrics.promql import duration, increase_exact, matcher, selector
 from maas_metrics.rules.limits import policy_namespaces, quota
@@ -169,6 +170,7 @@ def alert_rules(config: Config, settings: AlertSettings | None = None) -> list[R
         high_limited_ratio(config, settings),
         *near_quota(config, settings),
         counter_store_partitioned(settings),
+        *(ledger_alerts() if config.ledger.enabled else []),
     ]
 
 
