@@ -31,6 +31,7 @@ from __future__ import annotations
 from datetime import date
 
 from maas_metrics.config import Config, Tier
+from maas_metrics.dashboard.budget_panel import budget_panel
 from maas_metrics.dashboard.latency_panels import bottom, latency_panels
 from maas_metrics.dashboard.model import (
     Catalogue,
@@ -253,6 +254,9 @@ class _Builder:
         if headroom is not None:
             panels.append(headroom)
         panels.append(self.details())
+        budget = budget_panel(self.config, bottom(panels))  # only with a budget configured
+        if budget is not None:
+            panels.append(budget)
         panels.extend(latency_panels(bottom(panels)))  # the "Latency & health" row
         return tuple(panels)
 
