@@ -36,7 +36,8 @@ from maas_metrics.gateway.validation import InferenceRequest, parse_request
 from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
 from maas_metrics.limiter.redis import RedisStore
 from maas_metrics.policies import tier_policies
-from maas_metrics.telemetry import CONTENT_TYPE, GatewayMetrics, render
+from maas_metrics.telemetry import CONTENT_TYPE, GatewayMetrics
+from maas_metrics.telemetry.exposition import Exposition, accepts_gzip
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Gateway:
         self.metrics = GatewayMetrics(self.metering.zero_hold_seconds)
         self.background = Background()  # token reports and upstream drains a client cannot cancel
         self.metrics.publish_quotas(policies)
+        self.exposition = Exposition(self.metrics.families())
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
         self.meter = Meter(self.limiter, self.metrics)
@@ -275,13 +277,16 @@ class Gateway:
         return self.last_scrape_at >= max(moment, self.metrics.changed_at)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        del request
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
-        text = render(self.metrics.families())
+        gzip = accepts_gzip(request.headers.get("accept-encoding"))
+        body = self.exposition.scrape(gzip=gzip)
         if not self.metrics.held():  # no new series still shown at 0: this scrape read every count
             self.last_scrape_at = began
-        return Response(text, headers={"content-type": CONTENT_TYPE})
+        headers = {"content-type": CONTENT_TYPE, "vary": "Accept-Encoding"}
+        if gzip:
+            headers["content-encoding"] = "gzip"
+        return Response(body, headers=headers)
 
     async def healthz(self, request: Request) -> Response:
         """Always 200 while the process serves; says whether the counter store is reachable."""

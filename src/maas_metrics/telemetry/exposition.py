@@ -9,7 +9,9 @@ rendering of 100k series cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import struct
+import zlib
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,12 +48,136 @@ def format_value(value: float) -> str:
     return repr(value)
 
 
-def render(families: Iterable[Family]) -> bytes:
+def header(family: Family) -> str:
+    return f"# HELP {family.name} {escape_help(family.help)}\n# TYPE {family.name} {family.kind}\n"
+
+
+def render(families: Iterable[Family], now: float | None = None) -> bytes:
+    """The whole body, every line formatted anew (the reference for `Exposition`)."""
     lines: list[str] = []
     for family in families:
-        lines.append(f"# HELP {family.name} {escape_help(family.help)}\n")
-        lines.append(f"# TYPE {family.name} {family.kind}\n")
+        lines.append(header(family))
         name = family.name
-        for text, value in family.samples():
+        for text, value in family.samples(now):
             lines.append(f"{name}{text} {format_value(value)}\n")
     return "".join(lines).encode("utf-8")
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when an Accept-Encoding header allows gzip (Prometheus sends `gzip`)."""
+    if not accept_encoding:
+        return False
+    for item in accept_encoding.split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        quality = params.strip().lower()
+        if quality.startswith("q="):
+            try:
+                if float(quality[2:]) <= 0:
+                    continue
+            except ValueError:
+                continue
+        return True
+    return False
+
+
+#: Series per cached block: a change re-formats and re-compresses only its block.
+BLOCK_SERIES = 256
+#: zlib level of each block: level 1 is several times faster than 6 and compresses
+#: these repetitive lines nearly as well (see benchmarks/bench_metrics_render.py).
+GZIP_LEVEL = 1
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
+_DEFLATE_END = b"\x03\x00"  # an empty final block (fixed Huffman)
+
+
+class _Segment:
+    """A piece of the body and, once asked for, its raw-deflate form ending on a full flush.
+
+    Each segment is deflated on its own, so segments concatenate into one
+    valid deflate stream (a full flush is byte-aligned and refers to nothing
+    before it): one gzip member, readable by every client.
+    """
+
+    __slots__ = ("_deflated", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._deflated: bytes | None = None
+
+    def deflated(self) -> bytes:
+        if self._deflated is None:
+            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+            self._deflated = compressor.compress(self.raw) + compressor.flush(zlib.Z_FULL_FLUSH)
+        return self._deflated
+
+
+class _FamilyText:
+    """One family's lines in creation order, joined per block of `BLOCK_SERIES`."""
+
+    def __init__(self, family: Family) -> None:
+        self.family = family
+        self.head = _Segment(header(family).encode("utf-8"))
+        self.index: dict[tuple[str, ...], int] = {}
+        self.lines: list[str] = []
+        self.blocks: list[_Segment | None] = []
+        self._add(family.take_all())
+
+    def _line(self, key: tuple[str, ...]) -> str:
+        family = self.family
+        return f"{family.name}{family.text(key)} {format_value(family.shown(key))}\n"
+
+    def _add(self, keys: list[tuple[str, ...]]) -> None:
+        for key in keys:
+            position = len(self.lines)
+            self.index[key] = position
+            self.lines.append(self._line(key))
+            block = position // BLOCK_SERIES
+            if block == len(self.blocks):
+                self.blocks.append(None)
+            else:
+                self.blocks[block] = None
+
+    def update(self, now: float | None) -> None:
+        new, changed = self.family.take_changes(now)
+        self._add(new)
+        for key in changed:
+            position = self.index[key]
+            self.lines[position] = self._line(key)
+            self.blocks[position // BLOCK_SERIES] = None
+
+    def segments(self) -> list[_Segment]:
+        out = [self.head]
+        lines = self.lines
+        for number, block in enumerate(self.blocks):
+            if block is None:
+                start = number * BLOCK_SERIES
+                block = _Segment("".join(lines[start : start + BLOCK_SERIES]).encode("utf-8"))
+                self.blocks[number] = block
+            out.append(block)
+        return out
+
+
+class Exposition:
+    """The `/metrics` body of fixed families, re-formatting only series whose shown value changed.
+
+    Byte-identical to `render` for the same scrapes (tests/test_scale_exposition.py),
+    and its gzip form re-compresses only changed blocks. Each family must be
+    rendered only through this cache once it exists.
+    """
+
+    def __init__(self, families: Sequence[Family]) -> None:
+        self._families = [_FamilyText(family) for family in families]
+
+    def scrape(self, now: float | None = None, gzip: bool = False) -> bytes:
+        """One scrape (advances born-at-zero series): the body, gzip-compressed if asked."""
+        segments: list[_Segment] = []
+        for family in self._families:
+            family.update(now)
+            segments.extend(family.segments())
+        raw = b"".join(segment.raw for segment in segments)
+        if not gzip:
+            return raw
+        trailer = struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
+        deflated = b"".join(segment.deflated() for segment in segments)
+        return _GZIP_HEADER + deflated + _DEFLATE_END + trailer
