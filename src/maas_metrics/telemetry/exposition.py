@@ -138,13 +138,15 @@ class _FamilyText:
             else:
                 self.blocks[block] = None
 
-    def update(self, now: float | None) -> None:
+    def update(self, now: float | None) -> bool:
+        """Take the family's changes; True if any line changed."""
         new, changed = self.family.take_changes(now)
         self._add(new)
         for key in changed:
             position = self.index[key]
             self.lines[position] = self._line(key)
             self.blocks[position // BLOCK_SERIES] = None
+        return bool(new or changed)
 
     def segments(self) -> list[_Segment]:
         out = [self.head]
@@ -168,16 +170,24 @@ class Exposition:
 
     def __init__(self, families: Sequence[Family]) -> None:
         self._families = [_FamilyText(family) for family in families]
+        self._segments: list[_Segment] = []
+        self._raw: bytes | None = None  # the last body, while no series changed
+        self._gzip: bytes | None = None
 
     def scrape(self, now: float | None = None, gzip: bool = False) -> bytes:
         """One scrape (advances born-at-zero series): the body, gzip-compressed if asked."""
-        segments: list[_Segment] = []
+        changed = False
         for family in self._families:
-            family.update(now)
-            segments.extend(family.segments())
-        raw = b"".join(segment.raw for segment in segments)
+            changed |= family.update(now)
+        if changed or self._raw is None:
+            self._segments = [s for family in self._families for s in family.segments()]
+            self._raw = b"".join(segment.raw for segment in self._segments)
+            self._gzip = None
         if not gzip:
-            return raw
-        trailer = struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
-        deflated = b"".join(segment.deflated() for segment in segments)
-        return _GZIP_HEADER + deflated + _DEFLATE_END + trailer
+            return self._raw
+        if self._gzip is None:
+            raw = self._raw
+            trailer = struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
+            deflated = b"".join(segment.deflated() for segment in self._segments)
+            self._gzip = _GZIP_HEADER + deflated + _DEFLATE_END + trailer
+        return self._gzip

@@ -85,10 +85,11 @@ class Family:
             values[key] = amount
 
     def set(self, key: tuple[str, ...], value: float) -> None:
-        if key not in self._values:
+        old = self._values.get(key)
+        if old is None:
             self._texts[key] = label_text(self.labels, key)
             self._new.append(key)
-        else:
+        elif old != value:
             self._dirty.add(key)
         self._values[key] = value
 
