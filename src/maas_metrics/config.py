@@ -301,6 +301,27 @@ class Metering(_Strict):
     max_sse_event_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
 
 
+MEMORY_WORKERS_REFUSAL = (
+    "gateway.workers.count: counters in memory cannot be shared between workers; "
+    "set storage.url to a redis:// URL or run one worker"
+)
+
+
+class Workers(_Strict):
+    """Serving with several processes (`gateway.workers`, or `maas-metrics gateway --workers N`).
+
+    With `count` > 1 the counters must live in Redis (`storage.url`), and each
+    worker pushes its metric counts to Redis hashes under `metrics_key` every
+    `flush_seconds`; the one operator listener renders `/metrics` from them.
+    Each gateway (each replica) needs its own `metrics_key`, or replicas would
+    show each other's counts; null means `maas-metrics:<host name>:<API port>`.
+    """
+
+    count: Annotated[int, Field(ge=1, le=64)] = 1
+    flush_seconds: Annotated[float, Field(gt=0, le=10)] = 0.05
+    metrics_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
 class GatewaySettings(_Strict):
     host: BindHost = "127.0.0.1"
     port: Port = 8080
@@ -314,6 +335,7 @@ class GatewaySettings(_Strict):
     # this long (0: stop at once, as Limitador does, losing what was counted since the last scrape).
     shutdown_scrape_wait_seconds: Annotated[float, Field(ge=0)] = 0.0
     metering: Metering = Metering()
+    workers: Workers = Workers()
 
     @model_validator(mode="after")
     def _listeners_apart(self) -> GatewaySettings:
@@ -379,6 +401,8 @@ class Config(_Strict):
                             f"tiers[{index}].{kind}.max: {limit.max} is more than Kuadrant "
                             f"accepts (at most {KUADRANT_MAX_LIMIT} with source kuadrant)"
                         )
+        if self.gateway.workers.count > 1 and self.storage.url == "memory":
+            raise ValueError(MEMORY_WORKERS_REFUSAL)
         _one_trust_per_origin(self.models)
         models = {m.name for m in self.models}
         for tier in self.tiers:

@@ -9,7 +9,7 @@ import typer
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
 from maas_metrics.cli.extras import require_extra
-from maas_metrics.config import mask_secrets
+from maas_metrics.config import MEMORY_WORKERS_REFUSAL, mask_secrets
 
 
 def gateway(
@@ -29,6 +29,14 @@ def gateway(
             max=65535,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes (overrides gateway.workers.count); more than 1 needs Redis storage.",
+            min=1,
+            max=64,
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible metering gateway.
 
@@ -37,11 +45,25 @@ def gateway(
     request is proxied to the model's upstream (JSON or SSE streaming).
     Limitador-compatible metrics are served on GET /metrics of the operator
     listener only (gateway.operator, default port 8081), apart from the API;
-    GET /healthz on both. Stops on Ctrl-C / SIGTERM.
+    GET /healthz on both. Stops on Ctrl-C / SIGTERM. With --workers N, N
+    processes serve the API and share their counts through Redis; this
+    process serves /metrics from them (see README, "Many workers").
     """
     cfg = load_config_or_exit(config)
+    if workers is not None:
+        if workers > 1 and cfg.storage.url == "memory":
+            fail(f"--workers {workers}: {MEMORY_WORKERS_REFUSAL.split(': ', 1)[1]}")
+        settings = cfg.gateway
+        cfg = cfg.model_copy(
+            update={
+                "gateway": settings.model_copy(
+                    update={"workers": settings.workers.model_copy(update={"count": workers})}
+                )
+            }
+        )
     require_extra("gateway")
     from maas_metrics.gateway import run
+    from maas_metrics.gateway.workers import build_supervisor
 
     bind_host = host if host is not None else cfg.gateway.host
     bind_port = port if port is not None else cfg.gateway.port
@@ -52,10 +74,13 @@ def gateway(
     print(
         f"maas-metrics gateway on http://{bind_host}:{bind_port}, metrics on http://{op_host}:{op_port}/metrics "
         f"({len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {mask_secrets(cfg.storage.url)}, "
-        f"on store failure: {cfg.storage.on_failure})",
+        f"on store failure: {cfg.storage.on_failure}, workers: {cfg.gateway.workers.count})",
         flush=True,
     )
-    run(cfg, bind_host, bind_port, op_port)
+    if cfg.gateway.workers.count > 1:
+        build_supervisor(cfg, bind_host, bind_port, op_port).run()
+    else:
+        run(cfg, bind_host, bind_port, op_port)
 
 
 def register(app: typer.Typer) -> None:
