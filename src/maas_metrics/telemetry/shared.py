@@ -136,6 +136,10 @@ class SharedCounters:
         self.prefix = prefix
         self._redis = _client(url)
         self._loaded = False
+        # Per series: the last total read, and what earlier lives of the hash added up to
+        # (a Redis that lost its data starts the totals again from the workers' next deltas).
+        self._last: dict[tuple[str, Key], float] = {}
+        self._base: dict[tuple[str, Key], float] = {}
 
     async def _read(self) -> list[dict[bytes, bytes]]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -150,7 +154,9 @@ class SharedCounters:
         Totals present at the first successful read were counted (and born at
         zero) by an earlier run of the gateway: they are shown at once, so a
         restart of the gateway never looks like a counter reset. Series that
-        appear later are born at zero.
+        appear later are born at zero. A total that went down means Redis lost
+        the hash (flushed, or restarted without persistence): what it holds
+        now is what workers pushed since, so it is added to what was shown.
         """
         try:
             replies = await self._read()
@@ -163,10 +169,16 @@ class SharedCounters:
                 total = float(raw)
                 if total.is_integer():
                     total = int(total)
+                series = (family.name, key)
+                last = self._last.get(series)
+                if last is not None and total < last:
+                    self._base[series] = self._base.get(series, 0) + last
+                self._last[series] = total
+                target = self._base.get(series, 0) + total
                 if not self._loaded:
-                    family.set(key, total)
+                    family.set(key, target)
                     continue
-                delta = total - family.get(key)
+                delta = target - family.get(key)
                 if delta > 0:
                     family.inc(key, delta)
         self._loaded = True
