@@ -10,7 +10,7 @@ other request still goes through Starlette. It is applied to a copy of the
 package in a temporary directory (never to `src/`), and both gateways run
 side by side on one mock model, measured interleaved with wrk.
 
-Run: .venv/bin/python benchmarks/bench_gateway_fastpath.py [--rounds 8 --seconds 4]
+Run: PYTHONPATH=src .venv/bin/python benchmarks/bench_gateway_fastpath.py [--rounds 8 --seconds 4]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def patched_copy(workdir: Path) -> Path:
     text = app.read_text()
     if ANCHOR not in text:
         raise SystemExit("error: create_app() no longer ends as this A/B expects; update ANCHOR")
-    app.write_text(text.replace(ANCHOR, FAST_PATH))
+    app.write_text(text.replace(ANCHOR, FAST_PATH, 1))  # create_app only, not the operator app
     return workdir
 
 
@@ -73,8 +73,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--out", default=str(benchlib.RESULTS / "scale-rest.md"))
     args = parser.parse_args()
-    info = benchlib.RunInfo.begin(".venv/bin/python benchmarks/bench_gateway_fastpath.py")
+    info = benchlib.RunInfo.begin(
+        "PYTHONPATH=src .venv/bin/python benchmarks/bench_gateway_fastpath.py "
+        f"--rounds {args.rounds} --seconds {args.seconds:g}"
+    )
     results: dict[tuple[str, int], list[WrkResult]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-fastpath-") as tmp:
         workdir = Path(tmp)
@@ -93,6 +97,8 @@ def main() -> None:
             "fast path": overhead.gateway_service("fast-path", workdir, upstream, "memory"),
         }
         gateways["fast path"].env = {"PYTHONPATH": str(copy)}
+        for service in gateways.values():  # each its own operator listener (default 8081)
+            service.argv += ["--operator-port", str(benchlib.free_port())]
         started: list[Service] = []
         try:
             mock.start()
@@ -156,7 +162,7 @@ def main() -> None:
         "inside `create_app`) is the quickest way to measure the idea; a clean version would "
         "give `create_app` a small ASGI entry class with the same two routes.\n\n" + info.markdown()
     )
-    benchlib.update_section("fastpath", body)
+    benchlib.update_section("fastpath", body, Path(args.out))
 
 
 if __name__ == "__main__":
