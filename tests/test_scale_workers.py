@@ -291,3 +291,35 @@ def test_operator_listener_is_one_for_the_whole_gateway(
             assert scrape.status_code == 200
             assert "limitador_up 1" in scrape.text
             assert "datastore_partitioned 0" in scrape.text
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, redis: RedisServer) -> None:
+    """No orphan keeps serving the port after a SIGKILL of the supervisor."""
+    with running_mock() as mock:
+        config = write_config(tmp_path / "maas.yaml", mock.url, redis.url, 5, "orphans")
+        port, operator_port = free_port(), free_port()
+        process = subprocess.Popen(
+            [*gateway_command(config, port, operator_port), "--workers", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(operator_port, process=process)
+            url = GatewayURL(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{operator_port}")
+            pids = wait_for_workers(url, 2)
+        finally:
+            process.kill()
+            process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in pids)

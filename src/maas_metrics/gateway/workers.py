@@ -61,6 +61,13 @@ class WorkerServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, pusher: CounterPusher) -> None:
         super().__init__(config)
         self.pusher = pusher
+        self.parent = os.getppid()
+
+    async def on_tick(self, counter: int) -> bool:
+        """Stop (cleanly, pushing the last counts) if the supervisor is gone."""
+        if os.getppid() != self.parent:
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -158,6 +165,7 @@ class Supervisor(uvicorn.Server):
                 await loop.run_in_executor(None, process.join)
         self.api_socket.close()
         await super().shutdown(sockets)
+        await self.endpoints.shared.close()
 
     def alive(self) -> list[int]:
         return [p.pid for p in self.workers if p.pid is not None and p.is_alive()]
@@ -188,7 +196,7 @@ class SharedMetricsEndpoints:
 
     async def healthz(self, request: Request) -> Response:
         del request
-        reachable = await self.shared.refresh()
+        reachable = await self.shared.reachable()
         supervisor = self.supervisor
         body = {
             "status": "ok" if reachable else "degraded",

@@ -184,5 +184,13 @@ class SharedCounters:
         self._loaded = True
         return True
 
+    async def reachable(self) -> bool:
+        """Whether Redis answers a PING (for /healthz: cheaper than reading every total)."""
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError):
+            return False
+        return True
+
     async def close(self) -> None:
         await self._redis.aclose()
