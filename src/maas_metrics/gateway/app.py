@@ -28,6 +28,7 @@ from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.background import Background
 from maas_metrics.gateway.estimate import answer_chars, estimate_usage, prompt_chars
+from maas_metrics.gateway.fastpath import FastPathStarlette
 from maas_metrics.gateway.metering import Admission, Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
@@ -363,7 +364,11 @@ def create_app(config: Config) -> Starlette:
     slash redirect: a 307 would echo the client's `Host` header.
     """
     gateway = Gateway(config)
-    app = Starlette(
+    app = FastPathStarlette(
+        hot={  # served past Starlette's middleware (gateway/fastpath.py); same errors
+            "/v1/chat/completions": gateway.chat_completions,
+            "/v1/completions": gateway.completions,
+        },
         routes=[
             Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
             Route("/v1/completions", gateway.completions, methods=["POST"]),
