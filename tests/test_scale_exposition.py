@@ -19,7 +19,7 @@ import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maas_metrics.telemetry import GatewayMetrics, render
+from maas_metrics.telemetry import Family, GatewayMetrics, render
 from maas_metrics.telemetry.exposition import BLOCK_SERIES, Exposition, accepts_gzip
 from tests.gateway_harness import (
     REQUESTS_NS,
@@ -184,3 +184,20 @@ def test_live_gateway_gzip_scrapes_show_what_clients_received() -> None:
     }
     for body in bodies:
         assert gzip.decompress(body).startswith(b"# HELP authorized_hits")
+
+
+def test_extra_families_are_appended_uncached() -> None:
+    """Families built anew per scrape (the ledger's health) follow the cached ones, gzip too."""
+    plain, cached = GatewayMetrics(), GatewayMetrics()
+    exposition = Exposition(cached.families())
+    for step in range(3):
+        for metrics in (plain, cached):
+            metrics.authorized(REQUESTS_NS, f"user-{step}", "free", "m", 1)
+        extra = Family("maas_ledger_pending", "Records not yet written.", "gauge", ())
+        extra.set((), step * 7)
+        now = 50.0 + step
+        expected = render([*plain.families(), extra], now)
+        if step % 2:
+            assert gzip.decompress(exposition.scrape(now, gzip=True, extra=[extra])) == expected
+        else:
+            assert exposition.scrape(now, extra=[extra]) == expected

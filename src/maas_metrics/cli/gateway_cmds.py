@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
 from maas_metrics.cli.extras import require_extra
-from maas_metrics.config import MEMORY_WORKERS_REFUSAL, mask_secrets
+from maas_metrics.config import mask_secrets, workers_refusal
+
+if TYPE_CHECKING:
+    from uvicorn import Server
 
 
 def gateway(
@@ -51,8 +54,9 @@ def gateway(
     """
     cfg = load_config_or_exit(config)
     if workers is not None:
-        if workers > 1 and cfg.storage.url == "memory":
-            fail(f"--workers {workers}: {MEMORY_WORKERS_REFUSAL.split(': ', 1)[1]}")
+        refusal = workers_refusal(cfg.storage.url, cfg.ledger.enabled) if workers > 1 else None
+        if refusal is not None:
+            fail(f"--workers {workers}: {refusal}")
         settings = cfg.gateway
         cfg = cfg.model_copy(
             update={
@@ -62,8 +66,9 @@ def gateway(
             }
         )
     require_extra("gateway")
-    from maas_metrics.gateway import run
+    from maas_metrics.gateway import build_server
     from maas_metrics.gateway.workers import build_supervisor
+    from maas_metrics.ledger import LedgerError
 
     bind_host = host if host is not None else cfg.gateway.host
     bind_port = port if port is not None else cfg.gateway.port
@@ -71,16 +76,20 @@ def gateway(
     op_port = operator_port if operator_port is not None else cfg.gateway.operator.port
     if op_port == bind_port != 0:
         fail(f"--operator-port {op_port} must differ from the API port")
+    try:
+        if cfg.gateway.workers.count > 1:
+            server: Server = build_supervisor(cfg, bind_host, bind_port, op_port)
+        else:
+            server = build_server(cfg, bind_host, bind_port, op_port)
+    except LedgerError as error:
+        fail(str(error), code=2)
     print(
         f"maas-metrics gateway on http://{bind_host}:{bind_port}, metrics on http://{op_host}:{op_port}/metrics "
         f"({len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {mask_secrets(cfg.storage.url)}, "
         f"on store failure: {cfg.storage.on_failure}, workers: {cfg.gateway.workers.count})",
         flush=True,
     )
-    if cfg.gateway.workers.count > 1:
-        build_supervisor(cfg, bind_host, bind_port, op_port).run()
-    else:
-        run(cfg, bind_host, bind_port, op_port)
+    server.run()
 
 
 def register(app: typer.Typer) -> None:

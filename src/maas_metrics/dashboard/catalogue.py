@@ -59,7 +59,7 @@ from maas_metrics.dashboard.promql import (
     success_ratio,
 )
 from maas_metrics.dashboard.variables import ALL_VALUE
-from maas_metrics.promql import string_literal
+from maas_metrics.promql import increase_exact, string_literal
 
 HITS = "authorized_hits"
 CALLS = "authorized_calls"
@@ -365,14 +365,18 @@ class _Builder:
             id=5,
             key="hourly_hits_by_user",
             title="⏰ Hourly Authorized Hits by User",
-            description="Tokens admitted per user in each clock hour (bar = the hour ending at its time).",
+            description=(
+                "Tokens admitted per user in each clock hour of the selected range; a bar stands at "
+                "its hour's start. The first hour counts from the range's start, the last is the "
+                "current hour so far, so the bars add up to the range's total."
+            ),
             kind="barchart",
             unit="short",
             stacked=True,
             targets=(
                 Target(
                     "A",
-                    self.c.total_over(HITS, TOKEN_FILTER, ("user",), "1h"),
+                    self.c.hourly(HITS, TOKEN_FILTER, ("user",)),
                     legend="{{user}}",
                     min_step="1h",
                 ),
@@ -554,7 +558,8 @@ class _Builder:
         used = selector(HITS, (NAMESPACE, namespace, this_tier, TIER, USER))
         quota = selector("maas_limit_max", (f'policy="{policy}"', this_tier))
         return (
-            f"(sum by (limitador_namespace, user, tier) (increase({used}[{window_seconds}s]))"
+            "(sum by (limitador_namespace, user, tier) "
+            f"({increase_exact(used, f'{window_seconds}s')})"
             " / on (limitador_namespace, tier) group_left ()"
             f" (max by (limitador_namespace, tier) ({quota}) > 0))"
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from maas_metrics.config import Config
 from maas_metrics.gateway import errors
+from maas_metrics.ledger.record import key_id
 from maas_metrics.limiter import Limit
 from maas_metrics.policies import TierPolicies
 
@@ -24,6 +25,7 @@ class Identity:
     requests: Limit | None
     tokens: Limit | None
     token_namespace: str  # where token usage is metered, with or without a token limit
+    key_id: str = ""  # short prefix of the key's SHA-256, for the ledger (never the key)
 
 
 class KeyTable:
@@ -44,6 +46,7 @@ class KeyTable:
                 requests=limits.requests,
                 tokens=limits.tokens,
                 token_namespace=config.namespaces.tokens,
+                key_id=key_id(key.sha256),
             )
 
     def authenticate(self, authorization: str | None) -> Identity:

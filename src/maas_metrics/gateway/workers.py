@@ -58,10 +58,10 @@ WORKER_STOP_SECONDS = 30.0
 class WorkerServer(uvicorn.Server):
     """One worker: the API app on the shared socket, pushing its counts while it serves."""
 
-    def __init__(self, config: uvicorn.Config, pusher: CounterPusher) -> None:
+    def __init__(self, config: uvicorn.Config, pusher: CounterPusher, supervisor: int) -> None:
         super().__init__(config)
         self.pusher = pusher
-        self.parent = os.getppid()
+        self.parent = supervisor  # its pid, passed in: it may be gone before this process runs
 
     async def on_tick(self, counter: int) -> bool:
         """Stop (cleanly, pushing the last counts) if the supervisor is gone."""
@@ -79,7 +79,7 @@ class WorkerServer(uvicorn.Server):
         await self.pusher.stop()
 
 
-def worker_main(config: Config, sock: socket.socket, prefix: str) -> None:
+def worker_main(config: Config, sock: socket.socket, prefix: str, supervisor: int) -> None:
     """A worker process's entry point (spawned: it builds its own app from the config)."""
     logging.basicConfig(level=logging.WARNING)
     app = create_app(config)
@@ -88,7 +88,7 @@ def worker_main(config: Config, sock: socket.socket, prefix: str) -> None:
         app.state.gateway.metrics, config.storage.url, prefix, settings.workers.flush_seconds
     )
     host, port = sock.getsockname()[:2]
-    WorkerServer(api_config(app, settings, host, port), pusher).run(sockets=[sock])
+    WorkerServer(api_config(app, settings, host, port), pusher, supervisor).run(sockets=[sock])
 
 
 class Supervisor(uvicorn.Server):
@@ -114,7 +114,7 @@ class Supervisor(uvicorn.Server):
     def _spawn(self) -> SpawnProcess:
         process = _spawn.Process(
             target=worker_main,
-            args=(self.gateway_config, self.api_socket, self.prefix),
+            args=(self.gateway_config, self.api_socket, self.prefix, os.getpid()),
             name="maas-metrics-worker",
         )
         process.start()

@@ -1,7 +1,10 @@
 """Alerting rules for SREs: rate limiter down, high limited ratio, users near quota, store partitioned.
 
 Every tier, namespace and window comes from the config, so a tier added to
-the YAML file gets its quota alerts without code changes.
+the YAML file gets its quota alerts without code changes. Growth over a
+window is `increase_exact` (maas_metrics.promql), the dashboard's technique,
+so a user whose series were born inside the window (a new user, a first 429)
+is counted from their first value.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from maas_metrics.config import Config
+from maas_metrics.ledger.alerts import alert_rules as ledger_alerts
 from maas_metrics.policies import tier_policies
-from maas_metrics.promql import duration, matcher, selector
+from maas_metrics.promql import duration, increase_exact, matcher, selector
 from maas_metrics.rules.limits import policy_namespaces, quota
 from maas_metrics.services import GATEWAY_SERVICE, LIMITADOR_SERVICE
 
@@ -71,8 +75,10 @@ def high_limited_ratio(config: Config, settings: AlertSettings) -> Rule:
     ns = matcher("limitador_namespace", names)
     window = settings.limited_ratio_window
     by = "sum by (tier, limitador_namespace)"
-    limited = f"{by} (rate({selector('limited_calls', [ns])}[{window}]))"
-    allowed = f"{by} (rate({selector('authorized_calls', [ns])}[{window}]))"
+    # Growth over the window (not rate): a ratio needs no per-second scale, and
+    # increase_exact counts a user's series born inside the window.
+    limited = f"{by} ({increase_exact(selector('limited_calls', [ns]), window)})"
+    allowed = f"{by} ({increase_exact(selector('authorized_calls', [ns]), window)})"
     # A tier whose users are only ever limited has no authorized_calls series: count it as 0.
     expr = f"{limited} / ({limited} + ({allowed} or {limited} * 0)) > {settings.limited_ratio:g}"
     return {
@@ -112,7 +118,7 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
             ]
             used = (
                 "sum by (limitador_namespace, tier, user) "
-                f"(increase({selector('authorized_hits', where)}[{duration(limit.seconds)}]))"
+                f"({increase_exact(selector('authorized_hits', where), duration(limit.seconds))})"
             )
             limit_max = quota([*where, matcher("policy", [policy])])
             rules.append(
@@ -164,6 +170,7 @@ def alert_rules(config: Config, settings: AlertSettings | None = None) -> list[R
         high_limited_ratio(config, settings),
         *near_quota(config, settings),
         counter_store_partitioned(settings),
+        *(ledger_alerts() if config.ledger.enabled else []),
     ]
 
 

@@ -171,23 +171,39 @@ class Exposition:
     def __init__(self, families: Sequence[Family]) -> None:
         self._families = [_FamilyText(family) for family in families]
         self._segments: list[_Segment] = []
-        self._raw: bytes | None = None  # the last body, while no series changed
-        self._gzip: bytes | None = None
+        self._raw = b""  # the cached families' body, kept while no series changed
+        self._crc: int | None = None  # its CRC-32 and joined deflate form, once gzip was asked
+        self._deflated: bytes | None = None
+        self._fresh = False
 
-    def scrape(self, now: float | None = None, gzip: bool = False) -> bytes:
-        """One scrape (advances born-at-zero series): the body, gzip-compressed if asked."""
+    def _update(self, now: float | None) -> None:
         changed = False
         for family in self._families:
             changed |= family.update(now)
-        if changed or self._raw is None:
+        if changed or not self._fresh:
             self._segments = [s for family in self._families for s in family.segments()]
             self._raw = b"".join(segment.raw for segment in self._segments)
-            self._gzip = None
+            self._crc = self._deflated = None
+            self._fresh = True
+
+    def scrape(
+        self, now: float | None = None, gzip: bool = False, extra: Sequence[Family] = ()
+    ) -> bytes:
+        """One scrape (advances born-at-zero series): the body, gzip-compressed if asked.
+
+        `extra` families (a few series built anew for each scrape, such as the
+        ledger's health) are rendered uncached after the cached ones.
+        """
+        self._update(now)
+        tail = _Segment(render(extra, now)) if extra else None
         if not gzip:
-            return self._raw
-        if self._gzip is None:
-            raw = self._raw
-            trailer = struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
-            deflated = b"".join(segment.deflated() for segment in self._segments)
-            self._gzip = _GZIP_HEADER + deflated + _DEFLATE_END + trailer
-        return self._gzip
+            return self._raw if tail is None else self._raw + tail.raw
+        if self._crc is None or self._deflated is None:
+            self._crc = zlib.crc32(self._raw)
+            self._deflated = b"".join(segment.deflated() for segment in self._segments)
+        crc, size, deflated = self._crc, len(self._raw), self._deflated
+        if tail is not None:
+            crc, size = zlib.crc32(tail.raw, crc), size + len(tail.raw)
+            deflated += tail.deflated()
+        trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+        return _GZIP_HEADER + deflated + _DEFLATE_END + trailer
