@@ -25,9 +25,10 @@ import yaml
 from typer.testing import CliRunner
 
 from maas_metrics.cli import app
-from maas_metrics.config import Config
+from maas_metrics.config import Config, load_config
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from maas_metrics.report import ReportInputError, ReportRequest, TimeRange, build_report
+from tests.fixtures import EXAMPLE_CONFIG
 from tests.history import CALLS, HITS, LIMITED, History, backfill_recording_rules_at, build_history
 
 HOUR = 3600
@@ -63,9 +64,6 @@ def env(tmp_path_factory: pytest.TempPathFactory, example_config: Config) -> Ite
 
 @pytest.fixture(scope="module")
 def example_config() -> Config:
-    from maas_metrics.config import load_config
-    from tests.conftest import EXAMPLE_CONFIG
-
     return load_config(EXAMPLE_CONFIG)
 
 
