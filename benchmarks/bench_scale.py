@@ -229,7 +229,8 @@ def write(
     )
     benchlib.console.print(verdict)
     body = (
-        "## Dashboard panels and report at 10,000 users x 5 models x 24 h\n\n"
+        f"## Dashboard panels and report at {data.users:,} users x {len(MODELS)} models x "
+        f"{data.hours} h\n\n"
         f"History: {data.users:,} users x {len(MODELS)} models x 2 namespaces, {data.hours} h sampled "
         f"every {SCRAPE} s with one counter reset half-way: {series:,} counter series "
         "(authorized_hits, authorized_calls; limited_calls for every tenth user), backfilled into "
