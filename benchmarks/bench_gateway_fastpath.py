@@ -1,16 +1,15 @@
-"""A/B: the gateway as it is vs. with its two inference routes served past Starlette's middleware.
+"""A/B: the inference fast path (applied, `gateway/fastpath.py`) vs. every request through Starlette.
 
-The profile (profile_gateway.py) puts about a tenth of the gateway's samples in
+The profile (profile_gateway.py) put about a tenth of the gateway's samples in
 Starlette: `ServerErrorMiddleware`, `ExceptionMiddleware` and the router
-wrap every request before `Gateway._infer` runs. The proposed change lets
-`POST /v1/chat/completions` and `POST /v1/completions` go straight to
-`Gateway._infer` from the app's `__call__` (same error handling:
-`GatewayError` -> its response, anything else -> the 500 handler); every
-other request still goes through Starlette. It is applied to a copy of the
-package in a temporary directory (never to `src/`), and both gateways run
-side by side on one mock model, measured interleaved with wrk.
+wrap every request before `Gateway._infer` runs. The gateway now serves
+`POST /v1/chat/completions` and `POST /v1/completions` straight from the
+app's `__call__` (same error handling). The reference is a copy of the
+package in a temporary directory whose `FastPathStarlette` sends every
+request through Starlette (the path before); both gateways run side by side
+on one mock model, measured interleaved with wrk.
 
-Run: .venv/bin/python benchmarks/bench_gateway_fastpath.py [--rounds 8 --seconds 4]
+Run: PYTHONPATH=src .venv/bin/python benchmarks/bench_gateway_fastpath.py [--rounds 8 --seconds 4]
 """
 
 from __future__ import annotations
@@ -28,44 +27,20 @@ import benchlib
 from services import Service
 from wrkload import WrkResult, run_wrk
 
-ANCHOR = """    app.state.gateway = gateway
-    return app"""
-FAST_PATH = """    app.state.gateway = gateway
-    hot = {"/v1/chat/completions": "/chat/completions", "/v1/completions": "/completions"}
-    starlette_call = app.__call__
-
-    async def fast(scope, receive, send):  # type: ignore[no-untyped-def]
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path = hot.get(scope["path"])
-            if path is not None:
-                request = Request(scope, receive, send)
-                try:
-                    response = await gateway._infer(request, path)
-                except errors.GatewayError as exc:
-                    response = exc.response()
-                except Exception as exc:
-                    response = await _server_error(request, exc)
-                await response(scope, receive, send)
-                return
-        await starlette_call(scope, receive, send)
-
-    class FastStarlette(Starlette):
-        async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
-            await fast(scope, receive, send)
-
-    app.__class__ = FastStarlette
-    return app"""
+ANCHOR = """            handler = self._hot.get(scope["path"])"""
+STARLETTE_PATH = """            handler = None  # A/B: every request through Starlette's stack"""
 
 
 def patched_copy(workdir: Path) -> Path:
+    """A copy of the package whose app sends every request through Starlette (the path before)."""
     source = benchlib.ROOT / "src" / "maas_metrics"
     target = workdir / "maas_metrics"
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-    app = target / "gateway" / "app.py"
-    text = app.read_text()
+    module = target / "gateway" / "fastpath.py"
+    text = module.read_text()
     if ANCHOR not in text:
-        raise SystemExit("error: create_app() no longer ends as this A/B expects; update ANCHOR")
-    app.write_text(text.replace(ANCHOR, FAST_PATH))
+        raise SystemExit("error: gateway/fastpath.py changed; update ANCHOR")
+    module.write_text(text.replace(ANCHOR, STARLETTE_PATH, 1))
     return workdir
 
 
@@ -73,8 +48,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--out", default=str(benchlib.RESULTS / "scale-rest.md"))
     args = parser.parse_args()
-    info = benchlib.RunInfo.begin(".venv/bin/python benchmarks/bench_gateway_fastpath.py")
+    info = benchlib.RunInfo.begin(
+        "PYTHONPATH=src .venv/bin/python benchmarks/bench_gateway_fastpath.py "
+        f"--rounds {args.rounds} --seconds {args.seconds:g}"
+    )
     results: dict[tuple[str, int], list[WrkResult]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-fastpath-") as tmp:
         workdir = Path(tmp)
@@ -89,10 +68,12 @@ def main() -> None:
         )
         upstream = f"{mock.url}/v1"
         gateways = {
-            "src/ as is": overhead.gateway_service("as-is", workdir, upstream, "memory"),
+            "Starlette path": overhead.gateway_service("starlette", workdir, upstream, "memory"),
             "fast path": overhead.gateway_service("fast-path", workdir, upstream, "memory"),
         }
-        gateways["fast path"].env = {"PYTHONPATH": str(copy)}
+        gateways["Starlette path"].env = {"PYTHONPATH": str(copy)}
+        for service in gateways.values():  # each its own operator listener (default 8081)
+            service.argv += ["--operator-port", str(benchlib.free_port())]
         started: list[Service] = []
         try:
             mock.start()
@@ -127,8 +108,8 @@ def main() -> None:
     rows = []
     for concurrency in (1, 16):
         a, b = (results[(name, concurrency)] for name in gateways)
-        wins = {"src/ as is": sum(x.rps > y.rps for x, y in zip(a, b, strict=True))}
-        wins["fast path"] = args.rounds - wins["src/ as is"]
+        wins = {"Starlette path": sum(x.rps > y.rps for x, y in zip(a, b, strict=True))}
+        wins["fast path"] = args.rounds - wins["Starlette path"]
         for name in gateways:
             runs = results[(name, concurrency)]
             rows.append(
@@ -142,21 +123,16 @@ def main() -> None:
             )
     benchlib.print_table("Starlette fast path A/B", headers, rows)
     body = (
-        "## Gateway: inference routes past Starlette's middleware (A/B, proposed)\n\n"
-        "The profile above puts about a tenth of the gateway's samples in Starlette's per-request "
-        "wrappers. Proposed change in `src/maas_metrics/gateway/app.py`, `create_app`: serve "
-        "`POST /v1/chat/completions` and `POST /v1/completions` straight from the app's "
-        "`__call__` into `Gateway._infer` (a `GatewayError` becomes its response, anything else "
-        "goes to `_server_error`, as now); every other request still goes through Starlette. "
-        "Measured on a patched copy of the package (never `src/`): both gateways side by side "
+        "## Gateway: inference routes past Starlette's middleware (A/B, applied)\n\n"
+        "`gateway/fastpath.py` serves `POST /v1/chat/completions` and `POST /v1/completions` "
+        "straight from the app's `__call__` (a `GatewayError` through the app's handler, anything "
+        "else through its 500 handler, also before the response starts); every other request "
+        "goes through Starlette. Reference: a copy of the package with every request through "
+        "Starlette (the path before). Both gateways side by side "
         f"on one mock model, wrk, {args.rounds} interleaved rounds x {args.seconds:g} s per "
-        "concurrency.\n\n"
-        + benchlib.markdown_table(headers, rows)
-        + "\nNot applied: the gateway is not this benchmark's file. The patch (class swap "
-        "inside `create_app`) is the quickest way to measure the idea; a clean version would "
-        "give `create_app` a small ASGI entry class with the same two routes.\n\n" + info.markdown()
+        "concurrency.\n\n" + benchlib.markdown_table(headers, rows) + "\n" + info.markdown()
     )
-    benchlib.update_section("fastpath", body)
+    benchlib.update_section("fastpath", body, Path(args.out))
 
 
 if __name__ == "__main__":

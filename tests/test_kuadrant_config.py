@@ -114,9 +114,7 @@ def test_one_namespace_for_both_policies_only_on_kuadrant(tmp_path: Path) -> Non
     gateway = with_free_limit({"max": 100, "window": "1m"}, namespaces=same, source="gateway")
     code, lines = check(tmp_path, gateway)
     assert code == 2 and len(lines) == 1
-    assert (
-        "namespaces.requests and namespaces.tokens must differ when source is gateway" in lines[0]
-    )
+    assert "namespaces: requests and tokens must differ when source is gateway" in lines[0]
 
 
 @pytest.mark.parametrize(

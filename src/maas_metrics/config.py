@@ -371,6 +371,33 @@ class UsageSource(_Strict):
         return value
 
 
+def workers_refusal(storage_url: str, ledger_enabled: bool) -> str | None:
+    """Why more than one worker cannot run with this storage and ledger (None: they can)."""
+    if storage_url == "memory":
+        return (
+            "counters in memory cannot be shared between workers; "
+            "set storage.url to a redis:// URL or run one worker"
+        )
+    if ledger_enabled:
+        return "the ledger's writer and spool belong to one process; run one worker with a ledger"
+    return None
+
+
+class Workers(_Strict):
+    """Serving with several processes (`gateway.workers`, or `maas-metrics gateway --workers N`).
+
+    With `count` > 1 the counters must live in Redis (`storage.url`), and each
+    worker pushes its metric counts to Redis hashes under `metrics_key` every
+    `flush_seconds`; the one operator listener renders `/metrics` from them.
+    Each gateway (each replica) needs its own `metrics_key`, or replicas would
+    show each other's counts; null means `maas-metrics:<host name>:<API port>`.
+    """
+
+    count: Annotated[int, Field(ge=1, le=64)] = 1
+    flush_seconds: Annotated[float, Field(gt=0, le=10)] = 0.05
+    metrics_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
 class GatewaySettings(_Strict):
     host: BindHost = "127.0.0.1"
     port: Port = 8080
@@ -385,6 +412,7 @@ class GatewaySettings(_Strict):
     shutdown_scrape_wait_seconds: Annotated[float, Field(ge=0)] = 0.0
     metering: Metering = Metering()
     usage: UsageSource = UsageSource()
+    workers: Workers = Workers()
 
     @model_validator(mode="after")
     def _listeners_apart(self) -> GatewaySettings:
@@ -478,9 +506,7 @@ class Config(_Strict):
         _unique([m.name for m in self.models], "models", "name")
         _unique([k.sha256 for k in self.api_keys], "api_keys", "sha256")
         if self.source == "gateway" and self.namespaces.requests == self.namespaces.tokens:
-            raise ValueError(
-                "namespaces.requests and namespaces.tokens must differ when source is gateway"
-            )
+            raise ValueError("namespaces: requests and tokens must differ when source is gateway")
         if self.source == "kuadrant":
             if not self.kuadrant.token_routes:
                 raise ValueError(
@@ -497,6 +523,10 @@ class Config(_Strict):
                             f"tiers[{index}].{kind}.max: {limit.max} is more than Kuadrant "
                             f"accepts (at most {KUADRANT_MAX_LIMIT} with source kuadrant)"
                         )
+        if self.gateway.workers.count > 1:
+            refusal = workers_refusal(self.storage.url, self.ledger.enabled)
+            if refusal is not None:
+                raise ValueError(f"gateway.workers.count: {refusal}")
         _one_trust_per_origin(self.models)
         _one_budget_per_user(self.api_keys)
         models = {m.name for m in self.models}

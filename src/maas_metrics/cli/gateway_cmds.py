@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
 from maas_metrics.cli.extras import require_extra
-from maas_metrics.config import mask_secrets
+from maas_metrics.config import mask_secrets, workers_refusal
+
+if TYPE_CHECKING:
+    from uvicorn import Server
 
 
 def gateway(
@@ -29,6 +32,14 @@ def gateway(
             max=65535,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes (overrides gateway.workers.count); more than 1 needs Redis storage.",
+            min=1,
+            max=64,
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible metering gateway.
 
@@ -37,11 +48,26 @@ def gateway(
     request is proxied to the model's upstream (JSON or SSE streaming).
     Limitador-compatible metrics are served on GET /metrics of the operator
     listener only (gateway.operator, default port 8081), apart from the API;
-    GET /healthz on both. Stops on Ctrl-C / SIGTERM.
+    GET /healthz on both. Stops on Ctrl-C / SIGTERM. With --workers N, N
+    processes serve the API and share their counts through Redis; this
+    process serves /metrics from them (see README, "Many workers").
     """
     cfg = load_config_or_exit(config)
+    if workers is not None:
+        refusal = workers_refusal(cfg.storage.url, cfg.ledger.enabled) if workers > 1 else None
+        if refusal is not None:
+            fail(f"--workers {workers}: {refusal}")
+        settings = cfg.gateway
+        cfg = cfg.model_copy(
+            update={
+                "gateway": settings.model_copy(
+                    update={"workers": settings.workers.model_copy(update={"count": workers})}
+                )
+            }
+        )
     require_extra("gateway")
     from maas_metrics.gateway import build_server
+    from maas_metrics.gateway.workers import build_supervisor
     from maas_metrics.ledger import LedgerError
 
     bind_host = host if host is not None else cfg.gateway.host
@@ -51,13 +77,16 @@ def gateway(
     if op_port == bind_port != 0:
         fail(f"--operator-port {op_port} must differ from the API port")
     try:
-        server = build_server(cfg, bind_host, bind_port, op_port)
+        if cfg.gateway.workers.count > 1:
+            server: Server = build_supervisor(cfg, bind_host, bind_port, op_port)
+        else:
+            server = build_server(cfg, bind_host, bind_port, op_port)
     except LedgerError as error:
         fail(str(error), code=2)
     print(
         f"maas-metrics gateway on http://{bind_host}:{bind_port}, metrics on http://{op_host}:{op_port}/metrics "
         f"({len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {mask_secrets(cfg.storage.url)}, "
-        f"on store failure: {cfg.storage.on_failure})",
+        f"on store failure: {cfg.storage.on_failure}, workers: {cfg.gateway.workers.count})",
         flush=True,
     )
     server.run()

@@ -69,10 +69,11 @@ StepOption = Annotated[
     ),
 ]
 ResolutionOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         help="Read the counters every this often; keep it at most your scrape interval so "
-        "every counter reset is seen. Range edges snap down to this grid.",
+        "every counter reset is seen. Range edges snap down to this grid. "
+        "Default: 15s, or 1m with --recording-rules.",
     ),
 ]
 
@@ -91,7 +92,7 @@ def report(
     format: FormatOption = "table",
     output: OutputOption = None,
     step: StepOption = None,
-    resolution: ResolutionOption = "15s",
+    resolution: ResolutionOption = None,
     source: Annotated[
         str,
         typer.Option(
@@ -99,6 +100,15 @@ def report(
             "takes day and month), else Prometheus; or ledger / prometheus.",
         ),
     ] = "auto",
+    recording_rules: Annotated[
+        bool,
+        typer.Option(
+            "--recording-rules",
+            help="Read Prometheus's per-user recording rules (maas-metrics rules) instead of the "
+            "raw counters: one sample a minute per user, much faster over long ranges. Needs "
+            "--resolution in whole minutes (1m when not given).",
+        ),
+    ] = False,
 ) -> None:
     """Usage and billing report from the ledger or Prometheus, for any time range.
 
@@ -138,7 +148,11 @@ def report(
 
         _write(ledger_report(cfg, start, end, period, by, filters), cfg, format, output)
         return
-    request = _request(start, end, period, by, filters, step, resolution, format == "html")
+    if resolution is None:
+        resolution = "1m" if recording_rules else "15s"
+    request = _request(
+        start, end, period, by, filters, step, resolution, format == "html", recording_rules
+    )
     result = _read(prometheus, cfg, request)
     _write(result, cfg, format, output)
 
@@ -152,6 +166,7 @@ def _request(
     step: str | None,
     resolution: str,
     with_users: bool,
+    recording_rules: bool = False,
 ) -> ReportRequest:
     """The options as a report request, or one line naming the bad option."""
     from maas_metrics.report import (
@@ -174,6 +189,7 @@ def _request(
             resolution=res,
             step=step_seconds,
             with_users=with_users,
+            recording_rules=recording_rules,
         )
     except (ReportInputError, TimeInputError) as error:
         fail(str(error))

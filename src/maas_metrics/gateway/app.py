@@ -29,6 +29,7 @@ from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.background import Background
 from maas_metrics.gateway.budgets import Budgets
 from maas_metrics.gateway.estimate import answer_chars, estimate_usage, prompt_chars
+from maas_metrics.gateway.fastpath import FastPathStarlette
 from maas_metrics.gateway.metering import Admission, Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
@@ -41,7 +42,8 @@ from maas_metrics.ledger.trace import Trace, open_ledger
 from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
 from maas_metrics.limiter.redis import RedisStore
 from maas_metrics.policies import tier_policies
-from maas_metrics.telemetry import CONTENT_TYPE, GatewayMetrics, LatencyMetrics, render
+from maas_metrics.telemetry import CONTENT_TYPE, GatewayMetrics, LatencyMetrics
+from maas_metrics.telemetry.exposition import Exposition, accepts_gzip
 from maas_metrics.telemetry.latency import OPERATIONS
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class Gateway:
         self.latency = LatencyMetrics(self.metering.zero_hold_seconds)
         self.background = Background()  # token reports and upstream drains a client cannot cancel
         self.metrics.publish_quotas(policies)
+        self.exposition = Exposition(self.metrics.families())
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(
             TimedStore(create_store(config.storage.url), self.latency), config.storage.on_failure
@@ -383,19 +386,24 @@ class Gateway:
         return self.last_scrape_at >= max(moment, self.metrics.changed_at)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        del request
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
         self.metrics.set_reservations(self.meter.reservations_outstanding())
+        gzip = accepts_gzip(request.headers.get("accept-encoding"))
+        # The usage counters are cached (only changed series re-formatted); the latency
+        # histograms, budgets and ledger health are few series, rendered anew each scrape.
         budget_families = self.budgets.families()
-        families = [*self.metrics.families(), *self.latency.families(), *budget_families]
+        extra = [*self.latency.families(), *budget_families]
         if self.ledger is not None:
-            families += ledger_families(self.ledger.writer)
-        text = render(families)
+            extra += ledger_families(self.ledger.writer)
+        body = self.exposition.scrape(gzip=gzip, extra=extra)
         held = self.metrics.held() or self.latency.held() or any(f.held() for f in budget_families)
         if not held:  # no new series still shown at 0: this scrape read every count
             self.last_scrape_at = began
-        return Response(text, headers={"content-type": CONTENT_TYPE})
+        headers = {"content-type": CONTENT_TYPE, "vary": "Accept-Encoding"}
+        if gzip:
+            headers["content-encoding"] = "gzip"
+        return Response(body, headers=headers)
 
     async def healthz(self, request: Request) -> Response:
         """Always 200 while the process serves; says whether the counter store is reachable."""
@@ -451,7 +459,11 @@ def create_app(config: Config) -> Starlette:
     slash redirect: a 307 would echo the client's `Host` header.
     """
     gateway = Gateway(config)
-    app = Starlette(
+    app = FastPathStarlette(
+        hot={  # served past Starlette's middleware (gateway/fastpath.py); same errors
+            "/v1/chat/completions": gateway.chat_completions,
+            "/v1/completions": gateway.completions,
+        },
         routes=[
             Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
             Route("/v1/completions", gateway.completions, methods=["POST"]),

@@ -14,11 +14,12 @@ import logging
 import socket
 import time
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from uvicorn.server import ServerState
 
-from maas_metrics.config import Config
+from maas_metrics.config import Config, GatewaySettings
 from maas_metrics.gateway.app import Gateway, create_app, create_operator_app
 from maas_metrics.gateway.guard import GuardedConfig
 
@@ -117,6 +118,39 @@ class GatewayServer(uvicorn.Server):
 OPERATOR_MAX_CONNECTIONS = 64
 
 
+#: uvicorn settings of every listener: uvloop, no access log, no server header, bounded stop.
+SERVER_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    "access_log": False,
+    "log_level": "warning",
+    "server_header": False,
+    "proxy_headers": False,
+    "timeout_graceful_shutdown": 10,  # open streams must not hold a stop forever
+}
+
+
+def api_config(app: Any, settings: GatewaySettings, host: str, port: int) -> GuardedConfig:
+    """The API listener's uvicorn config (also each worker's, see `gateway.workers`)."""
+    return GuardedConfig(
+        app, settings.connections, host=host, port=port, lifespan="on", **SERVER_OPTIONS
+    )
+
+
+def operator_config(app: Any, settings: GatewaySettings, api_host: str, port: int) -> GuardedConfig:
+    """The operator listener's uvicorn config: few connections, no lifespan."""
+    bounds = settings.connections
+    return GuardedConfig(
+        app,
+        bounds.model_copy(
+            update={"max_connections": min(bounds.max_connections, OPERATOR_MAX_CONNECTIONS)}
+        ),
+        host=settings.operator.host if settings.operator.host is not None else api_host,
+        port=port,
+        lifespan="off",
+        **SERVER_OPTIONS,
+    )
+
+
 def build_server(
     config: Config,
     host: str | None = None,
@@ -127,32 +161,17 @@ def build_server(
     settings = config.gateway
     app = create_app(config)
     gateway: Gateway = app.state.gateway
-    common = {
-        "loop": "uvloop",
-        "access_log": False,
-        "log_level": "warning",
-        "server_header": False,
-        "proxy_headers": False,
-        "timeout_graceful_shutdown": 10,  # open streams must not hold a stop forever
-    }
-    api = GuardedConfig(
+    api = api_config(
         app,
-        settings.connections,
-        host=host if host is not None else settings.host,
-        port=port if port is not None else settings.port,
-        lifespan="on",
-        **common,
+        settings,
+        host if host is not None else settings.host,
+        port if port is not None else settings.port,
     )
-    bounds = settings.connections
-    operator = GuardedConfig(
+    operator = operator_config(
         create_operator_app(gateway),
-        bounds.model_copy(
-            update={"max_connections": min(bounds.max_connections, OPERATOR_MAX_CONNECTIONS)}
-        ),
-        host=settings.operator.host if settings.operator.host is not None else api.host,
-        port=operator_port if operator_port is not None else settings.operator.port,
-        lifespan="off",
-        **common,
+        settings,
+        api.host,
+        operator_port if operator_port is not None else settings.operator.port,
     )
     return GatewayServer(api, operator, gateway, settings.shutdown_scrape_wait_seconds)
 

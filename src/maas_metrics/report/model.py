@@ -50,6 +50,8 @@ class ReportRequest:
     """Longest window per query in seconds; None: a day, halved while Prometheus refuses."""
     with_users: bool = False
     """Keep per-user detail for charts (top users) whatever `by` is."""
+    recording_rules: bool = False
+    """Read the per-user recording rules (one sample a minute) instead of the raw counters."""
 
     def __post_init__(self) -> None:
         for key in (*self.by, *self.filters):
@@ -58,6 +60,11 @@ class ReportRequest:
         if self.resolution <= 0 or 86400 % self.resolution:
             raise ReportInputError(
                 f"--resolution {self.resolution:g}s must divide a day (e.g. 5s, 15s, 30s, 1m)"
+            )
+        if self.recording_rules and self.resolution % 60:
+            raise ReportInputError(
+                f"--resolution {self.resolution:g}s: --recording-rules reads one sample a "
+                "minute, so the resolution must be a whole number of minutes (e.g. 1m)"
             )
         if self.step is not None and (self.step <= 0 or self.step % self.resolution):
             raise ReportInputError(

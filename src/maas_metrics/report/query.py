@@ -29,6 +29,7 @@ from maas_metrics.prometheus import PrometheusAPI, PrometheusError
 from maas_metrics.promql import duration, increase_exact, matcher, selector, string_literal
 from maas_metrics.report.model import GROUP_KEYS, ReportRequest
 from maas_metrics.report.pricing import Usage
+from maas_metrics.rules.recording import per_user_series
 
 DEFAULT_STEP = 86400.0
 """Seconds per query window unless `--step` says otherwise; halved while Prometheus refuses."""
@@ -66,9 +67,20 @@ def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[s
 
 
 def window_expr(config: Config, request: ReportRequest, counter: Counter, seconds: float) -> str:
-    """The increase of `counter` over a window of `seconds` ending at the query time."""
-    sel = selector(counter.metric, matchers(config, request, counter))
+    """The increase of `counter` over a window of `seconds` ending at the query time.
+
+    With `request.recording_rules` it is the sum of the per-user rule's
+    one-minute increases in the window (`rules.recording`): the rule samples
+    tile time as the windows do, so both paths count the same traffic, and a
+    query reads one sample a minute per user instead of every scrape.
+    """
     labels = ", ".join(request.detail_labels)
+    if request.recording_rules:
+        sel = selector(per_user_series(counter.metric), matchers(config, request, counter))
+        # (b - W, b]: a range selector also takes a sample at exactly b - W, which
+        # belongs to the window before (it counts the minute that ends there).
+        return f"sum by ({labels}) (sum_over_time({sel}[{duration(seconds - 0.001)}]))"
+    sel = selector(counter.metric, matchers(config, request, counter))
     return f"sum by ({labels}) ({increase_exact(sel, duration(seconds))})"
 
 

@@ -20,6 +20,7 @@ Every counter series is born at zero (see `Family`), so Prometheus's
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterator
 from typing import Literal
@@ -61,28 +62,38 @@ class Family:
         self.labels = labels
         self.hold_seconds = hold_seconds
         self._values: dict[tuple[str, ...], float] = {}  # series every scraper has read at 0
-        self._texts: dict[tuple[str, ...], str] = {}
+        self._texts: dict[tuple[str, ...], str] = {}  # every series, in order of creation
         # Counter series not yet shown above 0: key -> [value, monotonic time first shown at 0 or -1].
         self._fresh: dict[tuple[str, ...], list[float]] = {}
+        # For the render cache (`telemetry.exposition.Exposition`): series created and
+        # series whose shown value changed since the last `take_changes`.
+        self._new: list[tuple[str, ...]] = []
+        self._dirty: set[tuple[str, ...]] = set()
 
     def inc(self, key: tuple[str, ...], amount: float = 1) -> None:
         values = self._values
         if key in values:
             values[key] += amount
+            self._dirty.add(key)
             return
         fresh = self._fresh.get(key)
         if fresh is not None:
-            fresh[0] += amount
+            fresh[0] += amount  # still shown at 0: its line does not change
             return
         self._texts[key] = label_text(self.labels, key)
+        self._new.append(key)
         if self.kind == "counter":
             self._fresh[key] = [amount, -1.0]
         else:
             values[key] = amount
 
     def set(self, key: tuple[str, ...], value: float) -> None:
-        if key not in self._values:
+        old = self._values.get(key)
+        if old is None:
             self._texts[key] = label_text(self.labels, key)
+            self._new.append(key)
+        elif old != value:
+            self._dirty.add(key)
         self._values[key] = value
 
     def get(self, key: tuple[str, ...] = ()) -> float:
@@ -94,27 +105,64 @@ class Family:
         """How many series scrapes still read at 0."""
         return len(self._fresh)
 
-    def samples(self, now: float | None = None) -> Iterator[tuple[str, float]]:
-        """The series for one scrape; advances born-at-zero series (call once per scrape)."""
-        texts = self._texts
-        for key, value in list(self._values.items()):
-            yield texts[key], value
+    def _advance(self, now: float | None) -> list[tuple[str, ...]]:
+        """One scrape's born-at-zero step: mark new series as read at 0, ripen held ones.
+
+        Returns the series that ripened (their shown value jumps from 0 to their count).
+        """
         if not self._fresh:
-            return
+            return []
         now = time.monotonic() if now is None else now
         ripe: list[tuple[str, ...]] = []
-        for key, state in list(self._fresh.items()):
+        for key, state in self._fresh.items():
             first_zero = state[1]
             if first_zero < 0:
                 state[1] = now
-                yield texts[key], 0
             elif now - first_zero >= self.hold_seconds:
                 ripe.append(key)
-                yield texts[key], state[0]
-            else:
-                yield texts[key], 0
         for key in ripe:
             self._values[key] = self._fresh.pop(key)[0]
+        return ripe
+
+    def shown(self, key: tuple[str, ...]) -> float:
+        """The value scrapes show now: 0 while a counter series is held."""
+        value = self._values.get(key)
+        return 0 if value is None else value
+
+    def text(self, key: tuple[str, ...]) -> str:
+        """The series' pre-escaped label string."""
+        return self._texts[key]
+
+    def samples(self, now: float | None = None) -> Iterator[tuple[str, float]]:
+        """The series for one scrape, in order of creation; advances born-at-zero series.
+
+        Call once per scrape, and render a family either through this or
+        through one `Exposition` cache (`take_changes`), not both.
+        """
+        self._advance(now)
+        values = self._values
+        for key, text in list(self._texts.items()):
+            value = values.get(key)
+            yield text, 0 if value is None else value
+
+    def take_all(self) -> list[tuple[str, ...]]:
+        """Every series in order of creation; changes are tracked from here on (for a new cache)."""
+        self._new, self._dirty = [], set()
+        return list(self._texts)
+
+    def take_changes(
+        self, now: float | None = None
+    ) -> tuple[list[tuple[str, ...]], builtins.set[tuple[str, ...]]]:
+        """One scrape for a render cache: (series created, series whose shown value changed).
+
+        Applies the same born-at-zero step as `samples`, so a cached render
+        shows exactly what an uncached one would.
+        """
+        ripe = self._advance(now)
+        new, dirty = self._new, self._dirty
+        self._new, self._dirty = [], set()
+        dirty.update(ripe)
+        return new, dirty
 
     def __len__(self) -> int:
         return len(self._values) + len(self._fresh)
