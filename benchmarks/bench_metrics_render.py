@@ -39,11 +39,11 @@ def populate(target: int) -> GatewayMetrics:
     while series_count(metrics) < target:
         user, model = f"user-{i // len(MODELS):06d}", MODELS[i % len(MODELS)]
         tier = TIERS[i % len(TIERS)]
-        metrics.authorized(REQ_NS, user, tier, model, 1)
-        metrics.authorized(TOK_NS, user, tier, model, 0)
-        metrics.reported(TOK_NS, user, tier, model, 30 + i % 7, 50 + i % 11, 80 + i % 18)
+        metrics.authorized(REQ_NS, (user, tier), model, 1)
+        metrics.authorized(TOK_NS, (user, tier), model, 0)
+        metrics.reported(TOK_NS, (user, tier), model, 30 + i % 7, 50 + i % 11, 80 + i % 18)
         if i % 10 == 0:
-            metrics.limited(REQ_NS, user, tier, model, f"{tier}-requests")
+            metrics.limited(REQ_NS, (user, tier), model, f"{tier}-requests")
         i += 1
     return metrics
 

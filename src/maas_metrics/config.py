@@ -12,7 +12,7 @@ import hashlib
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -20,11 +20,21 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
+from maas_metrics.contract import (
+    GROUP,
+    MISSING_VALUE,
+    AttributionLabel,
+    BillingDimension,
+    MetricNames,
+    Schema,
+)
 from maas_metrics.durations import (
     KUADRANT_MAX_WINDOW_SECONDS,
     DurationError,
@@ -159,12 +169,55 @@ class Model(_Strict):
         return value.rstrip("/")
 
 
+Attributes = dict[AttributionLabel, Annotated[Text, Field(min_length=1)]]
+"""Attribution label -> value (e.g. `cost_center: cc-100`), set per group or per key."""
+
+
 class ApiKey(_Strict):
-    """An API key, stored only as the SHA-256 hex digest of the secret."""
+    """An API key, stored only as the SHA-256 hex digest of the secret.
+
+    `attributes` (optional) set the key's attribution labels; they win over
+    the values of its groups (`schema.groups`).
+    """
 
     user: Annotated[Text, Field(min_length=1)]
     groups: Annotated[list[Text], Field(min_length=1)]
     sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
+    attributes: Attributes = {}
+
+
+class SchemaSettings(_Strict):
+    """The metric schema (`schema:`): which labels the counters carry and which names are read.
+
+    The defaults are the seed's platform (tier, user and model everywhere,
+    Limitador's names). Today's platform: `billing_dimension: subscription`,
+    `attribution: [organization_id, cost_center]`, `capture_user: false`,
+    `calls_carry_model: false`, `metric_names: otel`. See `contract.Schema`.
+    """
+
+    billing_dimension: BillingDimension = "tier"
+    attribution: list[AttributionLabel] = []
+    capture_user: bool = True
+    calls_carry_model: bool = True
+    metric_names: MetricNames = "limitador"
+    missing_value: Annotated[Text, Field(min_length=1)] = MISSING_VALUE
+    groups: dict[Text, Attributes] = {}
+
+    @model_validator(mode="after")
+    def _captured_once(self) -> SchemaSettings:
+        _unique(list(self.attribution), "schema.attribution", "label")
+        return self
+
+    def contract(self) -> Schema:
+        """The `contract.Schema` every producer and consumer asks."""
+        return Schema(
+            dimension=self.billing_dimension,
+            attribution=tuple(self.attribution),
+            user=self.capture_user,
+            calls_model=self.calls_carry_model,
+            names=self.metric_names,
+            missing_value=self.missing_value,
+        )
 
 
 class Namespaces(_Strict):
@@ -238,6 +291,12 @@ class Dashboard(_Strict):
 
 
 class Config(_Strict):
+    """The whole config. With `schema.billing_dimension: subscription` the YAML lists
+    `subscriptions:` (each shaped like a tier; `price_per_token` may stand for
+    `price_per_hit`, as token hits are tokens) instead of `tiers:`; the code
+    calls both `tiers`.
+    """
+
     tiers: Annotated[list[Tier], Field(min_length=1)]
     models: Annotated[list[Model], Field(min_length=1)]
     api_keys: list[ApiKey] = []
@@ -247,6 +306,72 @@ class Config(_Strict):
     kuadrant: KuadrantRoutes = KuadrantRoutes()
     gateway: GatewaySettings = GatewaySettings()
     dashboard: Dashboard = Dashboard()
+    metrics_schema: SchemaSettings = Field(SchemaSettings(), alias="schema")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _subscriptions(cls, data: object) -> object:
+        """`subscriptions:` is the `tiers:` list under today's name (same model, one copy)."""
+        if not isinstance(data, dict):
+            return data
+        schema = data.get("schema")
+        dimension = schema.get("billing_dimension", "tier") if isinstance(schema, dict) else "tier"
+        wrong = "tiers" if dimension == "subscription" else "subscriptions"
+        if wrong in data:
+            raise ValueError(
+                f"{wrong}: the billing dimension is {dimension!r} (schema.billing_dimension), "
+                f"so list {'subscriptions' if wrong == 'tiers' else 'tiers'} instead"
+            )
+        if dimension != "subscription":
+            return data
+        if "subscriptions" not in data:
+            raise ValueError("subscriptions: required (schema.billing_dimension is subscription)")
+        entries = data["subscriptions"]
+        if isinstance(entries, list):
+            entries = [_per_token_price(e) for e in entries]
+        rest = {k: v for k, v in data.items() if k != "subscriptions"}
+        return {**rest, "tiers": entries}
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dump with the YAML's names (`schema:`, `subscriptions:`), so a dump loads back."""
+        data: dict[str, Any] = handler(self)
+        if "metrics_schema" in data:
+            data["schema"] = data.pop("metrics_schema")
+        if self.metrics_schema.billing_dimension == "subscription" and "tiers" in data:
+            data = {("subscriptions" if k == "tiers" else k): v for k, v in data.items()}
+        return data
+
+    @property
+    def contract(self) -> Schema:
+        """The metric contract of this config (`contract.Schema`)."""
+        return self.metrics_schema.contract()
+
+    @property
+    def dimension_name(self) -> str:
+        """What the config calls a tier: `tier` or `subscription` (for messages and titles)."""
+        return self.metrics_schema.billing_dimension
+
+    def attributes(self, key: ApiKey, matched_group: str | None = None) -> dict[str, str]:
+        """The captured attribution labels of `key`: its own value, else its first group's with
+        one, else (for `group`) the group that chose its tier, else `schema.missing_value`."""
+        schema = self.metrics_schema
+        out: dict[str, str] = {}
+        for label in schema.attribution:
+            value = key.attributes.get(label)
+            if value is None:
+                value = next(
+                    (
+                        schema.groups[g][label]
+                        for g in key.groups
+                        if label in schema.groups.get(g, {})
+                    ),
+                    None,
+                )
+            if value is None and label == GROUP:
+                value = matched_group
+            out[label] = schema.missing_value if value is None else value
+        return out
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -306,6 +431,20 @@ class Config(_Strict):
     def tiers_by_level(self) -> list[Tier]:
         return sorted(self.tiers, key=lambda t: t.level)
 
+    def matched_group(self, groups: list[str] | tuple[str, ...], tier: Tier) -> str | None:
+        """The first of `groups` that puts the caller in `tier` (the `group` attribution label)."""
+        return next((g for g in groups if g in tier.groups), None)
+
+
+def _per_token_price(entry: object) -> object:
+    """A subscription's `price_per_token` is its `price_per_hit` (token hits are tokens)."""
+    if not isinstance(entry, dict) or "price_per_token" not in entry:
+        return entry
+    if "price_per_hit" in entry:
+        raise ValueError("subscriptions: set price_per_token or price_per_hit, not both")
+    rest = {k: v for k, v in entry.items() if k != "price_per_token"}
+    return {**rest, "price_per_hit": entry["price_per_token"]}
+
 
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -337,7 +476,15 @@ def parse_config(data: object) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(describe_validation_error(error)) from None
+        message = describe_validation_error(error)
+        if _dimension(data) == "subscription" and message.startswith("tiers"):
+            message = "subscriptions" + message.removeprefix("tiers")  # the YAML's name
+        raise ConfigError(message) from None
+
+
+def _dimension(data: object) -> object:
+    schema = data.get("schema") if isinstance(data, dict) else None
+    return schema.get("billing_dimension") if isinstance(schema, dict) else None
 
 
 def read_yaml(path: str | Path, what: str) -> object:

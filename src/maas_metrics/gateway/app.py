@@ -56,7 +56,7 @@ class Gateway:
         self.config = config
         policies = tier_policies(config)
         self.keys = KeyTable(config, policies)
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(config.contract)
         self.metrics.publish_quotas(policies)
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)

@@ -100,7 +100,7 @@ class Meter:
         if limit is not None:
             decision = await self.limiter.check_and_update(limit, identity.user)
             if decision.allowed:
-                self.metrics.authorized(limit.namespace, identity.user, identity.tier, model, 1)
+                self.metrics.authorized(limit.namespace, identity.labels, model, 1)
                 if not decision.degraded:
                     headers = rate_limit_headers(decision)
             else:
@@ -109,7 +109,7 @@ class Meter:
         if limit is not None:
             decision = await self.limiter.check(limit, identity.user)
             if decision.allowed:
-                self.metrics.authorized(limit.namespace, identity.user, identity.tier, model, 0)
+                self.metrics.authorized(limit.namespace, identity.labels, model, 0)
             else:
                 raise self._reject(decision, identity, model, "tokens")
         return headers
@@ -121,7 +121,7 @@ class Meter:
             # Failure mode `deny`: the store decided nothing, so no metric changes.
             return errors.store_unavailable()
         limit: Limit = decision.limit
-        self.metrics.limited(limit.namespace, identity.user, identity.tier, model, limit.name)
+        self.metrics.limited(limit.namespace, identity.labels, model, limit.name)
         return _rate_limited(decision, unit)
 
     async def report(self, identity: Identity, model: str, usage: Usage) -> None:
@@ -136,8 +136,7 @@ class Meter:
             await self.limiter.report(limit, identity.user, usage.total_tokens)
         self.metrics.reported(
             identity.token_namespace,
-            identity.user,
-            identity.tier,
+            identity.labels,
             model,
             usage.prompt_tokens,
             usage.completion_tokens,

@@ -1,5 +1,8 @@
 """The gateway's metrics: Limitador's set, named and labelled as Limitador names them.
 
+Names and labels come from `maas_metrics.contract`; with the seed's schema
+(the default) the families are:
+
 | family                    | kind    | labels                                              |
 |---------------------------|---------|-----------------------------------------------------|
 | authorized_hits           | counter | limitador_namespace, model, tier, user              |
@@ -11,6 +14,12 @@
 | maas_completion_tokens_total | counter | limitador_namespace, model, tier, user              |
 | maas_limit_max            | gauge   | limit_name, limitador_namespace, policy, tier       |
 | maas_limit_window_seconds | gauge   | limit_name, limitador_namespace, policy, tier       |
+
+Another schema renames `tier` (e.g. `subscription`), adds attribution
+labels, drops `user`, or drops `model` from the calls counters
+(`contract.Schema.usage_labels` / `calls_labels` / `limited_labels`).
+A usage key is (namespace, *identity labels, model): the identity's values
+come from `gateway.auth.Identity.labels`, in `Schema.identity_labels` order.
 """
 
 from __future__ import annotations
@@ -19,12 +28,10 @@ import time
 from collections.abc import Iterator
 from typing import Literal
 
+from maas_metrics import contract
+from maas_metrics.contract import Schema
 from maas_metrics.policies import TierPolicies
 from maas_metrics.telemetry.exposition import label_text
-
-USAGE_LABELS = ("limitador_namespace", "user", "tier", "model")
-LIMITED_LABELS = ("limitador_namespace", "user", "tier", "model", "limit_name")
-QUOTA_LABELS = ("limitador_namespace", "tier", "limit_name", "policy")
 
 
 class Family:
@@ -68,47 +75,51 @@ class Family:
 class GatewayMetrics:
     """Counters for policy decisions and token usage, plus health and quota gauges."""
 
-    def __init__(self) -> None:
-        self.authorized_hits = Family("authorized_hits", "Authorized hits", "counter", USAGE_LABELS)
+    def __init__(self, schema: Schema = contract.SEED) -> None:
+        usage = schema.usage_labels
+        self._calls_model = schema.calls_model
+        self.authorized_hits = Family(contract.HITS, "Authorized hits", "counter", usage)
         self.authorized_calls = Family(
-            "authorized_calls", "Authorized calls", "counter", USAGE_LABELS
+            contract.CALLS, "Authorized calls", "counter", schema.calls_labels
         )
-        self.limited_calls = Family("limited_calls", "Limited calls", "counter", LIMITED_LABELS)
-        self.limitador_up = Family("limitador_up", "Limitador is running", "gauge", ())
+        self.limited_calls = Family(
+            contract.LIMITED, "Limited calls", "counter", schema.limited_labels
+        )
+        self.limitador_up = Family(contract.LIMITADOR_UP, "Limitador is running", "gauge", ())
         self.limitador_up.set((), 1)
         self.datastore_partitioned = Family(
-            "datastore_partitioned",
+            contract.DATASTORE_PARTITIONED,
             "Limitador is partitioned from backing datastore",
             "gauge",
             (),
         )
         self.datastore_partitioned.set((), 0)
         self.prompt_tokens = Family(
-            "maas_prompt_tokens_total",
+            contract.PROMPT_TOKENS,
             "Prompt (input) tokens of admitted requests, from the response usage",
             "counter",
-            USAGE_LABELS,
+            usage,
         )
         self.completion_tokens = Family(
-            "maas_completion_tokens_total",
+            contract.COMPLETION_TOKENS,
             "Completion (output) tokens of admitted requests, from the response usage",
             "counter",
-            USAGE_LABELS,
+            usage,
         )
         self.limit_max = Family(
-            "maas_limit_max",
+            contract.LIMIT_MAX,
             "Configured maximum hits per window of each limit",
             "gauge",
-            QUOTA_LABELS,
+            schema.quota_labels,
         )
         self.changed_at = (
             0.0  # time.monotonic() of the last usage change, for scrape-aware shutdown
         )
         self.limit_window = Family(
-            "maas_limit_window_seconds",
+            contract.LIMIT_WINDOW,
             "Configured window length in seconds of each limit",
             "gauge",
-            QUOTA_LABELS,
+            schema.quota_labels,
         )
 
     def families(self) -> list[Family]:
@@ -126,29 +137,38 @@ class GatewayMetrics:
 
     # --- what the gateway reports --------------------------------------------------
 
-    def authorized(self, namespace: str, user: str, tier: str, model: str, hits: int) -> None:
-        """A policy check admitted a request (hits: 1 for a request policy, 0 for a token pre-check)."""
-        key = (namespace, user, tier, model)
-        self.authorized_calls.inc(key)
-        self.authorized_hits.inc(key, hits)
+    def _calls_key(self, namespace: str, identity: tuple[str, ...], model: str) -> tuple[str, ...]:
+        """The calls counters' key: `model` only when the schema puts it on calls."""
+        if self._calls_model:
+            return (namespace, *identity, model)
+        return (namespace, *identity)
+
+    def authorized(self, namespace: str, identity: tuple[str, ...], model: str, hits: int) -> None:
+        """A policy check admitted a request (hits: 1 for a request policy, 0 for a token pre-check).
+
+        `identity`: the caller's label values (`Identity.labels`).
+        """
+        self.authorized_calls.inc(self._calls_key(namespace, identity, model))
+        self.authorized_hits.inc((namespace, *identity, model), hits)
         self.changed_at = time.monotonic()
 
-    def limited(self, namespace: str, user: str, tier: str, model: str, limit_name: str) -> None:
-        self.limited_calls.inc((namespace, user, tier, model, limit_name))
+    def limited(
+        self, namespace: str, identity: tuple[str, ...], model: str, limit_name: str
+    ) -> None:
+        self.limited_calls.inc((*self._calls_key(namespace, identity, model), limit_name))
         self.changed_at = time.monotonic()
 
     def reported(
         self,
         namespace: str,
-        user: str,
-        tier: str,
+        identity: tuple[str, ...],
         model: str,
         prompt_tokens: int,
         completion_tokens: int,
         total_tokens: int,
     ) -> None:
         """A token policy report after the response: hits += total tokens."""
-        key = (namespace, user, tier, model)
+        key = (namespace, *identity, model)
         self.authorized_hits.inc(key, total_tokens)
         self.prompt_tokens.inc(key, prompt_tokens)
         self.completion_tokens.inc(key, completion_tokens)
