@@ -353,19 +353,20 @@ class Config(_Strict):
         return self.metrics_schema.billing_dimension
 
     def attributes(self, key: ApiKey, matched_group: str | None = None) -> dict[str, str]:
-        """The captured attribution labels of `key`: its own value, else its first group's with
-        one, else (for `group`) the group that chose its tier, else `schema.missing_value`."""
+        """The captured attribution labels of `key`.
+
+        Each is the key's own value, else that of `matched_group` (the group
+        that chose its tier), else of its first other group that sets it,
+        else (for `group`) `matched_group` itself, else `schema.missing_value`.
+        """
         schema = self.metrics_schema
+        groups = [*([matched_group] if matched_group else []), *key.groups]
         out: dict[str, str] = {}
         for label in schema.attribution:
             value = key.attributes.get(label)
             if value is None:
                 value = next(
-                    (
-                        schema.groups[g][label]
-                        for g in key.groups
-                        if label in schema.groups.get(g, {})
-                    ),
+                    (schema.groups[g][label] for g in groups if label in schema.groups.get(g, {})),
                     None,
                 )
             if value is None and label == GROUP:
