@@ -36,7 +36,7 @@ fi
 # Python: a virtualenv, re-installed only when pyproject.toml changed.
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-extras=""
+extras="[demo]"  # the demo runs every part; `pip install '.[gateway]'` alone brings no Dash
 [ "$want_test" = 1 ] && extras="[test]"
 stamp=".venv/.installed${extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

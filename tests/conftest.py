@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from maas_metrics.config import Config, load_config
+from tests.fixtures import EXAMPLE_CONFIG, ROOT
 from tests.servers import RedisServer, redis_server
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_CONFIG = ROOT / "examples" / "maas.yaml"
+__all__ = ["EXAMPLE_CONFIG", "ROOT"]  # imported from here by older tests
 
 
 @pytest.fixture(scope="session")

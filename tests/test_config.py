@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from maas_metrics.config import ConfigError, load_config
-from tests.conftest import EXAMPLE_CONFIG
+from tests.fixtures import CLI, EXAMPLE_CONFIG
 
 
 def run_check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(Path(sys.executable).parent / "maas-metrics"), "config", "check", str(path)],
+        [CLI, "config", "check", str(path)],
         capture_output=True,
         text=True,
     )

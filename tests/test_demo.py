@@ -10,25 +10,25 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from tests.fixtures import CLI, DEMO_KEYS
+from tests.fixtures import EXAMPLE_CONFIG as EXAMPLE_CONFIG  # re-exported: the web tests import it
+from tests.fixtures import ROOT as ROOT
 from tests.servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_CONFIG = ROOT / "examples" / "maas.yaml"
-DEMO_KEYS = ROOT / "examples" / "demo-keys.yaml"
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 
 
 def cli() -> list[str]:
-    return [str(Path(sys.executable).with_name("maas-metrics"))]
+    return [CLI]
 
 
 @dataclass(frozen=True)
@@ -86,19 +86,20 @@ def survivors(recorded: list[ProcInfo]) -> list[ProcInfo]:
 class DemoProcess:
     """`maas-metrics demo` in a subprocess, with its output collected by a thread."""
 
-    def __init__(self, workdir: Path, rate: float = 6.0) -> None:
+    def __init__(self, workdir: Path, rate: float = 6.0, *, bundled_examples: bool = False) -> None:
+        """`bundled_examples`: no --config/--keys, run from `workdir` (not the repository)."""
         self.grafana_json = workdir / "grafana-dashboard.json"
         base = free_port()
         while base > 65000:
             base = free_port()
+        files = (
+            [] if bundled_examples else ["--config", str(EXAMPLE_CONFIG), "--keys", str(DEMO_KEYS)]
+        )
         self.process = subprocess.Popen(
             [
                 *cli(),
                 "demo",
-                "--config",
-                str(EXAMPLE_CONFIG),
-                "--keys",
-                str(DEMO_KEYS),
+                *files,
                 "--rate",
                 str(rate),
                 "--port-base",
@@ -106,7 +107,7 @@ class DemoProcess:
                 "--grafana-json",
                 str(self.grafana_json),
             ],
-            cwd=ROOT,
+            cwd=workdir if bundled_examples else ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -220,3 +221,33 @@ def test_demo_rejects_missing_keys_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: --keys {tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_demo_runs_from_any_directory_with_the_bundled_examples(tmp_path: Path) -> None:
+    """No examples/ in the working directory: the config and keys shipped in the package serve."""
+    assert not (tmp_path / "examples").exists()
+    demo = DemoProcess(tmp_path, bundled_examples=True)
+    try:
+        demo.wait_running()
+        assert httpx.get(f"{demo.gateway_url}/healthz", timeout=10).status_code == 200
+        secret = next(iter(yaml.safe_load(DEMO_KEYS.read_text())["keys"].values()))
+        headers = {"Authorization": f"Bearer {secret}"}
+        models = httpx.get(f"{demo.gateway_url}/v1/models", headers=headers, timeout=10)
+    finally:
+        code = demo.stop(signal.SIGTERM)
+    assert code == 0, demo.output
+    expected = {m["name"] for m in yaml.safe_load(EXAMPLE_CONFIG.read_text())["models"]}
+    assert {m["id"] for m in models.json()["data"]} == expected
+
+
+def test_demo_help_from_another_directory_names_the_bundled_files(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*cli(), "demo", "--help"],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bundled examples/maas.yaml" in " ".join(result.stdout.split())

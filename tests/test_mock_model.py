@@ -12,10 +12,8 @@ import math
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,9 +27,8 @@ from maas_metrics.simulate.mock_model import (
     compute_usage,
     start_server,
 )
+from tests.fixtures import CLI
 from tests.servers import free_port, wait_for_port
-
-CLI = str(Path(sys.executable).parent / "maas-metrics")
 
 
 def tokens(text: str) -> int:

@@ -12,7 +12,6 @@ metrics must equal what the clients received.
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,8 @@ import httpx
 import pytest
 import redis as redis_client
 
-from maas_metrics.config import Config, hash_key, parse_config
+from maas_metrics.config import Config, parse_config
+from tests.fixtures import api_keys, gateway_command, secret, tier
 from tests.gateway_harness import (
     REQUESTS_NS,
     TOKENS_NS,
@@ -50,30 +50,14 @@ class Reply:
 
 
 def config(upstream: str, storage: str, on_failure: str) -> Config:
-    keys = [{"user": u, "groups": ["bulk"], "sha256": hash_key(f"sk-{u}")} for u in LOAD_USERS]
-    keys.append({"user": "fresh", "groups": ["free"], "sha256": hash_key("sk-fresh")})
     return parse_config(
         {
             "tiers": [
-                {
-                    "name": "free",
-                    "level": 0,
-                    "groups": ["free"],
-                    "price_per_hit": 0.005,
-                    "request_limit": {"max": 5, "window_seconds": 120},
-                    "token_limit": {"max": 100_000, "window_seconds": 60},
-                },
-                {
-                    "name": "bulk",
-                    "level": 1,
-                    "groups": ["bulk"],
-                    "price_per_hit": 0.01,
-                    "request_limit": {"max": 10**9, "window_seconds": 120},
-                    "token_limit": {"max": 10**12, "window_seconds": 60},
-                },
+                tier("free", 0, price_per_hit=0.005, requests=(5, 120), tokens=(100_000, 60)),
+                tier("bulk", 1, price_per_hit=0.01, requests=(10**9, 120), tokens=(10**12, 60)),
             ],
             "models": [{"name": MODEL, "upstream": upstream}],
-            "api_keys": keys,
+            "api_keys": api_keys("bulk", LOAD_USERS) + api_keys("free", ["fresh"]),
             "storage": {"url": storage, "on_failure": on_failure},
         }
     )
@@ -96,7 +80,7 @@ def load(base_url: str, user: str, stop: threading.Event, replies: list[Reply]) 
         while not stop.is_set():
             sent = time.monotonic()
             try:
-                response = chat(client, f"sk-{user}")
+                response = chat(client, secret(user))
                 status = response.status_code
                 tokens = response.json()["usage"]["total_tokens"] if status == 200 else 0
             except httpx.HTTPError:
@@ -134,14 +118,7 @@ def test_redis_killed_under_load_and_restarted(
         path = write_config(config(mock.url, redis.url, mode), tmp_path / "maas.yaml")
         with log.open("wb") as out:
             gateway = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "maas-metrics"),
-                    "gateway",
-                    "--config",
-                    str(path),
-                    "--port",
-                    str(port),
-                ],
+                gateway_command(path, port),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -176,7 +153,7 @@ def test_redis_killed_under_load_and_restarted(
 
             # Counting resumes in the new Redis: the free user gets exactly its 5 requests.
             with httpx.Client(base_url=base, timeout=10) as client:
-                fresh = [chat(client, "sk-fresh").status_code for _ in range(7)]
+                fresh = [chat(client, secret("fresh")).status_code for _ in range(7)]
             assert fresh == [200] * 5 + [429] * 2
             stored = redis_client.Redis.from_url(redis.url).keys("maas:*")
             assert len(stored) >= 2  # the fresh user's request and token counters at least

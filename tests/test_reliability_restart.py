@@ -32,7 +32,6 @@ from __future__ import annotations
 import itertools
 import math
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -43,10 +42,11 @@ from pathlib import Path
 
 import httpx
 
-from maas_metrics.config import Config, hash_key, parse_config
+from maas_metrics.config import Config, parse_config
 from maas_metrics.dashboard import Selection, build_catalogue, expand
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess, ScrapeTarget
 from maas_metrics.report import ReportRequest, TimeRange, build_report
+from tests.fixtures import api_keys, gateway_command, secret, tier
 from tests.gateway_harness import running_mock, write_config
 from tests.servers import free_port
 
@@ -67,32 +67,16 @@ class Reply:
 
 
 def make_config(upstream: str) -> Config:
-    keys = [
-        {"user": u, "groups": ["standard"], "sha256": hash_key(f"sk-{u}")} for u in STANDARD_USERS
-    ]
-    keys.append({"user": CAPPED_USER, "groups": ["free"], "sha256": hash_key(f"sk-{CAPPED_USER}")})
     return parse_config(
         {
             "tiers": [
-                {
-                    "name": "free",
-                    "level": 0,
-                    "groups": ["free"],
-                    "price_per_hit": 0.005,
-                    "request_limit": {"max": 3, "window_seconds": 600},
-                    "token_limit": {"max": 10**9, "window_seconds": 600},
-                },
-                {
-                    "name": "standard",
-                    "level": 1,
-                    "groups": ["standard"],
-                    "price_per_hit": 0.008,
-                    "request_limit": {"max": 10**9, "window_seconds": 600},
-                    "token_limit": {"max": 10**12, "window_seconds": 600},
-                },
+                tier("free", 0, price_per_hit=0.005, requests=(3, 600), tokens=(10**9, 600)),
+                tier(
+                    "standard", 1, price_per_hit=0.008, requests=(10**9, 600), tokens=(10**12, 600)
+                ),
             ],
             "models": [{"name": m, "upstream": upstream} for m in MODELS],
-            "api_keys": keys,
+            "api_keys": api_keys("standard", STANDARD_USERS) + api_keys("free", [CAPPED_USER]),
             "namespaces": {"requests": REQUESTS_NS, "tokens": TOKENS_NS},
         }
     )
@@ -107,7 +91,7 @@ def send(client: httpx.Client, user: str, model: str, n: int) -> Reply:
                 "messages": [{"role": "user", "content": f"request {n} of {user}"}],
                 "max_tokens": 4 + n % 13,
             },
-            headers={"Authorization": f"Bearer sk-{user}"},
+            headers={"Authorization": f"Bearer {secret(user)}"},
         )
     except httpx.HTTPError:
         time.sleep(0.01)  # the gateway is restarting: do not spin
@@ -129,14 +113,7 @@ class Gateway:
     """`maas-metrics gateway` as its own process on a fixed port, restartable."""
 
     def __init__(self, config_path: Path, port: int, log: Path) -> None:
-        self.argv = [
-            str(Path(sys.executable).parent / "maas-metrics"),
-            "gateway",
-            "--config",
-            str(config_path),
-            "--port",
-            str(port),
-        ]
+        self.argv = gateway_command(config_path, port)
         self.base = f"http://127.0.0.1:{port}"
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None

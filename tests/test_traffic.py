@@ -11,7 +11,6 @@ import asyncio
 import collections
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,22 +27,14 @@ from typer.testing import CliRunner
 
 from maas_metrics.cli import app
 from maas_metrics.config import Config
+from maas_metrics.simulate.keys import SimUser, TrafficError, load_keys, users_from_config
 from maas_metrics.simulate.mock_model import compute_usage, start_server
-from maas_metrics.simulate.traffic import (
-    RequestPlanner,
-    Result,
-    SimUser,
-    TrafficError,
-    TrafficGenerator,
-    load_keys,
-    run_traffic,
-    users_from_config,
-)
-from tests.conftest import EXAMPLE_CONFIG, ROOT
+from maas_metrics.simulate.planner import RequestPlanner
+from maas_metrics.simulate.stats import Result
+from maas_metrics.simulate.traffic import TrafficGenerator, run_traffic
+from tests.fixtures import CLI, DEMO_KEYS, EXAMPLE_CONFIG
 from tests.servers import free_port, wait_for_port
 
-CLI = str(Path(sys.executable).parent / "maas-metrics")
-DEMO_KEYS = ROOT / "examples" / "demo-keys.yaml"
 USERS = [
     SimUser("ann", "k-ann", "free"),
     SimUser("ben", "k-ben", "free"),

@@ -14,7 +14,6 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -40,6 +39,7 @@ from maas_metrics.durations import (
     DurationError,
     kuadrant_window_seconds,
 )
+from maas_metrics.yamlio import YamlFileError, load_file
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -490,18 +490,10 @@ def _dimension(data: object) -> object:
 
 def read_yaml(path: str | Path, what: str) -> object:
     """The parsed YAML of a file, or `ConfigError` with one line saying what is wrong and where."""
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read {what}: {error.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
+        return load_file(path, what)
+    except YamlFileError as error:
+        raise ConfigError(str(error)) from None
 
 
 def load_config(path: str | Path) -> Config:

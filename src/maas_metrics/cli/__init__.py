@@ -9,7 +9,9 @@ from maas_metrics.cli import (
     dashboard_cmds,
     demo_cmds,
     gateway_cmds,
-    ops_cmds,
+    manifests_cmds,
+    report_cmds,
+    rules_cmds,
     sim_cmds,
 )
 
@@ -24,7 +26,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (config_cmds, gateway_cmds, sim_cmds, dashboard_cmds, demo_cmds, ops_cmds):
+for module in (
+    config_cmds,
+    gateway_cmds,
+    sim_cmds,
+    dashboard_cmds,
+    demo_cmds,
+    report_cmds,
+    rules_cmds,
+    manifests_cmds,
+):
     module.register(app)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
 from maas_metrics.config import Config, ConfigError, load_config
 
 CONFIG_OPTION_HELP = "The maas-metrics YAML config (tiers, prices, limits, models, keys)."
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help=CONFIG_OPTION_HELP)]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

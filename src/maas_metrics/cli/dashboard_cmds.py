@@ -10,12 +10,24 @@ from typing import Annotated
 import typer
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit, write_output
+from maas_metrics.cli.extras import require_extra
 
 
 class OutputFormat(StrEnum):
     json = "json"
     configmap = "configmap"
     grafana_operator = "grafana-operator"
+
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        help="json: Grafana JSON for Dashboards > Import (asks for the Prometheus datasource); "
+        "configmap: a ConfigMap for Grafana's dashboard sidecar; grafana-operator: a "
+        "GrafanaDashboard resource.",
+    ),
+]
 
 
 def _price_date(text: str | None) -> date:
@@ -32,15 +44,7 @@ def dashboard(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of to stdout.")
     ] = None,
-    output_format: Annotated[
-        OutputFormat,
-        typer.Option(
-            "--format",
-            help="json: Grafana JSON for Dashboards > Import (asks for the Prometheus datasource); "
-            "configmap: a ConfigMap for Grafana's dashboard sidecar; grafana-operator: a "
-            "GrafanaDashboard resource.",
-        ),
-    ] = OutputFormat.json,
+    output_format: FormatOption = OutputFormat.json,
     recording_rules: Annotated[
         bool,
         typer.Option(
@@ -69,6 +73,7 @@ def dashboard(
     there gets its panels, colours and costs with no code change. The output is
     deterministic: the same config (and --price-date) gives byte-identical files.
     """
+    require_extra("grafana")
     from maas_metrics.dashboard.catalogue import build_catalogue
     from maas_metrics.dashboard.grafana import render_json
     from maas_metrics.dashboard.kubernetes import render_configmap, render_grafana_dashboard

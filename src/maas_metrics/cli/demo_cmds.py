@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -9,8 +10,27 @@ import typer
 from rich.console import Console
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
+from maas_metrics.cli.extras import require_extra
 
-EXAMPLES = Path("examples")
+
+def example_file(name: str) -> Path:
+    """An example shipped inside the package, so `demo` works from any directory."""
+    return Path(str(resources.files("maas_metrics").joinpath("examples", name)))
+
+
+DemoConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config", "-c", help=CONFIG_OPTION_HELP, show_default="the bundled examples/maas.yaml"
+    ),
+]
+DemoKeysOption = Annotated[
+    Path,
+    typer.Option(
+        help="Plaintext demo secrets of the config's API keys (user: key).",
+        show_default="the bundled examples/demo-keys.yaml",
+    ),
+]
 
 
 def serve(
@@ -42,6 +62,7 @@ def serve(
     cfg = load_config_or_exit(config)
     if not prometheus.startswith(("http://", "https://")):
         fail(f"--prometheus {prometheus!r} must be an http:// or https:// URL")
+    require_extra("web")
     from maas_metrics.web.server import serve_dashboard
 
     print(
@@ -54,12 +75,8 @@ def serve(
 
 
 def demo(
-    config: Annotated[Path, typer.Option("--config", "-c", help=CONFIG_OPTION_HELP)] = EXAMPLES
-    / "maas.yaml",
-    keys: Annotated[
-        Path,
-        typer.Option(help="Plaintext demo secrets of the config's API keys (user: key)."),
-    ] = EXAMPLES / "demo-keys.yaml",
+    config: DemoConfigOption = example_file("maas.yaml"),
+    keys: DemoKeysOption = example_file("demo-keys.yaml"),
     rate: Annotated[float, typer.Option(help="Synthetic requests per second.", min=0.1)] = 4.0,
     latency_ms: Annotated[
         float, typer.Option(help="Latency of the mock model in milliseconds.", min=0)
@@ -95,6 +112,7 @@ def demo(
     load_config_or_exit(config)
     if not keys.is_file():
         fail(f"--keys {keys}: no such file")
+    require_extra("demo")
     from maas_metrics.demo.run import DemoError, run_demo
     from maas_metrics.demo.stack import DemoOptions
 

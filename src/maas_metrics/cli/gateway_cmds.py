@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, load_config_or_exit
+from maas_metrics.cli.extras import require_extra
 
 
 def _without_password(url: str) -> str:
@@ -35,6 +36,7 @@ def gateway(
     GET /v1/models and GET /healthz. Stops on Ctrl-C / SIGTERM.
     """
     cfg = load_config_or_exit(config)
+    require_extra("gateway")
     from maas_metrics.gateway import run
 
     bind_host = host if host is not None else cfg.gateway.host

@@ -14,10 +14,12 @@ from rich.console import Console
 from rich.live import Live
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
+from maas_metrics.cli.extras import require_extra
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from maas_metrics.config import Config
     from maas_metrics.simulate.traffic import TrafficGenerator
 
 
@@ -42,6 +44,7 @@ def mock_model(
     joined by newlines) and for the answer, which is derived from the prompt
     and honours max_tokens. Stops on Ctrl-C / SIGTERM.
     """
+    require_extra("gateway")
     import uvloop
 
     from maas_metrics.simulate.mock_model import start_server
@@ -99,20 +102,43 @@ def traffic(
     table shows per tier: requests, 200s, 429s, errors and tokens; Ctrl-C
     (or SIGTERM) ends cleanly with the final summary.
     """
+    from maas_metrics.simulate.keys import TrafficError
     from maas_metrics.simulate.table import stats_table
-    from maas_metrics.simulate.traffic import (
-        TrafficError,
-        TrafficGenerator,
-        load_keys,
-        users_from_config,
-    )
 
     cfg = load_config_or_exit(config)
     if duration is not None and duration <= 0:
         fail(f"--duration must be > 0 seconds, got {duration:g}")
+    generator = _generator(cfg, gateway, keys, rate, stream_fraction, seed)
+    tiers = [t.name for t in cfg.tiers_by_level()]
+    console = Console()
+    missing = sorted(set(tiers) - {u.tier for u in generator.users})
+    if missing:
+        console.print(f"note: no user of tier(s) {', '.join(missing)} in {keys}", style="yellow")
+    header = (
+        f"traffic to {generator.base}: {rate:g} requests/s, {len(generator.users)} users, "
+        f"{len(cfg.models)} models" + (f", for {duration:g} s" if duration else ", until Ctrl-C")
+    )
+    try:
+        asyncio.run(_run(generator, console, header, tiers, duration))
+    except TrafficError as error:
+        fail(str(error))
+    except KeyboardInterrupt:  # only before the signal handlers are in place
+        pass
+    console.print(
+        stats_table(generator.stats, tiers, generator.elapsed, generator.base, final=True)
+    )
+
+
+def _generator(
+    cfg: Config, gateway: str, keys: Path, rate: float, stream_fraction: float, seed: int | None
+) -> TrafficGenerator:
+    """The generator for the keys file's users, or one line naming the bad input."""
+    from maas_metrics.simulate.keys import TrafficError, load_keys, users_from_config
+    from maas_metrics.simulate.traffic import TrafficGenerator
+
     try:
         users = users_from_config(cfg, load_keys(keys))
-        generator = TrafficGenerator(
+        return TrafficGenerator(
             gateway,
             users,
             [m.name for m in cfg.models],
@@ -122,49 +148,40 @@ def traffic(
         )
     except TrafficError as error:
         fail(str(error))
-    tiers = [t.name for t in cfg.tiers_by_level()]
-    console = Console()
-    missing = sorted(set(tiers) - {u.tier for u in users})
-    if missing:
-        console.print(f"note: no user of tier(s) {', '.join(missing)} in {keys}", style="yellow")
+
+
+async def _run(
+    generator: TrafficGenerator,
+    console: Console,
+    header: str,
+    tiers: list[str],
+    duration: float | None,
+) -> None:
+    """Check the gateway, then send until the end or a signal, showing progress meanwhile."""
+    from maas_metrics.simulate.table import stats_table
+
+    await generator.check_gateway()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, generator.stop)
+    console.print(header, highlight=False)
 
     def table() -> Table:
         return stats_table(generator.stats, tiers, generator.elapsed, generator.base)
 
-    async def main() -> None:
-        await generator.check_gateway()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, generator.stop)
-        console.print(
-            f"traffic to {generator.base}: {rate:g} requests/s, {len(users)} users, "
-            f"{len(cfg.models)} models"
-            + (f", for {duration:g} s" if duration else ", until Ctrl-C"),
-            highlight=False,
-        )
-        if console.is_terminal:
-            with Live(table(), console=console, refresh_per_second=4, transient=True) as live:
-                refresher = loop.create_task(_refresh(live, table))
-                try:
-                    await generator.run(duration)
-                finally:
-                    refresher.cancel()
-        else:
-            progress = loop.create_task(_log_progress(console, generator))
+    if console.is_terminal:
+        with Live(table(), console=console, refresh_per_second=4, transient=True) as live:
+            refresher = loop.create_task(_refresh(live, table))
             try:
                 await generator.run(duration)
             finally:
-                progress.cancel()
-
-    try:
-        asyncio.run(main())
-    except TrafficError as error:
-        fail(str(error))
-    except KeyboardInterrupt:  # only before the signal handlers are in place
-        pass
-    console.print(
-        stats_table(generator.stats, tiers, generator.elapsed, generator.base, final=True)
-    )
+                refresher.cancel()
+    else:
+        progress = loop.create_task(_log_progress(console, generator))
+        try:
+            await generator.run(duration)
+        finally:
+            progress.cancel()
 
 
 async def _refresh(live: Live, render: Callable[[], Table]) -> None:

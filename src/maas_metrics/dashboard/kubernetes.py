@@ -12,31 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from maas_metrics.dashboard.grafana import DATASOURCE_INPUT, render_json
 from maas_metrics.dashboard.model import Catalogue
+from maas_metrics.yamlio import dump
 
 SIDECAR_LABEL = "grafana_dashboard"
 OPERATOR_API_VERSION = "grafana.integreatly.org/v1beta1"
 
 
-class _LiteralDumper(yaml.SafeDumper):
-    """Writes multi-line strings (the dashboard JSON) as readable `|` blocks."""
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_LiteralDumper.add_representer(str, _str)
-
-
 def _dump(document: dict[str, Any]) -> str:
-    return yaml.dump(
-        document, Dumper=_LiteralDumper, sort_keys=False, allow_unicode=True, width=1_000_000
-    )
+    return dump(document, width=1_000_000)
 
 
 def _labels(catalogue: Catalogue) -> dict[str, str]:

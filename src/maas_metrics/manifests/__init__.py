@@ -13,9 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import Literal
 
 from maas_metrics.config import Config, Source
 from maas_metrics.durations import DurationError, parse_duration
@@ -23,6 +21,7 @@ from maas_metrics.manifests import auth, gateway, kuadrant, monitoring
 from maas_metrics.manifests.kuadrant import Manifest
 from maas_metrics.rules.alerts import AlertSettings
 from maas_metrics.rules.render import rule_groups
+from maas_metrics.yamlio import dump
 
 Part = Literal["monitoring", "kuadrant", "gateway"]
 PARTS: tuple[Part, ...] = ("monitoring", "kuadrant", "gateway")
@@ -143,22 +142,6 @@ def build_manifests(config: Config, options: ManifestOptions | None = None) -> l
 
 def _namespace(name: str) -> Manifest:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-
-
-class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (the config, rule expressions) as readable `|` blocks."""
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def dump(obj: Any) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 def render_yaml(manifests: Iterable[Manifest]) -> str:

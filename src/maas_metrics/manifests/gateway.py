@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from maas_metrics.config import Config
 from maas_metrics.manifests.kuadrant import Manifest
 from maas_metrics.manifests.monitoring import GATEWAY_SELECTOR, PART_OF
-from maas_metrics.rules.alerts import GATEWAY_SERVICE
+from maas_metrics.services import GATEWAY_SERVICE
+from maas_metrics.yamlio import dump_plain
 
 CONFIG_DIR = "/etc/maas-metrics"
 CONFIG_FILE = "maas.yaml"
@@ -95,7 +94,7 @@ def cluster_config(config: Config, namespace: str) -> Config:
 
 def config_text(config: Config) -> str:
     data = config.model_dump(mode="json", exclude_defaults=False)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return dump_plain(data)
 
 
 def _meta(name: str, namespace: str, selector: dict[str, str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from maas_metrics.manifests.kuadrant import Manifest
-from maas_metrics.rules.alerts import GATEWAY_SERVICE, LIMITADOR_SERVICE
+from maas_metrics.services import GATEWAY_SERVICE, LIMITADOR_SERVICE
 
 PART_OF = {"app.kubernetes.io/part-of": "maas-metrics"}
 

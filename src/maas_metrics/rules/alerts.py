@@ -12,12 +12,11 @@ from maas_metrics.config import Config
 from maas_metrics.policies import tier_policies
 from maas_metrics.promql import duration, matcher, selector
 from maas_metrics.rules.limits import policy_namespaces, quota
+from maas_metrics.services import GATEWAY_SERVICE, LIMITADOR_SERVICE
 
 ALERT_GROUP = "maas-metrics-alerts"
 
 #: Prometheus Operator names a ServiceMonitor's `job` label after the Service it scrapes.
-LIMITADOR_SERVICE = "limitador-limitador"
-GATEWAY_SERVICE = "maas-gateway"
 DEFAULT_LIMITER_JOBS = (LIMITADOR_SERVICE, GATEWAY_SERVICE)
 
 Rule = dict[str, object]

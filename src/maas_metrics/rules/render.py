@@ -6,6 +6,7 @@ from typing import Any
 
 from maas_metrics.config import Config
 from maas_metrics.rules.alerts import AlertSettings, alert_group
+from maas_metrics.yamlio import dump
 
 
 def recording_groups(config: Config) -> list[dict[str, Any]]:
@@ -27,6 +28,4 @@ def rule_groups(
 
 def render_rule_file(groups: list[dict[str, Any]]) -> str:
     """A Prometheus rule file (`rule_files:`), checked by `promtool check rules`."""
-    from maas_metrics.manifests import dump
-
     return dump({"groups": groups})

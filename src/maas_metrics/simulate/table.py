@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from maas_metrics.simulate.traffic import Counts, TrafficStats
+from maas_metrics.simulate.stats import Counts, TrafficStats
 
 
 def stats_table(
