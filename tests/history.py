@@ -379,7 +379,9 @@ def build_history(
     return history
 
 
-def backfill_recording_rules_aligned(prometheus: PrometheusProcess, start: int, end: int) -> None:
+def backfill_recording_rules_aligned(
+    prometheus: PrometheusProcess, start: int, end: int, config: Config | None = None
+) -> None:
     """Evaluate every recording rule at exactly `start`, `start + 60`, ... and load the results.
 
     Real Prometheus (and promtool) evaluate a group at a hash-based offset
@@ -387,11 +389,12 @@ def backfill_recording_rules_aligned(prometheus: PrometheusProcess, start: int, 
     from the scrapes it sees. Evaluating on the scrape grid instead makes
     each recorded increase exact, so tests can compare rule-based panels
     with the truth exactly. The expressions are the real rules', evaluated
-    by the real server (a range query, as promtool does).
+    by the real server (a range query, as promtool does). `config`: whose schema's
+    rules (the seed's without one).
     """
     lines: list[str] = []
     with PrometheusAPI(prometheus.url) as api:
-        for group in recording_groups():
+        for group in recording_groups(config):
             step = _seconds(str(group["interval"]))
             for rule in group["rules"]:
                 for series in api.query_range(str(rule["expr"]), start, end, step):

@@ -38,6 +38,7 @@ tier_distribution, model_popularity, revenue_by_tier, quota_headroom.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 
@@ -305,20 +306,21 @@ class _Builder:
     # --- the panels ----------------------------------------------------------------------------
 
     def panels(self) -> tuple[Panel, ...]:
+        user = self._per_user
         panels = [
             self.total_hits(),
-            self.active_users(),
+            user(self.active_users),
             self.success_rate(),
             self.total_cost(),
             self.hits_rate_by_tier(),
             self.calls_by_tier(),
             self.success_rate_by_tier(),
-            self.hourly_hits_by_user(),
-            self.hits_by_user_tier(),
-            self.top_users(),
-            self.top_cost_users(),
+            user(self.hourly_hits_by_user),
+            user(self.hits_by_user_tier),
+            user(self.top_users),
+            user(self.top_cost_users),
             self.hits_by_tier(),
-            self.tier_distribution(),
+            user(self.tier_distribution),
             self.model_popularity(),
             self.revenue_by_tier(),
         ]
@@ -328,6 +330,17 @@ class _Builder:
         panels.append(self.details())
         panels += breakdowns.panels(self.schema, self.cost, self.hits)
         return tuple(self._schema_notes(p) for p in panels)
+
+    def _per_user(self, build: Callable[[], Panel]) -> Panel:
+        """A panel about single users; without `user` only its place and title are kept
+        (built from raw counters, as the recording rules keep no `user` then)."""
+        if self.schema.user:
+            return build()
+        saved, self.c = self.c, replace(self.c, recording_rules=False)
+        try:
+            return build()
+        finally:
+            self.c = saved
 
     def _schema_notes(self, panel: Panel) -> Panel:
         """What this schema changes: no `user` -> the panel says so; no `model` on calls -> noted."""
