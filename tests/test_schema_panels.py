@@ -28,7 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,13 @@ from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.model import Catalogue
 from maas_metrics.dashboard.variables import Selection, expand, top_values
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.report import (
+    ReportInputError,
+    ReportRequest,
+    TimeRange,
+    build_report,
+    parse_group_by,
+)
 from maas_metrics.rules.recording import INTERVAL_SECONDS
 from tests.conftest import EXAMPLE_CONFIG
 from tests.history import (
@@ -403,6 +410,10 @@ RANGES = {"1h": (2 * HOUR + 1800, HOUR), "3h15m": (3 * HOUR + 1800, 3 * HOUR + 9
 # --- running a target as Grafana would ---------------------------------------------------------
 
 
+def at(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
 def key_of(labels: dict[str, str]) -> Labels:
     return tuple(sorted(labels.items()))
 
@@ -527,3 +538,57 @@ def test_panels_that_need_user_say_so() -> None:
     assert all(v.name != "user" for v in catalogue.variables)
     calls = catalogue.panel("calls_by_tier")
     assert "no `model`" in calls.description and "model" not in calls.targets[0].expr
+
+
+# --- the report over today's shape -------------------------------------------------------------
+
+REPORT_SELECTIONS = {
+    "all": {},
+    "model": {"model": ("granite-8b",)},
+    "plan": {"subscription": ("premium",)},
+    "cost_center": {"cost_center": ("cc-200",)},
+}
+
+
+@pytest.mark.parametrize("selection_name", sorted(REPORT_SELECTIONS))
+def test_report_in_todays_shape_equals_the_truth(env: Env, selection_name: str) -> None:
+    """Tokens, allowed, limited and cost per subscription, organisation and cost centre."""
+    history = env.histories["today"]
+    offset, length = RANGES["3h15m"]
+    until = history.start + offset
+    filters = REPORT_SELECTIONS[selection_name]
+    by = ("subscription", "organization_id", "cost_center")
+    request = ReportRequest(
+        range=TimeRange(at(until - length), at(until)),
+        by=by,
+        filters=filters,
+        schema=TODAY_CONFIG.contract,
+    )
+    report = build_report(env.api, TODAY_CONFIG, request)
+    rows = {row.key: row.totals for row in report.rows}
+    case = Case(TODAY, history, Selection(**filters), until, length, rules=False)
+
+    def keyed(values: dict[Labels, float]) -> dict[tuple[str, ...], float]:
+        return {tuple(dict(k).get(n, "") for n in by): v for k, v in values.items() if v}
+
+    expected = {
+        "tokens": keyed(case.hits(by)),
+        "allowed": keyed(case.totals(CALLS, by, tokens_only=False)),
+        "limited": keyed(case.totals(LIMITED, by, tokens_only=False)),
+        "cost": keyed(case.cost(by)),
+    }
+    assert set(rows) == set(expected["allowed"]) | set(expected["limited"])
+    for field, values in expected.items():
+        got = {k: getattr(t, field) for k, t in rows.items() if getattr(t, field)}
+        assert got == pytest.approx(values, rel=1e-9), field
+    if selection_name in ("all", "model"):
+        assert ("free", "acme", "") in rows  # bob: no cost centre, counted
+
+
+def test_report_refuses_keys_the_schema_lacks() -> None:
+    schema = TODAY_CONFIG.contract
+    with pytest.raises(ReportInputError, match="user is not captured"):
+        parse_group_by("user,subscription", schema)
+    with pytest.raises(ReportInputError, match="unknown key 'tier'"):
+        parse_group_by("tier", schema)
+    assert parse_group_by("cost_center,model", schema) == ("cost_center", "model")

@@ -55,7 +55,7 @@ def build_report(
         counters = [c for c in counters if not c.tokens_only]
     reader = WindowReader(api, config, request, counters)
     step = request.step or DEFAULT_STEP
-    tier_index = request.detail_labels.index("tier")
+    tier_index = request.detail_labels.index(request.schema.dimension)
     model_index = request.detail_labels.index("model")
     detail: dict[tuple[str, ...], Totals] = {}
     unknown: set[str] = set()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
+from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError
 from maas_metrics.promql import duration, matcher, selector, string_literal
@@ -48,16 +49,20 @@ class Counter:
     """Only the token namespaces (hits there are tokens; in the request namespace, requests)."""
 
 
-TOKENS = Counter("tokens", "authorized_hits", tokens_only=True)
-PROMPT = Counter("prompt_tokens", "maas_prompt_tokens_total", tokens_only=True)
-COMPLETION = Counter("completion_tokens", "maas_completion_tokens_total", tokens_only=True)
-ALLOWED = Counter("allowed", "authorized_calls", tokens_only=False)
-LIMITED = Counter("limited", "limited_calls", tokens_only=False)
+TOKENS = Counter("tokens", contract.HITS, tokens_only=True)
+PROMPT = Counter("prompt_tokens", contract.PROMPT_TOKENS, tokens_only=True)
+COMPLETION = Counter("completion_tokens", contract.COMPLETION_TOKENS, tokens_only=True)
+ALLOWED = Counter("allowed", contract.CALLS, tokens_only=False)
+LIMITED = Counter("limited", contract.LIMITED, tokens_only=False)
 
 
 def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[str]:
+    """The filters, but `model` on a counter without it (calls in today's schema: every model)."""
+    carried = request.schema.labels_of(counter.metric)
     out = [
-        matcher(GROUP_KEYS[key], list(values)) for key, values in sorted(request.filters.items())
+        matcher(GROUP_KEYS[key], list(values))
+        for key, values in sorted(request.filters.items())
+        if GROUP_KEYS[key] in carried
     ]
     if counter.tokens_only:
         out.insert(0, f"limitador_namespace!={string_literal(config.namespaces.requests)}")
@@ -65,11 +70,17 @@ def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[s
 
 
 def window_expr(config: Config, request: ReportRequest, counter: Counter, seconds: float) -> str:
-    """The increase of `counter` over a window of `seconds` ending at the query time."""
-    sel = selector(counter.metric, matchers(config, request, counter))
+    """The increase of `counter` over a window of `seconds` ending at the query time.
+
+    Under each name the schema reads it (`Schema.names_of`), joined with `or`:
+    the preferred name's value per key, never both added up.
+    """
+    found = matchers(config, request, counter)
     labels = ", ".join(request.detail_labels)
-    return (
-        f"sum by ({labels}) (increase({sel}[{duration(seconds)}:{duration(request.resolution)}]))"
+    return " or ".join(
+        f"sum by ({labels}) "
+        f"(increase({selector(name, found)}[{duration(seconds)}:{duration(request.resolution)}]))"
+        for name in request.schema.names_of(counter.metric)
     )
 
 
