@@ -202,6 +202,8 @@ class SchemaSettings(_Strict):
     metric_names: MetricNames = "limitador"
     missing_value: Annotated[Text, Field(min_length=1)] = MISSING_VALUE
     groups: dict[Text, Attributes] = {}
+    max_usage_series: Annotated[int, Field(gt=0)] = 100_000
+    """The cardinality alert fires above this many series of the usage counters."""
 
     @model_validator(mode="after")
     def _captured_once(self) -> SchemaSettings:

@@ -20,7 +20,7 @@ from datetime import date
 from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.contract import Schema, variable_name
-from maas_metrics.promql import string_literal
+from maas_metrics.promql import preferred, string_literal
 from maas_metrics.rules import recording
 
 #: A label no series carries. `ABSENT_LABEL!~"$user"` holds exactly when specific users are
@@ -147,10 +147,12 @@ class Counters:
         if not self.recording_rules:
 
             def read_raw(counter: str) -> str:
-                parts = [
-                    f"{by(labels)} ({raw(selector(n, matchers))})" for n in schema.names_of(counter)
-                ]
-                return parts[0] if len(parts) == 1 else f"({' or '.join(parts)})"
+                return preferred(
+                    schema.names_of(counter),
+                    schema.labels_of(counter),
+                    lambda n: raw(selector(n, matchers)),
+                    labels,
+                )
 
             return _sum_union(counters, labels, read_raw)
         kept = recording.user_labels(schema, counters[0])

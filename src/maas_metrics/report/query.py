@@ -26,7 +26,7 @@ from itertools import pairwise
 from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError
-from maas_metrics.promql import duration, matcher, selector, string_literal
+from maas_metrics.promql import duration, matcher, preferred, selector, string_literal
 from maas_metrics.report.model import GROUP_KEYS, ReportRequest
 from maas_metrics.report.pricing import Usage
 
@@ -72,15 +72,17 @@ def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[s
 def window_expr(config: Config, request: ReportRequest, counter: Counter, seconds: float) -> str:
     """The increase of `counter` over a window of `seconds` ending at the query time.
 
-    Under each name the schema reads it (`Schema.names_of`), joined with `or`:
-    the preferred name's value per key, never both added up.
+    Under each name the schema reads it (`Schema.names_of`; `promql.preferred`:
+    a series's preferred name, never both added up).
     """
     found = matchers(config, request, counter)
-    labels = ", ".join(request.detail_labels)
-    return " or ".join(
-        f"sum by ({labels}) "
-        f"(increase({selector(name, found)}[{duration(seconds)}:{duration(request.resolution)}]))"
-        for name in request.schema.names_of(counter.metric)
+    window = f"{duration(seconds)}:{duration(request.resolution)}"
+    schema = request.schema
+    return preferred(
+        schema.names_of(counter.metric),
+        schema.labels_of(counter.metric),
+        lambda name: f"increase({selector(name, found)}[{window}])",
+        request.detail_labels,
     )
 
 

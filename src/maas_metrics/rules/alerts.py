@@ -1,4 +1,8 @@
-"""Alerting rules for SREs: rate limiter down, high limited ratio, users near quota, store partitioned.
+"""Alerting rules for SREs: rate limiter down, high limited ratio, users near quota, store
+partitioned, too many usage series (cardinality).
+
+Labels and counter names follow the config's schema (`contract.Schema`);
+without `user` there is no per-user usage, so no near-quota alert.
 
 Every tier, namespace and window comes from the config, so a tier added to
 the YAML file gets its quota alerts without code changes.
@@ -8,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from maas_metrics import contract
 from maas_metrics.config import Config
+from maas_metrics.contract import Schema
 from maas_metrics.policies import tier_policies
-from maas_metrics.promql import duration, matcher, selector
+from maas_metrics.promql import duration, matcher, preferred, selector
 from maas_metrics.rules.limits import policy_namespaces, quota
 from maas_metrics.services import GATEWAY_SERVICE, LIMITADOR_SERVICE
 
@@ -34,6 +40,8 @@ class AlertSettings:
     """Alert when a user has used this fraction of a limit within its window."""
     down_for: str = "1m"
     partitioned_for: str = "2m"
+    series_for: str = "15m"
+    """How long the usage series count must stay over `schema.max_usage_series`."""
     limiter_jobs: tuple[str, ...] = DEFAULT_LIMITER_JOBS
     """`job` label values of the scrape targets that run a rate limiter (Limitador or the gateway)."""
 
@@ -65,14 +73,28 @@ def rate_limiter_down(settings: AlertSettings) -> Rule:
     }
 
 
+def _rate(
+    schema: Schema, counter: str, by: tuple[str, ...], matchers: list[str], window: str
+) -> str:
+    """`sum by (by) (rate(counter[window]))` under each name the schema reads (`preferred`)."""
+    return preferred(
+        schema.names_of(counter),
+        schema.labels_of(counter),
+        lambda n: f"rate({selector(n, matchers)}[{window}])",
+        by,
+    )
+
+
 def high_limited_ratio(config: Config, settings: AlertSettings) -> Rule:
     """Per tier and policy (namespace), since one request is checked once by each policy."""
+    schema = config.contract
+    dim = schema.dimension
     names = [config.namespaces.requests, config.namespaces.tokens]
     ns = matcher("limitador_namespace", names)
     window = settings.limited_ratio_window
-    by = "sum by (tier, limitador_namespace)"
-    limited = f"{by} (rate({selector('limited_calls', [ns])}[{window}]))"
-    allowed = f"{by} (rate({selector('authorized_calls', [ns])}[{window}]))"
+    by = (dim, "limitador_namespace")
+    limited = _rate(schema, contract.LIMITED, by, [ns], window)
+    allowed = _rate(schema, contract.CALLS, by, [ns], window)
     # A tier whose users are only ever limited has no authorized_calls series: count it as 0.
     expr = f"{limited} / ({limited} + ({allowed} or {limited} * 0)) > {settings.limited_ratio:g}"
     return {
@@ -81,10 +103,11 @@ def high_limited_ratio(config: Config, settings: AlertSettings) -> Rule:
         "for": settings.limited_ratio_for,
         "labels": {"severity": "warning"},
         "annotations": {
-            "summary": "Many requests of tier {{ $labels.tier }} are rate-limited",
+            "summary": f"Many requests of {dim} {{{{ $labels.{dim} }}}} are rate-limited",
             "description": (
                 "{{ $value | humanizePercentage }} of the policy checks in namespace "
-                "{{ $labels.limitador_namespace }} for tier {{ $labels.tier }} were limited over the last "
+                f"{{{{ $labels.limitador_namespace }}}} for {dim} {{{{ $labels.{dim} }}}} were "
+                "limited over the last "
                 f"{window} (threshold {settings.limited_ratio:.0%})."
             ),
         },
@@ -98,6 +121,10 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
     or the `maas_limit_max` gauge our gateway publishes, so the alert works on a
     Kuadrant-only cluster too; the window is the config's.
     """
+    schema = config.contract
+    dim = schema.dimension
+    if not schema.user:
+        return []  # usage per user is not recorded: nothing to compare with a per-user limit
     rules: list[Rule] = []
     for tier_name, policies in tier_policies(config).items():
         for policy, limit in (("requests", policies.requests), ("tokens", policies.tokens)):
@@ -108,18 +135,15 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
                 continue
             where = [
                 matcher("limitador_namespace", list(namespaces)),
-                matcher("tier", [tier_name]),
+                matcher(dim, [tier_name]),
             ]
-            used = (
-                "sum by (limitador_namespace, tier, user) "
-                f"(increase({selector('authorized_hits', where)}[{duration(limit.seconds)}]))"
-            )
-            limit_max = quota([*where, matcher("policy", [policy])])
+            used = _used(schema, where, duration(limit.seconds))
+            limit_max = quota([*where, matcher("policy", [policy])], dim)
             rules.append(
                 {
                     "alert": "MaaSUserNearQuota",
                     "expr": (
-                        f"{used} >= on (limitador_namespace, tier) group_left () "
+                        f"{used} >= on (limitador_namespace, {dim}) group_left () "
                         f"({settings.near_quota:g} * {limit_max})"
                     ),
                     "labels": {
@@ -129,7 +153,7 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
                     },
                     "annotations": {
                         "summary": "User {{ $labels.user }} is near the "
-                        + f"{policy} quota of tier {{{{ $labels.tier }}}}",
+                        + f"{policy} quota of {dim} {{{{ $labels.{dim} }}}}",
                         "description": (
                             "{{ $labels.user }} used {{ $value | humanize }} "
                             + f"{policy} of {limit.max_value} per {limit.seconds}s "
@@ -139,6 +163,17 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
                 }
             )
     return rules
+
+
+def _used(schema: Schema, where: list[str], window: str) -> str:
+    """Each user's hits within `window` (under each name the schema reads)."""
+    dim = schema.dimension
+    return preferred(
+        schema.names_of(contract.HITS),
+        schema.labels_of(contract.HITS),
+        lambda n: f"increase({selector(n, where)}[{window}])",
+        ("limitador_namespace", dim, "user"),
+    )
 
 
 def counter_store_partitioned(settings: AlertSettings) -> Rule:
@@ -157,6 +192,33 @@ def counter_store_partitioned(settings: AlertSettings) -> Rule:
     }
 
 
+def usage_series_high(config: Config, settings: AlertSettings) -> Rule:
+    """Cardinality: the usage counters' series count over `schema.max_usage_series`.
+
+    Every label value (user, attribution) multiplies the series Prometheus
+    keeps; this fires before that hurts, e.g. when `user` capture meets a
+    user base far larger than planned.
+    """
+    schema = config.contract
+    counters = (*contract.LIMITADOR_COUNTERS, *contract.TOKEN_KIND_COUNTERS)
+    names = sorted({n for c in counters for n in schema.names_of(c)})
+    threshold = config.metrics_schema.max_usage_series
+    return {
+        "alert": "MaaSUsageSeriesHigh",
+        "expr": f'count({{__name__=~"{"|".join(names)}"}}) > {threshold}',
+        "for": settings.series_for,
+        "labels": {"severity": "warning"},
+        "annotations": {
+            "summary": "The usage counters have more series than planned",
+            "description": (
+                "{{ $value }} series of the usage counters (threshold "
+                f"{threshold}, schema.max_usage_series). Each captured label value multiplies "
+                "them: consider schema.capture_user: false or fewer attribution labels."
+            ),
+        },
+    }
+
+
 def alert_rules(config: Config, settings: AlertSettings | None = None) -> list[Rule]:
     settings = settings or AlertSettings()
     return [
@@ -164,6 +226,7 @@ def alert_rules(config: Config, settings: AlertSettings | None = None) -> list[R
         high_limited_ratio(config, settings),
         *near_quota(config, settings),
         counter_store_partitioned(settings),
+        usage_series_high(config, settings),
     ]
 
 

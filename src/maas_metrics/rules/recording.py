@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from maas_metrics import contract
 from maas_metrics.contract import Schema
+from maas_metrics.promql import preferred
 
 if TYPE_CHECKING:
     from maas_metrics.config import Config
@@ -80,11 +81,12 @@ def _increase(schema: Schema, counter: str, labels: tuple[str, ...]) -> str:
     """The counter's increase over one interval by `labels`, under each name the schema reads
     (preferred name first, `or` so both names never add up)."""
     window = f"{INTERVAL_SECONDS // 60}m"
-    parts = [
-        f"sum by ({', '.join(labels)}) (increase({name}[{window}]))"
-        for name in schema.names_of(counter)
-    ]
-    return " or ".join(parts)
+    return preferred(
+        schema.names_of(counter),
+        schema.labels_of(counter),
+        lambda name: f"increase({name}[{window}])",
+        labels,
+    )
 
 
 def recording_rules(schema: Schema = contract.SEED) -> list[Rule]:
