@@ -357,18 +357,24 @@ class Config(_Strict):
     def attributes(self, key: ApiKey, matched_group: str | None = None) -> dict[str, str]:
         """The captured attribution labels of `key`.
 
-        Each is the key's own value, else that of `matched_group` (the group
-        that chose its tier), else of its first other group that sets it,
-        else (for `group`) `matched_group` itself, else `schema.missing_value`.
+        Each is the key's own value, else that of the first entry of
+        `schema.groups` (in the config's order: list specific groups before
+        broad ones) that the key belongs to and that sets it, else (for
+        `group`) `matched_group`, the group that chose its tier, else
+        `schema.missing_value`. The Kuadrant AuthPolicy applies the same rule.
         """
         schema = self.metrics_schema
-        groups = [*([matched_group] if matched_group else []), *key.groups]
+        member = set(key.groups)
         out: dict[str, str] = {}
         for label in schema.attribution:
             value = key.attributes.get(label)
             if value is None:
                 value = next(
-                    (schema.groups[g][label] for g in groups if label in schema.groups.get(g, {})),
+                    (
+                        attrs[label]
+                        for group, attrs in schema.groups.items()
+                        if group in member and label in attrs
+                    ),
                     None,
                 )
             if value is None and label == GROUP:
@@ -435,8 +441,8 @@ class Config(_Strict):
         return sorted(self.tiers, key=lambda t: t.level)
 
     def matched_group(self, groups: list[str] | tuple[str, ...], tier: Tier) -> str | None:
-        """The first of `groups` that puts the caller in `tier` (the `group` attribution label)."""
-        return next((g for g in groups if g in tier.groups), None)
+        """The first of `tier`'s groups the caller is in (the `group` attribution label)."""
+        return next((g for g in tier.groups if g in groups), None)
 
 
 def _per_token_price(entry: object) -> object:
