@@ -14,6 +14,7 @@ from typing import Any
 
 from dash import ALL, Dash, Input, Output, callback_context, html, no_update
 
+from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.model import Catalogue
@@ -22,12 +23,11 @@ from maas_metrics.dashboard.variables import Selection
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError
 from maas_metrics.web import figures
 from maas_metrics.web.data import DashboardData, PanelData, Window, duration_seconds, now
-from maas_metrics.web.layout import FILTERS, build_layout
+from maas_metrics.web.layout import build_layout, filters
 from maas_metrics.web.style import CSS
 from maas_metrics.web.timerange import range_seconds
 
 HEALTH_PATH = "healthz"
-_FILTER_INPUTS = [Input(f"filter-{name}", "value") for name, _ in FILTERS]
 
 _INDEX = (
     """<!DOCTYPE html>
@@ -61,6 +61,16 @@ def selection_of(
         return list(values) if values else ALL_VALUES
 
     return Selection(choice(namespace), choice(tier), choice(user), choice(model))
+
+
+def selection_from(names: list[str], values: tuple[list[str] | None, ...]) -> Selection:
+    """The dropdowns of any schema's filters (`names`, in order) as a Selection; empty is All."""
+    return Selection(
+        **{
+            name: list(chosen) if chosen else ALL_VALUES
+            for name, chosen in zip(names, values, strict=True)
+        }
+    )
 
 
 class WebDashboard:
@@ -105,7 +115,7 @@ class WebDashboard:
         self, name: str, selection: Selection, window: Window, chosen: list[str] | None
     ) -> list[str]:
         values = self.data.options(name, selection, window)
-        if name == "tier":  # configured tiers in level order first, like the legend
+        if name in contract.BILLING_DIMENSIONS:  # configured tiers in level order first
             order = {t.name: i for i, t in enumerate(self.catalogue.tiers)}
             values = sorted(values, key=lambda v: (order.get(v, len(order)), v))
         # Keep chosen values selectable even when the range no longer holds them.
@@ -135,6 +145,8 @@ def create_app(
         include_assets_files=False,
     )
     app.layout = build_layout(catalogue, prometheus_url, refresh_seconds)
+    names = [name for name, _ in filters(catalogue)]
+    filter_inputs = [Input(f"filter-{name}", "value") for name in names]
 
     @app.callback(
         Output({"type": "panel-body", "key": ALL}, "children"),
@@ -144,16 +156,10 @@ def create_app(
         Input("tick", "n_intervals"),
         Input("refresh", "n_clicks"),
         Input("filter-range", "value"),
-        *_FILTER_INPUTS,
+        *filter_inputs,
     )
     def refresh_panels(
-        _tick: int,
-        _clicks: int,
-        relative: str | None,
-        namespace: list[str] | None,
-        tier: list[str] | None,
-        user: list[str] | None,
-        model: list[str] | None,
+        _tick: int, _clicks: int, relative: str | None, *chosen: list[str] | None
     ) -> tuple[list[html.Div], str, str, str]:
         window = state.window(relative)
         message, kind = state.banner(window)
@@ -168,36 +174,30 @@ def create_app(
                 for _ in keys
             ]
         else:
-            data = state.panels(selection_of(namespace, tier, user, model), window)
+            data = state.panels(selection_from(names, chosen), window)
             bodies = [figures.render(data[key], state.tier_colours) for key in keys]
         updated = "updated " + _clock(window.end)
         return bodies, message, f"banner banner-{kind}", updated
 
     @app.callback(
-        *(Output(f"filter-{name}", "options") for name, _ in FILTERS),
+        *(Output(f"filter-{name}", "options") for name in names),
         Input("tick", "n_intervals"),
         Input("refresh", "n_clicks"),
         Input("filter-range", "value"),
-        *_FILTER_INPUTS,
+        *filter_inputs,
     )
     def refresh_options(
-        _tick: int,
-        _clicks: int,
-        relative: str | None,
-        namespace: list[str] | None,
-        tier: list[str] | None,
-        user: list[str] | None,
-        model: list[str] | None,
+        _tick: int, _clicks: int, relative: str | None, *chosen: list[str] | None
     ) -> tuple[Any, ...]:
         window = state.window(relative)
-        selection = selection_of(namespace, tier, user, model)
-        chosen = {"namespace": namespace, "tier": tier, "user": user, "model": model}
+        selection = selection_from(names, chosen)
         try:
             return tuple(
-                state.options(name, selection, window, chosen[name]) for name, _ in FILTERS
+                state.options(name, selection, window, values)
+                for name, values in zip(names, chosen, strict=True)
             )
         except PrometheusError:
-            return tuple(no_update for _ in FILTERS)
+            return tuple(no_update for _ in names)
 
     return app
 

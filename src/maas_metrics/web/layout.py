@@ -14,6 +14,12 @@ from maas_metrics.web.figures import attributes
 from maas_metrics.web.timerange import range_options
 
 FILTERS = (("namespace", "Namespace"), ("tier", "Tier"), ("user", "User"), ("model", "Model"))
+"""The seed schema's filters; `filters(catalogue)` gives any schema's."""
+
+
+def filters(catalogue: Catalogue) -> tuple[tuple[str, str], ...]:
+    """(variable, label) of every filter of the catalogue, in its order (as Grafana shows them)."""
+    return tuple((v.name, v.label) for v in catalogue.variables if v.kind == "query")
 
 
 def panel_body_id(key: str) -> dict[str, str]:
@@ -92,7 +98,7 @@ def build_layout(catalogue: Catalogue, prometheus_url: str, refresh_seconds: flo
                         ],
                         className="filter",
                     ),
-                    *(_filter(name, label, catalogue) for name, label in FILTERS),
+                    *(_filter(name, label, catalogue) for name, label in filters(catalogue)),
                 ],
                 className="filters",
             ),
