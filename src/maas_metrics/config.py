@@ -318,11 +318,16 @@ class Config(_Strict):
             return data
         schema = data.get("schema")
         dimension = schema.get("billing_dimension", "tier") if isinstance(schema, dict) else "tier"
-        wrong = "tiers" if dimension == "subscription" else "subscriptions"
+        if dimension not in ("tier", "subscription"):
+            raise ValueError(
+                f"schema.billing_dimension: Input should be 'tier' or 'subscription', "
+                f"not {dimension!r}"
+            )
+        right, wrong = ("subscriptions", "tiers")[:: 1 if dimension == "subscription" else -1]
         if wrong in data:
             raise ValueError(
-                f"{wrong}: the billing dimension is {dimension!r} (schema.billing_dimension), "
-                f"so list {'subscriptions' if wrong == 'tiers' else 'tiers'} instead"
+                f"with schema.billing_dimension {dimension}, list the plans under {right}, "
+                f"not {wrong}"
             )
         if dimension != "subscription":
             return data
@@ -473,7 +478,11 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line: the first problem's field path and message, plus how many more there are."""
     problems = error.errors()
     first = problems[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and re.match(r"^function-", p)))
+    loc = tuple(
+        p
+        for p in first["loc"]
+        if not (isinstance(p, str) and (re.match(r"^function-", p) or p == "[key]"))
+    )
     message = first["msg"].removeprefix("Value error, ")
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
     if not loc:  # a whole-config rule: its message names the fields itself
