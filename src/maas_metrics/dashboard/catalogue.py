@@ -80,14 +80,15 @@ LIMITED = contract.LIMITED
 USER = contract.USER
 MODEL = contract.MODEL
 
-DETAIL_LABELS = ("limitador_namespace", "user", "tier", "model")
-"""The row key of the detailed table (and of the report's finest grouping) in the seed's schema."""
-
 
 def detail_labels(schema: Schema) -> tuple[str, ...]:
     """The detailed table's row key: namespace, user?, dimension, attribution, model (if on calls)."""
     model = (MODEL,) if schema.calls_model else ()
     return (contract.NAMESPACE, *schema.identity_labels, *model)
+
+
+DETAIL_LABELS = detail_labels(contract.SEED)
+"""The row key of the detailed table (and of the report's finest grouping) in the seed's schema."""
 
 
 def _names(schema: Schema, counters: tuple[str, ...]) -> str:
@@ -766,7 +767,7 @@ class _Builder:
                 Column(self.Dim, label=self.dim),
                 *(Column(TITLES[a], label=a) for a in schema.attribution),
                 *((Column("Model", label="model"),) if schema.calls_model else ()),
-                Column("Namespace", label="limitador_namespace"),
+                Column("Namespace", label=contract.NAMESPACE),
                 Column("Hits", ref_id="A", unit="short", decimals=0),
                 Column("Allowed calls", ref_id="B", unit="short", decimals=0),
                 Column("Limited calls", ref_id="C", unit="short", decimals=0),

@@ -13,14 +13,13 @@ from maas_metrics.report.timerange import TimeRange
 #: `--by` / filter keys -> metric labels (the order of the detail labels); a schema offers
 #: those its series carry (`keys_of`).
 GROUP_KEYS: dict[str, str] = {
-    "user": "user",
-    "tier": "tier",
-    "subscription": "subscription",
-    "model": "model",
-    "namespace": "limitador_namespace",
+    contract.USER: contract.USER,
+    contract.TIER: contract.TIER,
+    contract.SUBSCRIPTION: contract.SUBSCRIPTION,
+    contract.MODEL: contract.MODEL,
+    "namespace": contract.NAMESPACE,
     **{label: label for label in contract.ATTRIBUTION_LABELS},
 }
-DEFAULT_BY = ("user", "tier", "model")
 
 
 def keys_of(schema: Schema) -> tuple[str, ...]:
@@ -33,6 +32,9 @@ def keys_of(schema: Schema) -> tuple[str, ...]:
 def default_by(schema: Schema) -> tuple[str, ...]:
     """`user, tier, model` in the seed; the dimension and model (and user when captured)."""
     return (*((contract.USER,) if schema.user else ()), schema.dimension, contract.MODEL)
+
+
+DEFAULT_BY = default_by(contract.SEED)
 
 
 class ReportInputError(ValueError):
@@ -96,9 +98,9 @@ class ReportRequest:
     @property
     def detail_labels(self) -> tuple[str, ...]:
         """The labels each query keeps: `by`, plus the dimension and model (prices depend on them)."""
-        wanted = {GROUP_KEYS[k] for k in self.by} | {self.schema.dimension, "model"}
+        wanted = {GROUP_KEYS[k] for k in self.by} | {self.schema.dimension, contract.MODEL}
         if self.with_users and self.schema.user:
-            wanted.add("user")
+            wanted.add(contract.USER)
         return tuple(label for label in GROUP_KEYS.values() if label in wanted)
 
 

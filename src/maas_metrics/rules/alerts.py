@@ -21,6 +21,7 @@ from maas_metrics.rules.limits import policy_namespaces, quota
 from maas_metrics.services import GATEWAY_SERVICE, LIMITADOR_SERVICE
 
 ALERT_GROUP = "maas-metrics-alerts"
+UP = contract.LIMITADOR_UP
 
 #: Prometheus Operator names a ServiceMonitor's `job` label after the Service it scrapes.
 DEFAULT_LIMITER_JOBS = (LIMITADOR_SERVICE, GATEWAY_SERVICE)
@@ -60,7 +61,7 @@ def rate_limiter_down(settings: AlertSettings) -> Rule:
     jobs = selector("up", [matcher("job", list(settings.limiter_jobs))])
     return {
         "alert": "MaaSRateLimiterDown",
-        "expr": f"limitador_up == 0 or {jobs} == 0 or absent(limitador_up)",
+        "expr": f"{UP} == 0 or {jobs} == 0 or absent({UP})",
         "for": settings.down_for,
         "labels": {"severity": "critical"},
         "annotations": {
@@ -90,9 +91,9 @@ def high_limited_ratio(config: Config, settings: AlertSettings) -> Rule:
     schema = config.contract
     dim = schema.dimension
     names = [config.namespaces.requests, config.namespaces.tokens]
-    ns = matcher("limitador_namespace", names)
+    ns = matcher(contract.NAMESPACE, names)
     window = settings.limited_ratio_window
-    by = (dim, "limitador_namespace")
+    by = (dim, contract.NAMESPACE)
     limited = _rate(schema, contract.LIMITED, by, [ns], window)
     allowed = _rate(schema, contract.CALLS, by, [ns], window)
     # A tier whose users are only ever limited has no authorized_calls series: count it as 0.
@@ -134,7 +135,7 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
             if not namespaces:
                 continue
             where = [
-                matcher("limitador_namespace", list(namespaces)),
+                matcher(contract.NAMESPACE, list(namespaces)),
                 matcher(dim, [tier_name]),
             ]
             used = _used(schema, where, duration(limit.seconds))
@@ -172,14 +173,14 @@ def _used(schema: Schema, where: list[str], window: str) -> str:
         schema.names_of(contract.HITS),
         schema.labels_of(contract.HITS),
         lambda n: f"increase({selector(n, where)}[{window}])",
-        ("limitador_namespace", dim, "user"),
+        (contract.NAMESPACE, dim, contract.USER),
     )
 
 
 def counter_store_partitioned(settings: AlertSettings) -> Rule:
     return {
         "alert": "MaaSCounterStorePartitioned",
-        "expr": "datastore_partitioned == 1",
+        "expr": f"{contract.DATASTORE_PARTITIONED} == 1",
         "for": settings.partitioned_for,
         "labels": {"severity": "critical"},
         "annotations": {

@@ -46,7 +46,7 @@ def limit_rules(config: Config) -> list[Rule]:
                 continue
             for namespace in policy_namespaces(config, policy):
                 labels = {
-                    "limitador_namespace": namespace,
+                    contract.NAMESPACE: namespace,
                     config.contract.dimension: tier_name,
                     "policy": policy,
                     "limit_name": limit.name,

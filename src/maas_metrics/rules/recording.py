@@ -40,8 +40,8 @@ INTERVAL_SECONDS: Final = 60
 COUNTERS: Final = (*contract.LIMITADOR_COUNTERS, *contract.TOKEN_KIND_COUNTERS)
 """The counters of the metric contract that get recording rules (by their Limitador names)."""
 
-USER_LABELS: Final = ("limitador_namespace", "user", "tier", "model")
-TIER_LABELS: Final = ("limitador_namespace", "tier", "model")
+USER_LABELS: Final = contract.SEED.usage_labels
+TIER_LABELS: Final = tuple(x for x in USER_LABELS if x != contract.USER)
 """The seed schema's two levels (`user_labels` / `tier_labels` give any schema's)."""
 
 Rule = dict[str, object]
