@@ -20,9 +20,18 @@ CLI = str(Path(sys.executable).parent / "maas-metrics")
 """The installed `maas-metrics` command of this interpreter's environment, as a user runs it."""
 
 
-def gateway_command(config_path: Path, port: int) -> list[str]:
-    """`maas-metrics gateway` for `config_path` on 127.0.0.1:`port` (the config's host)."""
-    return [CLI, "gateway", "--config", str(config_path), "--port", str(port)]
+def gateway_command(config_path: Path, port: int, operator_port: int) -> list[str]:
+    """`maas-metrics gateway` for `config_path` on 127.0.0.1: API on `port`, /metrics on `operator_port`."""
+    return [
+        CLI,
+        "gateway",
+        "--config",
+        str(config_path),
+        "--port",
+        str(port),
+        "--operator-port",
+        str(operator_port),
+    ]
 
 
 def secret(user: str) -> str:

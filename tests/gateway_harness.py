@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
 
 from maas_metrics.config import Config, hash_key, parse_config
-from maas_metrics.gateway import build_server
+from maas_metrics.gateway import Gateway, build_server
 from maas_metrics.simulate.mock_model import MockModelServer, start_server
 from tests.servers import free_port, wait_for_port
 
@@ -62,6 +63,7 @@ def make_config(
     extra_users: dict[str, tuple[list[str], str]] | None = None,
     max_body_bytes: int = 1_048_576,
     timeout_seconds: float = 10.0,
+    metering: dict[str, Any] | None = None,
 ) -> Config:
     """The test config: free 5 req/120 s + 100 tokens/60 s, premium 20 + 50,000, enterprise 50 + 100,000."""
     users = {**USERS, **(extra_users or {})}
@@ -104,6 +106,8 @@ def make_config(
             "gateway": {
                 "max_body_bytes": max_body_bytes,
                 "upstream_timeout_seconds": timeout_seconds,
+                "operator": {"port": 0},  # any free port; `GatewayURL.operator` says which
+                "metering": metering or {},
             },
         }
     )
@@ -159,11 +163,29 @@ def running_mock(latency_ms: float = 0.0) -> Iterator[RunningMock]:
         thread.close()
 
 
+class GatewayURL(str):
+    """The API base URL; `.operator` is the operator listener's (`/metrics`, `/healthz`)."""
+
+    operator: str
+
+    def __new__(cls, api: str, operator: str) -> GatewayURL:
+        url = super().__new__(cls, api)
+        url.operator = operator
+        return url
+
+
 @contextmanager
-def running_gateway(config: Config) -> Iterator[str]:
-    """The gateway (uvicorn, as in production) in a thread on a free port; yields its base URL."""
+def running_gateway(config: Config) -> Iterator[GatewayURL]:
+    """The gateway (uvicorn, as in production) in a thread on free ports; yields its base URL."""
+    with running_gateway_object(config) as (url, _):
+        yield url
+
+
+@contextmanager
+def running_gateway_object(config: Config) -> Iterator[tuple[GatewayURL, Gateway]]:
+    """As `running_gateway`, also yielding the `Gateway` object (to look at its background work)."""
     port = free_port()
-    server = build_server(config, "127.0.0.1", port)
+    server = build_server(config, "127.0.0.1", port, operator_port=0)
     thread = LoopThread()
     serving = thread.submit(server.serve())
     deadline = time.monotonic() + 15
@@ -174,8 +196,11 @@ def running_gateway(config: Config) -> Iterator[str]:
         if time.monotonic() > deadline:
             raise TimeoutError("gateway did not start")
         time.sleep(0.01)
+    app = server.config.app
+    assert isinstance(app, Starlette)
     try:
-        yield f"http://127.0.0.1:{port}"
+        url = GatewayURL(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{server.operator_port}")
+        yield url, app.state.gateway
     finally:
         server.should_exit = True
         serving.result(timeout=15)
@@ -183,9 +208,10 @@ def running_gateway(config: Config) -> Iterator[str]:
 
 
 @contextmanager
-def gateway_process(config_path: Path, port: int | None = None) -> Iterator[str]:
+def gateway_process(config_path: Path, port: int | None = None) -> Iterator[GatewayURL]:
     """`maas-metrics gateway` as its own process, exactly as a user starts it; yields its base URL."""
     port = port or free_port()
+    operator_port = free_port()
     command = [
         str(Path(sys.executable).parent / "maas-metrics"),
         "gateway",
@@ -193,11 +219,14 @@ def gateway_process(config_path: Path, port: int | None = None) -> Iterator[str]
         str(config_path),
         "--port",
         str(port),
+        "--operator-port",
+        str(operator_port),
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}"
+        wait_for_port(operator_port, process=process)
+        yield GatewayURL(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{operator_port}")
     finally:
         process.terminate()
         try:
@@ -215,7 +244,8 @@ Series = tuple[str, frozenset[tuple[str, str]]]
 
 
 def scrape_text(base_url: str) -> str:
-    response = httpx.get(f"{base_url}/metrics", timeout=10)
+    """`/metrics` of the gateway at `base_url` (its operator listener when it is a `GatewayURL`)."""
+    response = httpx.get(f"{getattr(base_url, 'operator', base_url)}/metrics", timeout=10)
     response.raise_for_status()
     return response.text
 
@@ -230,6 +260,9 @@ def parse_metrics(text: str) -> dict[Series, float]:
 
 
 def scrape(base_url: str) -> dict[Series, float]:
+    """Every series with its true value: a first scrape reads new series at 0 (they are born at
+    zero, see `telemetry.metrics.Family`), the second shows their counts."""
+    scrape_text(base_url)
     return parse_metrics(scrape_text(base_url))
 
 
@@ -254,5 +287,7 @@ def counters(metrics: dict[Series, float]) -> dict[Series, float]:
         "limited_calls",
         "maas_prompt_tokens",
         "maas_completion_tokens",
+        "maas_answers_without_usage",
+        "maas_stream_events_too_large",
     }
     return {key: value for key, value in metrics.items() if key[0] in names}

@@ -182,6 +182,12 @@ def test_demo_serves_then_stops_every_child(sig: signal.Signals, tmp_path: Path)
         assert httpx.get(f"{demo.prometheus_url}/-/ready", timeout=10).status_code == 200
         assert httpx.get(demo.dashboard_url, timeout=10).status_code == 200
         assert demo.grafana_json.is_file()
+        # Prometheus scrapes the gateway's operator listener; the API listener has no /metrics.
+        up = httpx.get(
+            f"{demo.prometheus_url}/api/v1/query", params={"query": "up"}, timeout=10
+        ).json()["data"]["result"]
+        assert [(r["metric"]["job"], r["value"][1]) for r in up] == [("maas-gateway", "1")]
+        assert httpx.get(f"{demo.gateway_url}/metrics", timeout=10).status_code == 404
         children = descendants(demo.process.pid)  # again: nothing started late is missed
     finally:
         code = demo.stop(sig)

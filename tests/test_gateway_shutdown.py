@@ -15,6 +15,7 @@ import pytest
 from maas_metrics.config import parse_config
 from tests.gateway_harness import (
     TOKENS_NS,
+    GatewayURL,
     RunningMock,
     make_config,
     parse_metrics,
@@ -34,11 +35,11 @@ def mock() -> Iterator[RunningMock]:
 
 def start_gateway(
     mock: RunningMock, tmp_path: Path, wait_seconds: float
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> tuple[subprocess.Popen[bytes], GatewayURL]:
     data: dict[str, Any] = make_config(mock.url).model_dump(mode="json")
     data["gateway"]["shutdown_scrape_wait_seconds"] = wait_seconds
     path = write_config(parse_config(data), tmp_path / "maas.yaml")
-    port = free_port()
+    port, operator_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "maas-metrics"),
@@ -47,12 +48,15 @@ def start_gateway(
             str(path),
             "--port",
             str(port),
+            "--operator-port",
+            str(operator_port),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     wait_for_port(port, process=process)
-    return process, f"http://127.0.0.1:{port}"
+    wait_for_port(operator_port, process=process)
+    return process, GatewayURL(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{operator_port}")
 
 
 def chat(base: str, user: str = "frank") -> int:
@@ -77,11 +81,14 @@ def test_sigterm_waits_for_a_scrape_that_sees_every_count(
         tokens += chat(base)
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(timeout=1.5)
-        text = httpx.get(f"{base}/metrics", timeout=10).text  # Prometheus's final scrape
-        assert (
-            parse_metrics(text)[usage_key("authorized_hits", TOKENS_NS, "frank", "granite-8b")]
-            == tokens
-        )
+        key = usage_key("authorized_hits", TOKENS_NS, "frank", "granite-8b")
+        # The series is new, so it is born at 0: the first scrape reads 0 and the gateway waits on.
+        text = httpx.get(f"{base.operator}/metrics", timeout=10).text
+        assert parse_metrics(text)[key] == 0
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=1.5)
+        text = httpx.get(f"{base.operator}/metrics", timeout=10).text  # Prometheus's final scrape
+        assert parse_metrics(text)[key] == tokens
         process.wait(timeout=15)  # stops soon after that scrape, long before the 60 s wait
     finally:
         if process.poll() is None:

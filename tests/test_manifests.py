@@ -189,8 +189,8 @@ def test_gateway_service_monitor_selects_the_gateway_service(docs: list[dict[str
     labels = service["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())
     port_names = [p["name"] for p in service["spec"]["ports"]]
-    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["http"]
-    assert "http" in port_names
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]  # the operator listener
+    assert "metrics" in port_names
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
@@ -333,10 +333,20 @@ def test_gateway_deployment_runs_the_config_and_serves_the_service(
     volume = next(v for v in spec["template"]["spec"]["volumes"] if v["name"] == mount["name"])
     assert volume["configMap"]["name"] == "maas-metrics-config"
     assert container["args"] == ["gateway", "--config", f"{mount['mountPath']}/maas.yaml"]
-    assert container["ports"] == [{"name": "http", "containerPort": 9000}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 9000},
+        {"name": "metrics", "containerPort": 8081},  # the operator listener: /metrics, /healthz
+    ]
     assert svc["spec"]["ports"][0]["targetPort"] == "http"
     assert svc["spec"]["ports"][0]["port"] == 9000
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert svc["spec"]["ports"][1] == {
+        "name": "metrics",
+        "port": 8081,
+        "targetPort": "metrics",
+        "protocol": "TCP",
+    }
+    # Probes use the operator listener, which a flood of API connections cannot fill.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
 def test_redis_deployment_backs_the_redis_service(docs: list[dict[str, Any]]) -> None:

@@ -45,16 +45,20 @@ JSON_VALUES = st.recursive(
 )
 
 
+OPERATOR_URLS: dict[str, str] = {}  # API base URL -> operator listener URL (/metrics)
+
+
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[httpx.Client]:
     with running_mock() as mock:
         config = make_config(mock.url, max_body_bytes=MAX_BODY)
         with running_gateway(config) as url, httpx.Client(base_url=url, timeout=10) as client:
+            OPERATOR_URLS[str(client.base_url)] = url.operator
             yield client
 
 
 def metrics(client: httpx.Client) -> str:
-    response = client.get("/metrics")
+    response = httpx.get(f"{OPERATOR_URLS[str(client.base_url)]}/metrics", timeout=10)
     assert response.status_code == 200
     return response.text
 
@@ -238,7 +242,6 @@ def test_unknown_paths_get_json_404(
             ("/v1/chat/completions", "POST"),
             ("/v1/completions", "POST"),
             ("/v1/models", "GET"),
-            ("/metrics", "GET"),
             ("/healthz", "GET"),
         )
         for method in ("GET", "POST", "PUT", "DELETE", "PATCH")

@@ -104,12 +104,12 @@ def test_hostile_labels_stay_valid_for_promtool_and_prometheus(tmp_path: Path) -
         users, models = len(HOSTILE_USERS), len(HOSTILE_MODELS)
         assert statuses == {200: users * models, 429: users}
 
-        text = httpx.get(f"{gateway}/metrics", timeout=10).text
+        text = httpx.get(f"{gateway.operator}/metrics", timeout=10).text
         code, findings = promtool_findings(text)
         assert code != 1, findings
         assert findings <= ALLOWED_FINDINGS, findings - ALLOWED_FINDINGS
 
-        port = int(gateway.rsplit(":", 1)[1])
+        port = int(gateway.operator.rsplit(":", 1)[1])  # Prometheus scrapes the operator listener
         prometheus = PrometheusProcess(
             tmp_path / "prometheus",
             targets=[ScrapeTarget("gateway", f"127.0.0.1:{port}")],

@@ -88,8 +88,9 @@ def load(base_url: str, user: str, stop: threading.Event, replies: list[Reply]) 
             replies.append(Reply(user, sent, time.monotonic(), status, tokens))
 
 
-def metrics(base_url: str) -> dict[Series, float]:
-    return parse_metrics(httpx.get(f"{base_url}/metrics", timeout=10).text)
+def metrics(operator_url: str) -> dict[Series, float]:
+    """The gateway's /metrics, served on its operator listener."""
+    return parse_metrics(httpx.get(f"{operator_url}/metrics", timeout=10).text)
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
@@ -111,14 +112,15 @@ def kill(server: RedisServer) -> None:
 def test_redis_killed_under_load_and_restarted(
     mode: str, redis: RedisServer, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port, operator_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
+    operator = f"http://127.0.0.1:{operator_port}"
     log = tmp_path / "gateway.log"
     with running_mock() as mock:
         path = write_config(config(mock.url, redis.url, mode), tmp_path / "maas.yaml")
         with log.open("wb") as out:
             gateway = subprocess.Popen(
-                gateway_command(path, port),
+                gateway_command(path, port, operator_port),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -137,12 +139,12 @@ def test_redis_killed_under_load_and_restarted(
                 killed = time.monotonic()
                 kill(redis)
                 time.sleep(2.0)
-                during = metrics(base)
+                during = metrics(operator)
                 health_during = httpx.get(f"{base}/healthz", timeout=10)
                 back = time.monotonic()
                 redis.start()  # same port, empty: no persistence
                 wait_until(
-                    lambda: metrics(base)[PARTITIONED] == 0, "datastore_partitioned to clear"
+                    lambda: metrics(operator)[PARTITIONED] == 0, "datastore_partitioned to clear"
                 )
                 recovered = time.monotonic()
                 time.sleep(1.5)
@@ -157,7 +159,7 @@ def test_redis_killed_under_load_and_restarted(
             assert fresh == [200] * 5 + [429] * 2
             stored = redis_client.Redis.from_url(redis.url).keys("maas:*")
             assert len(stored) >= 2  # the fresh user's request and token counters at least
-            after = metrics(base)
+            after = metrics(operator)
             assert gateway.poll() is None, "the gateway process died"
             assert _healthy(base)
         finally:

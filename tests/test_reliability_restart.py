@@ -112,8 +112,8 @@ def clients(base: str, worker: int, stop: threading.Event, replies: list[Reply])
 class Gateway:
     """`maas-metrics gateway` as its own process on a fixed port, restartable."""
 
-    def __init__(self, config_path: Path, port: int, log: Path) -> None:
-        self.argv = gateway_command(config_path, port)
+    def __init__(self, config_path: Path, port: int, operator_port: int, log: Path) -> None:
+        self.argv = gateway_command(config_path, port, operator_port)
         self.base = f"http://127.0.0.1:{port}"
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -204,13 +204,15 @@ def within(measured: float, truth: float) -> bool:
 
 
 def test_restart_mid_traffic_keeps_dashboard_and_report_totals(tmp_path: Path) -> None:
-    port = free_port()
+    port, operator_port = free_port(), free_port()
     with running_mock() as mock:
         config = make_config(mock.url)
-        gateway = Gateway(write_config(config, tmp_path / "maas.yaml"), port, tmp_path / "gw.log")
+        gateway = Gateway(
+            write_config(config, tmp_path / "maas.yaml"), port, operator_port, tmp_path / "gw.log"
+        )
         prometheus = PrometheusProcess(
             tmp_path / "prometheus",
-            targets=[ScrapeTarget("gateway", f"127.0.0.1:{port}")],
+            targets=[ScrapeTarget("gateway", f"127.0.0.1:{operator_port}")],
             scrape_interval="1s",
             evaluation_interval="1s",
         )

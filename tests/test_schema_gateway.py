@@ -174,7 +174,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     """
     tmp = tmp_path_factory.mktemp("schema-gateway")
     with running_mock() as mock, running_gateway(today_config(mock.url)) as gateway:
-        port = int(gateway.rsplit(":", 1)[1])
+        port = int(gateway.operator.rsplit(":", 1)[1])  # /metrics is on the operator listener
         prometheus = PrometheusProcess(
             Path(tmp) / "prometheus",
             targets=[ScrapeTarget("gateway", f"127.0.0.1:{port}")],

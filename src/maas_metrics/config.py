@@ -9,7 +9,9 @@ appears everywhere without code changes.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
+import ssl
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -158,15 +160,45 @@ class Tier(_Strict):
 
 
 class Model(_Strict):
-    """A model served through the gateway and the OpenAI-compatible base URL behind it."""
+    """A model served through the gateway and the OpenAI-compatible base URL behind it.
+
+    `ca_file` (PEM, relative to the working directory) replaces the system CAs
+    for an `https://` upstream signed by a private CA.
+    """
 
     name: Annotated[Text, Field(min_length=1)]
     upstream: Annotated[str, Field(pattern=r"^https?://")]
+    ca_file: Path | None = None
 
     @field_validator("upstream")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _loadable_ca(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            tls_context(value)  # the gateway builds the same context: fail here, not there
+        return value
+
+    @model_validator(mode="after")
+    def _ca_needs_https(self) -> Model:
+        if self.ca_file is not None and not self.upstream.startswith("https://"):
+            raise ValueError("ca_file is only used with an https:// upstream")
+        return self
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """A client TLS context trusting only the CAs in `ca_file`; ValueError saying why it cannot."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except ssl.SSLError:  # before OSError: it is one
+        raise ValueError(f"CA file {str(ca_file)!r} holds no PEM certificate") from None
+    except FileNotFoundError:
+        raise ValueError(f"CA file {str(ca_file)!r} does not exist") from None
+    except OSError as error:
+        raise ValueError(f"cannot read CA file {str(ca_file)!r}: {error.strerror}") from None
 
 
 Attributes = dict[AttributionLabel, Annotated[Text, Field(min_length=1)]]
@@ -268,14 +300,81 @@ class KuadrantRoutes(_Strict):
         return self
 
 
+def _bind_address(value: str) -> str:
+    """An IP address or a host name (what a listener can bind); anything else fails `config check`."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not re.fullmatch(
+            r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*", value
+        ):
+            raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
+    return value
+
+
+BindHost = Annotated[str, AfterValidator(_bind_address)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class OperatorListener(_Strict):
+    """Where `/metrics` and `/healthz` are served, apart from the API (as Limitador's http port).
+
+    Only the operator listener shows every user's usage, so it binds where
+    Prometheus and the kubelet reach it; `host: null` binds the API's host.
+    """
+
+    host: BindHost | None = None
+    port: Port = 8081
+
+
+class ClientBounds(_Strict):
+    """How long and how much a client may take in each phase it controls, per connection."""
+
+    header_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    keep_alive_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 65_536
+    max_connections: Annotated[int, Field(gt=0)] = 1000
+
+
+class Metering(_Strict):
+    """How the gateway counts what upstreams and scrapers make uncertain (`gateway.metering`).
+
+    - `usage_missing`: an answer without `usage` counts `estimate` tokens
+      (ceil(characters / 4) of the prompt text sent and of the answer text
+      received) or `zero`; either way `maas_answers_without_usage_total` counts it.
+    - `zero_hold_seconds`: a new counter series is scraped at 0 until it has
+      been read at 0 and this long has passed; set it to the scrape interval
+      when several Prometheus replicas (an HA pair) scrape the gateway.
+    - `max_sse_event_bytes`: the largest upstream SSE event relayed; a bigger
+      one ends the stream with a 502 error and counts in
+      `maas_stream_events_too_large_total`.
+    """
+
+    usage_missing: Literal["estimate", "zero"] = "estimate"
+    zero_hold_seconds: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    max_sse_event_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+
+
 class GatewaySettings(_Strict):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    host: BindHost = "127.0.0.1"
+    port: Port = 8080
+    operator: OperatorListener = OperatorListener()
+    connections: ClientBounds = ClientBounds()
+    # A 429 whose window resets later than this tells SDKs not to retry (`x-should-retry: false`).
+    retry_hint_max_seconds: Annotated[float, Field(ge=0)] = 10.0
     max_body_bytes: Annotated[int, Field(gt=0)] = 1_048_576
     upstream_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     # On SIGTERM/SIGINT keep serving until Prometheus has scraped every count, for at most
     # this long (0: stop at once, as Limitador does, losing what was counted since the last scrape).
     shutdown_scrape_wait_seconds: Annotated[float, Field(ge=0)] = 0.0
+    metering: Metering = Metering()
+
+    @model_validator(mode="after")
+    def _listeners_apart(self) -> GatewaySettings:
+        if self.port != 0 and self.operator.port == self.port:
+            raise ValueError("operator.port must differ from port (metrics stay off the API)")
+        return self
 
 
 class Storage(_Strict):
@@ -285,11 +384,17 @@ class Storage(_Strict):
     on_failure: Literal["deny", "allow"] = "deny"
 
 
+#: What Grafana's JSON and the built-in page both accept: `now-` and a whole number of s/m/h/d/w.
+RELATIVE_RANGE_PATTERN = r"^now-[1-9][0-9]{0,5}[smhdw]$"
+#: A Grafana refresh interval (`30s`, `1m`, `1h30m`), or empty for none.
+REFRESH_PATTERN = r"^(([1-9][0-9]{0,5}(s|m|h|d))+)?$"
+
+
 class Dashboard(_Strict):
-    title: str = "MaaS Token Metrics"
+    title: Text = "MaaS Token Metrics"
     uid: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = "maas-token-metrics"
-    refresh: str = "30s"
-    default_range: str = "now-1h"
+    refresh: Annotated[str, Field(pattern=REFRESH_PATTERN)] = "30s"
+    default_range: Annotated[str, Field(pattern=RELATIVE_RANGE_PATTERN)] = "now-1h"
 
 
 class Config(_Strict):
@@ -413,6 +518,7 @@ class Config(_Strict):
                             f"tiers[{index}].{kind}.max: {limit.max} is more than Kuadrant "
                             f"accepts (at most {KUADRANT_MAX_LIMIT} with source kuadrant)"
                         )
+        _one_trust_per_origin(self.models)
         models = {m.name for m in self.models}
         for tier in self.tiers:
             for change in tier.price_changes:
@@ -458,6 +564,28 @@ def _per_token_price(entry: object) -> object:
         raise ValueError("subscriptions: set price_per_token or price_per_hit, not both")
     rest = {k: v for k, v in entry.items() if k != "price_per_token"}
     return {**rest, "price_per_hit": entry["price_per_token"]}
+
+
+def _one_trust_per_origin(models: list[Model]) -> None:
+    """TLS trust belongs to the endpoint: models on one https origin must name the same CA file."""
+    trust: dict[str, Path | None] = {}
+    for model in models:
+        origin = "/".join(model.upstream.split("/", 3)[:3])
+        if trust.setdefault(origin, model.ca_file) != model.ca_file:
+            raise ValueError(
+                f"models on {origin} must all use the same ca_file (model {model.name!r})"
+            )
+
+
+def mask_secrets(url: str) -> str:
+    """`url` fit for a terminal or a log: the user-info password and any `password=` value masked."""
+    masked = re.sub(r"(?<=://)([^/?#]*)@", lambda m: _mask_userinfo(m.group(1)) + "@", url)
+    return re.sub(r"(?i)((?:^|[?&;])password=)[^&;#]*", r"\1***", masked)
+
+
+def _mask_userinfo(userinfo: str) -> str:
+    user, colon, _ = userinfo.partition(":")
+    return f"{user}:***" if colon else "***"
 
 
 def hash_key(secret: str) -> str:

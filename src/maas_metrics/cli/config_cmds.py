@@ -11,7 +11,7 @@ import typer
 import yaml
 
 from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
-from maas_metrics.config import hash_key
+from maas_metrics.config import hash_key, mask_secrets
 
 config_app = typer.Typer(help="Validate a config.", no_args_is_help=True)
 keys_app = typer.Typer(
@@ -25,7 +25,7 @@ def check(config: Annotated[Path, typer.Argument(help=CONFIG_OPTION_HELP)]) -> N
     cfg = load_config_or_exit(config)
     tiers = ", ".join(f"{t.name} (level {t.level})" for t in cfg.tiers_by_level())
     print(
-        f"ok: {len(cfg.tiers)} tiers [{tiers}], {len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {cfg.storage.url}"
+        f"ok: {len(cfg.tiers)} tiers [{tiers}], {len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {mask_secrets(cfg.storage.url)}"
     )
 
 

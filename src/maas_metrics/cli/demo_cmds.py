@@ -85,9 +85,10 @@ def demo(
         int | None,
         typer.Option(
             help="Use ports BASE (dashboard), BASE+1 (gateway), BASE+2 (mock model), BASE+3 "
-            "(Prometheus). Default: 8050, 8080, 8001, 9090. A taken port falls back to a free one.",
+            "(Prometheus), BASE+4 (gateway metrics). Default: 8050, 8080, 8001, 9090, 8081. "
+            "A taken port falls back to a free one.",
             min=1,
-            max=65532,
+            max=65531,
         ),
     ] = None,
     scrape_interval: Annotated[

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from maas_metrics.cli.common import CONFIG_OPTION_HELP, load_config_or_exit
+from maas_metrics.cli.common import CONFIG_OPTION_HELP, fail, load_config_or_exit
 from maas_metrics.cli.extras import require_extra
-
-
-def _without_password(url: str) -> str:
-    """The storage URL fit for a terminal: credentials masked."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
+from maas_metrics.config import mask_secrets
 
 
 def gateway(
@@ -26,14 +21,23 @@ def gateway(
         int | None,
         typer.Option(help="Port to bind (overrides gateway.port of the config).", min=0, max=65535),
     ] = None,
+    operator_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the operator listener, /metrics and /healthz (overrides gateway.operator.port).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible metering gateway.
 
     Each request's API key picks the user and tier; the tier's request and
     token limits are enforced as Limitador does (429 with Retry-After), the
-    request is proxied to the model's upstream (JSON or SSE streaming) and
-    Limitador-compatible metrics are served on GET /metrics. Also serves
-    GET /v1/models and GET /healthz. Stops on Ctrl-C / SIGTERM.
+    request is proxied to the model's upstream (JSON or SSE streaming).
+    Limitador-compatible metrics are served on GET /metrics of the operator
+    listener only (gateway.operator, default port 8081), apart from the API;
+    GET /healthz on both. Stops on Ctrl-C / SIGTERM.
     """
     cfg = load_config_or_exit(config)
     require_extra("gateway")
@@ -41,13 +45,17 @@ def gateway(
 
     bind_host = host if host is not None else cfg.gateway.host
     bind_port = port if port is not None else cfg.gateway.port
+    op_host = cfg.gateway.operator.host or bind_host
+    op_port = operator_port if operator_port is not None else cfg.gateway.operator.port
+    if op_port == bind_port != 0:
+        fail(f"--operator-port {op_port} must differ from the API port")
     print(
-        f"maas-metrics gateway on http://{bind_host}:{bind_port} "
-        f"({len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {_without_password(cfg.storage.url)}, "
+        f"maas-metrics gateway on http://{bind_host}:{bind_port}, metrics on http://{op_host}:{op_port}/metrics "
+        f"({len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {mask_secrets(cfg.storage.url)}, "
         f"on store failure: {cfg.storage.on_failure})",
         flush=True,
     )
-    run(cfg, bind_host, bind_port)
+    run(cfg, bind_host, bind_port, op_port)
 
 
 def register(app: typer.Typer) -> None:

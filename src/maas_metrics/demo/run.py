@@ -128,7 +128,7 @@ def _print_addresses(stack: DemoStack, options: DemoOptions, console: Console) -
     model = stack.config.models[0].name
     lines = [
         ("Dashboard", stack.dashboard_url),
-        ("Gateway", f"{stack.gateway_url}/v1  (OpenAI-compatible, metrics at /metrics)"),
+        ("Gateway", f"{stack.gateway_url}/v1  (OpenAI-compatible; metrics at {stack.metrics_url})"),
         ("Prometheus", stack.prometheus_url),
         ("Grafana JSON", f"{stack.grafana_json}  (Grafana → Dashboards → Import)"),
         ("Logs", f"{stack.logs_dir}  (removed on exit unless --keep-data)"),
@@ -185,7 +185,7 @@ def _failure(stack: DemoStack) -> str | None:
 
 
 def _summary(stack: DemoStack) -> dict[str, TierTraffic] | None:
-    return fetch_summary(f"{stack.gateway_url}/metrics", stack.config)
+    return fetch_summary(stack.metrics_url, stack.config)
 
 
 def _status(stack: DemoStack, started: float) -> Group:

@@ -25,9 +25,16 @@ from maas_metrics.demo.readiness import NotReady, http_ok, tcp_open, wait_until
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError, PrometheusProcess, ScrapeTarget
 
 HOST = "127.0.0.1"
-DEFAULT_PORTS = {"dashboard": 8050, "gateway": 8080, "mock": 8001, "prometheus": 9090}
-# With --port-base B: dashboard B, gateway B+1, mock model B+2, Prometheus B+3.
-PORT_OFFSETS = {"dashboard": 0, "gateway": 1, "mock": 2, "prometheus": 3}
+DEFAULT_PORTS = {
+    "dashboard": 8050,
+    "gateway": 8080,
+    "mock": 8001,
+    "prometheus": 9090,
+    "operator": 8081,
+}
+# With --port-base B: dashboard B, gateway B+1, mock model B+2, Prometheus B+3,
+# gateway operator listener (/metrics) B+4.
+PORT_OFFSETS = {"dashboard": 0, "gateway": 1, "mock": 2, "prometheus": 3, "operator": 4}
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class DemoPorts:
     gateway: int
     mock: int
     prometheus: int
+    operator: int
 
     @classmethod
     def choose(cls, port_base: int | None) -> DemoPorts:
@@ -70,14 +78,21 @@ class Step:
     action: Callable[[], str]  # returns a short detail to show once done (URL, count, path)
 
 
-def demo_config(config: Config, mock_port: int, gateway_port: int) -> Config:
-    """The config with every model upstream pointed at the mock and the gateway on its port."""
+def demo_config(
+    config: Config, mock_port: int, gateway_port: int, operator_port: int | None = None
+) -> Config:
+    """The config with every model upstream pointed at the mock and the gateway on its ports."""
     models = []
     for model in config.models:
         parts = urlsplit(model.upstream)
         upstream = urlunsplit(parts._replace(netloc=f"{HOST}:{mock_port}"))
         models.append(model.model_copy(update={"upstream": upstream}))
-    gateway = config.gateway.model_copy(update={"host": HOST, "port": gateway_port})
+    operator = config.gateway.operator.model_copy(
+        update={"host": HOST, "port": operator_port if operator_port is not None else 0}
+    )
+    gateway = config.gateway.model_copy(
+        update={"host": HOST, "port": gateway_port, "operator": operator}
+    )
     return config.model_copy(update={"models": models, "gateway": gateway})
 
 
@@ -105,6 +120,11 @@ class DemoStack:
         return f"http://{HOST}:{self.ports.gateway}"
 
     @property
+    def metrics_url(self) -> str:
+        """The gateway's `/metrics`, on its operator listener (not reachable through the API)."""
+        return f"http://{HOST}:{self.ports.operator}/metrics"
+
+    @property
     def mock_url(self) -> str:
         return f"http://{HOST}:{self.ports.mock}"
 
@@ -130,7 +150,7 @@ class DemoStack:
         ]
 
     def _prepare(self) -> str:
-        config = demo_config(self.config, self.ports.mock, self.ports.gateway)
+        config = demo_config(self.config, self.ports.mock, self.ports.gateway, self.ports.operator)
         self.config_path.write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         )
@@ -168,8 +188,10 @@ class DemoStack:
             "--config", str(self.config_path),
             "--host", HOST,
             "--port", str(self.ports.gateway),
+            "--operator-port", str(self.ports.operator),
         )  # fmt: skip
         self._wait(child, "the gateway", http_ok(f"{self.gateway_url}/healthz"))
+        self._wait(child, "the gateway's operator listener", http_ok(self.metrics_url))
         return self.gateway_url
 
     def _start_prometheus(self) -> str:
@@ -177,7 +199,7 @@ class DemoStack:
         self.prometheus = PrometheusProcess(
             self.workdir / "prometheus",
             port=self.ports.prometheus,
-            targets=[ScrapeTarget("maas-gateway", f"{HOST}:{self.ports.gateway}")],
+            targets=[ScrapeTarget("maas-gateway", f"{HOST}:{self.ports.operator}")],
             scrape_interval=interval,
             evaluation_interval=interval,
             retention="1d",
@@ -217,7 +239,7 @@ class DemoStack:
     def _gateway_has_traffic(self) -> bool:
         from maas_metrics.demo.status import fetch_summary
 
-        summary = fetch_summary(f"{self.gateway_url}/metrics", self.config)
+        summary = fetch_summary(self.metrics_url, self.config)
         return summary is not None and any(t.served or t.limited for t in summary.values())
 
     def _wait_for_data(self) -> str:

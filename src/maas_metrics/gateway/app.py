@@ -1,10 +1,10 @@
 """The metering gateway as an ASGI app: auth, limits, proxying, metrics.
 
 Request order (each step only runs when the previous one passed):
-auth (401/403) -> body size (413) -> JSON (400) -> model known (404) ->
-request policy (429) -> token policy (429) -> upstream (502/504/upstream
-status) -> token report. Everything before the policies changes no counter
-and no metric.
+auth (401/403) -> body size (413) -> body checks (every 400) -> model known
+(404) -> request policy (429) -> token policy (429) -> upstream (502/504/
+upstream status) -> token report (shielded from client disconnects).
+Everything before the policies changes no counter and no metric.
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from maas_metrics.config import Config
+from maas_metrics.config import Config, tls_context
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
+from maas_metrics.gateway.background import Background
+from maas_metrics.gateway.estimate import answer_chars, estimate_usage, prompt_chars
 from maas_metrics.gateway.metering import Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
+from maas_metrics.gateway.validation import InferenceRequest, parse_request
 from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
 from maas_metrics.limiter.redis import RedisStore
 from maas_metrics.policies import tier_policies
@@ -56,12 +59,17 @@ class Gateway:
         self.config = config
         policies = tier_policies(config)
         self.keys = KeyTable(config, policies)
-        self.metrics = GatewayMetrics(config.contract)
+        self.metering = config.gateway.metering
+        self.metrics = GatewayMetrics(config.contract, self.metering.zero_hold_seconds)
+        self.background = Background()  # token reports and upstream drains a client cannot cancel
         self.metrics.publish_quotas(policies)
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
         self.meter = Meter(self.limiter, self.metrics)
-        self.upstreams = Upstreams(config.gateway.upstream_timeout_seconds)
+        self.upstreams = Upstreams(
+            config.gateway.upstream_timeout_seconds,
+            {m.upstream: tls_context(m.ca_file) for m in config.models if m.ca_file is not None},
+        )
         self.max_body = config.gateway.max_body_bytes
         self.models = {m.name: m.upstream for m in config.models}
         created = int(time.time())
@@ -95,6 +103,8 @@ class Gateway:
                 self._watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._watcher
+            # Streams whose client left are still being read for their usage: let them report.
+            await self.background.drain(self.config.gateway.upstream_timeout_seconds)
             await self.upstreams.aclose()
             await self.limiter.close()
 
@@ -138,30 +148,34 @@ class Gateway:
     async def _infer(self, request: Request, path: str) -> Response:
         identity = self.keys.authenticate(request.headers.get("authorization"))
         body = await self._read_body(request)
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise errors.bad_request("Request body is not valid JSON.", "invalid_json") from None
-        if not isinstance(payload, dict):
-            raise errors.bad_request("Request body must be a JSON object.", "invalid_json")
-        model = payload.get("model")
-        if not isinstance(model, str) or not model:
-            raise errors.bad_request(
-                "Missing required parameter: 'model' (a string).", "missing_model"
-            )
-        stream = payload.get("stream", False)
-        if stream is not None and not isinstance(stream, bool):
-            raise errors.bad_request("'stream' must be a boolean.", "invalid_stream")
-        base = self.models.get(model)
+        checked = parse_request(body, path)  # every 400 before any counter moves
+        base = self.models.get(checked.model)
         if base is None:
-            raise errors.unknown_model(model)
-        headers = await self.meter.admit(identity, model)
-        if stream:
-            return await self._stream(identity, model, base + path, payload, headers)
-        return await self._complete(identity, model, base + path, body, headers)
+            raise errors.unknown_model(checked.model)
+        headers = await self.meter.admit(identity, checked.model)
+        if checked.stream:
+            return await self._stream(identity, checked, base + path, body, headers)
+        return await self._complete(identity, checked, base + path, body, headers)
+
+    async def _account(
+        self, identity: Identity, checked: InferenceRequest, usage: Usage | None, answer: int
+    ) -> None:
+        """Report an answer's tokens; without usage, count it as `gateway.metering.usage_missing` says."""
+        if usage is None:
+            self.metrics.usage_missing(identity.token_namespace, identity.labels, checked.model)
+            if self.metering.usage_missing == "zero":
+                usage = Usage(0, 0, 0)
+            else:
+                usage = estimate_usage(prompt_chars(checked.payload), answer)
+        await self.meter.report(identity, checked.model, usage)
 
     async def _complete(
-        self, identity: Identity, model: str, url: str, body: bytes, headers: dict[str, str] | None
+        self,
+        identity: Identity,
+        checked: InferenceRequest,
+        url: str,
+        body: bytes,
+        headers: dict[str, str] | None,
     ) -> Response:
         reply = await self.upstreams.post(url, body)
         if reply.status >= 400:
@@ -175,8 +189,12 @@ class Gateway:
         if not isinstance(answer, dict):
             raise errors.upstream_unreachable("the answer is not a JSON object")
         usage = parse_usage(answer.get("usage"))
-        if usage is not None:
-            await self.meter.report(identity, model, usage)
+        chars = 0 if usage is not None else answer_chars(answer)
+        account = self._account(identity, checked, usage, chars)
+        if self.storage_kind == "memory":
+            await account  # in-memory counters never wait: no cancel can land inside the report
+        else:  # shielded: a cancel while Redis answers cannot stop the report half-way
+            await self.background.shielded(account)
         return Response(
             reply.content, status_code=reply.status, headers=headers, media_type=reply.content_type
         )
@@ -184,20 +202,28 @@ class Gateway:
     async def _stream(
         self,
         identity: Identity,
-        model: str,
+        checked: InferenceRequest,
         url: str,
-        payload: dict[str, Any],
+        body: bytes,
         headers: dict[str, str] | None,
     ) -> Response:
-        options = payload.get("stream_options")
-        if options is None:
-            options = {}
-        if not isinstance(options, dict):
-            raise errors.bad_request("'stream_options' must be an object.", "invalid_stream")
-        hide = options.get("include_usage") is not True
+        hide = not checked.include_usage
         if hide:
-            payload["stream_options"] = {**options, "include_usage": True}
-        upstream = await self.upstreams.open_stream(url, orjson.dumps(payload))
+            options = checked.payload.get("stream_options") or {}
+            asked = orjson.dumps(
+                {**checked.payload, "stream_options": {**options, "include_usage": True}}
+            )
+            upstream = await self.upstreams.open_stream(url, asked)
+            if upstream.status == 400:
+                content = await upstream.read()
+                if b"stream_options" not in content:
+                    return upstream_error(400, content)
+                # This upstream rejects what the gateway added: ask as the client did, count
+                # the answer through the no-usage path.
+                hide = False
+                upstream = await self.upstreams.open_stream(url, body)
+        else:
+            upstream = await self.upstreams.open_stream(url, body)
         status = upstream.status
         if status >= 400:
             return upstream_error(status, await upstream.read())
@@ -208,11 +234,23 @@ class Gateway:
                 f"expected an event stream, got HTTP {status} {content_type or 'without content type'}"
             )
 
-        async def finish(usage: Usage) -> None:
-            await self.meter.report(identity, model, usage)
+        async def finish(capture: UsageCapture, complete: bool) -> None:
+            # Runs in the reader task: no client disconnect can cancel it. A stream cut
+            # after its usage chunk is counted; one cut before it counts no tokens.
+            if capture.usage is not None or complete:
+                await self._account(identity, checked, capture.usage, capture.answer_chars)
+
+        def too_large() -> None:
+            self.metrics.event_too_large(checked.model)
 
         return RelayResponse(
-            upstream, UsageCapture(hide), finish, {**SSE_HEADERS, **(headers or {})}
+            upstream,
+            UsageCapture(hide, self.metering.max_sse_event_bytes),
+            finish,
+            {**SSE_HEADERS, **(headers or {})},
+            self.background,
+            self.config.gateway.upstream_timeout_seconds,
+            too_large,
         )
 
     # --- catalogue, metrics, health -------------------------------------------------
@@ -231,14 +269,17 @@ class Gateway:
         return _json(model)
 
     def scraped_everything_since(self, moment: float) -> bool:
-        """True once a /metrics scrape began after `moment` and after the last usage change."""
+        """True once a /metrics scrape that showed every count began after `moment` and the last change."""
         return self.last_scrape_at >= max(moment, self.metrics.changed_at)
 
     async def metrics_endpoint(self, request: Request) -> Response:
         del request
-        self.last_scrape_at = time.monotonic()
+        began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
-        return Response(render(self.metrics.families()), headers={"content-type": CONTENT_TYPE})
+        text = render(self.metrics.families())
+        if not self.metrics.held():  # no new series still shown at 0: this scrape read every count
+            self.last_scrape_at = began
+        return Response(text, headers={"content-type": CONTENT_TYPE})
 
     async def healthz(self, request: Request) -> Response:
         """Always 200 while the process serves; says whether the counter store is reachable."""
@@ -278,8 +319,21 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     ).response()
 
 
+def _exception_handlers(gateway: Gateway) -> dict[Any, Any]:
+    return {
+        errors.GatewayError: errors.handler(gateway.config.gateway.retry_hint_max_seconds),
+        HTTPException: _http_error,
+        Exception: _server_error,
+    }
+
+
 def create_app(config: Config) -> Starlette:
-    """The gateway ASGI app for `config`; `app.state.gateway` is its `Gateway`."""
+    """The gateway's API app for `config`; `app.state.gateway` is its `Gateway`.
+
+    `/metrics` is not here: it lists every user's usage, so only the operator
+    app (`create_operator_app`, on its own listener) serves it. No trailing
+    slash redirect: a 307 would echo the client's `Host` header.
+    """
     gateway = Gateway(config)
     app = Starlette(
         routes=[
@@ -287,15 +341,25 @@ def create_app(config: Config) -> Starlette:
             Route("/v1/completions", gateway.completions, methods=["POST"]),
             Route("/v1/models", gateway.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+        ],
+        exception_handlers=_exception_handlers(gateway),
+        lifespan=gateway.lifespan,
+    )
+    app.router.redirect_slashes = False
+    app.state.gateway = gateway
+    return app
+
+
+def create_operator_app(gateway: Gateway) -> Starlette:
+    """`/metrics` and `/healthz` for Prometheus and the kubelet, served on the operator listener."""
+    app = Starlette(
+        routes=[
             Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
             Route("/healthz", gateway.healthz, methods=["GET"]),
         ],
-        exception_handlers={
-            errors.GatewayError: errors.handle,
-            HTTPException: _http_error,
-            Exception: _server_error,
-        },
-        lifespan=gateway.lifespan,
+        exception_handlers=_exception_handlers(gateway),
     )
+    app.router.redirect_slashes = False
     app.state.gateway = gateway
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from starlette.requests import Request
@@ -48,6 +48,32 @@ async def handle(request: Request, exc: Exception) -> Response:
     del request
     assert isinstance(exc, GatewayError)
     return exc.response()
+
+
+def handler(
+    retry_hint_max_seconds: float,
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """`handle`, and a 429 due later than `retry_hint_max_seconds` says `x-should-retry: false`.
+
+    The official OpenAI SDKs obey `Retry-After` up to two minutes, so a free
+    user's call would hang until the window resets and look like an outage;
+    `x-should-retry: false` makes them raise `RateLimitError` at once
+    (Retry-After stays, for clients that schedule their own retry). Short
+    waits get no hint and are retried as before.
+    """
+
+    async def handle_with_hint(request: Request, exc: Exception) -> Response:
+        del request
+        assert isinstance(exc, GatewayError)
+        if exc.status == 429 and exc.headers is not None:
+            retry_after = next(
+                (v for k, v in exc.headers.items() if k.lower() == "retry-after"), ""
+            )
+            if retry_after.isdigit() and int(retry_after) > retry_hint_max_seconds:
+                exc.headers["x-should-retry"] = "false"
+        return exc.response()
+
+    return handle_with_hint
 
 
 # --- the errors the gateway raises, named once -----------------------------------------

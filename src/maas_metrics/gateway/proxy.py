@@ -13,7 +13,9 @@ is never disclosed to it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import ssl
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -21,6 +23,8 @@ import orjson
 from starlette.responses import Response
 
 from maas_metrics.gateway import errors
+
+log = logging.getLogger(__name__)
 
 _HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 
@@ -74,9 +78,13 @@ class Upstreams:
     app's lifespan, or on first use under a server that runs no lifespan.
     """
 
-    def __init__(self, timeout_seconds: float) -> None:
+    def __init__(
+        self, timeout_seconds: float, tls: Mapping[str, ssl.SSLContext] | None = None
+    ) -> None:
         self.timeout_seconds = timeout_seconds
         self._session: aiohttp.ClientSession | None = None
+        # Upstream base URL -> the TLS context trusting its private CA (`ca_file`).
+        self._tls = {base.rstrip("/") + "/": context for base, context in (tls or {}).items()}
 
     async def start(self) -> None:
         self._open()
@@ -99,16 +107,26 @@ class Upstreams:
     def session(self) -> aiohttp.ClientSession:
         return self._session if self._session is not None else self._open()
 
+    def _ssl(self, url: str) -> ssl.SSLContext | bool:
+        """The private-CA context of the upstream `url` belongs to; True (system CAs) otherwise."""
+        for base, context in self._tls.items():
+            if url.startswith(base):
+                return context
+        return True
+
     def failure(self, error: BaseException) -> errors.GatewayError:
+        """The client's 502/504; the detail (with the upstream's address) goes to the log only."""
         if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
             return errors.upstream_timeout(self.timeout_seconds)
-        detail = str(error) or type(error).__name__
-        return errors.upstream_unreachable(detail)
+        log.warning("upstream request failed: %s", str(error) or type(error).__name__)
+        return errors.upstream_unreachable(failure_kind(error))
 
     async def post(self, url: str, body: bytes) -> Reply:
         """POST and read the whole answer; raises 502 (unreachable, broken) or 504 (timeout)."""
         try:
-            async with self.session.post(url, data=body, allow_redirects=False) as response:
+            async with self.session.post(
+                url, data=body, allow_redirects=False, ssl=self._ssl(url)
+            ) as response:
                 content = await response.read()
                 return Reply(
                     response.status,
@@ -121,7 +139,9 @@ class Upstreams:
     async def open_stream(self, url: str, body: bytes) -> UpstreamStream:
         """POST and return once status and headers arrived; the caller must `close()` it."""
         try:
-            response = await self.session.post(url, data=body, allow_redirects=False)
+            response = await self.session.post(
+                url, data=body, allow_redirects=False, ssl=self._ssl(url)
+            )
         except (aiohttp.ClientError, TimeoutError) as error:
             raise self.failure(error) from None
         return UpstreamStream(response, self)
@@ -130,6 +150,23 @@ class Upstreams:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def failure_kind(error: BaseException) -> str:
+    """What went wrong, in words that name no host, port, path or library internals."""
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return "its TLS certificate is not trusted"
+    if isinstance(error, aiohttp.ClientSSLError):
+        return "the TLS handshake failed"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return "cannot connect"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the connection closed before the answer was complete"
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return "the answer was cut off or malformed"
+    if isinstance(error, aiohttp.ClientResponseError):
+        return "the answer is not valid HTTP"
+    return "the connection failed"
 
 
 def upstream_error(status: int, content: bytes) -> Response:

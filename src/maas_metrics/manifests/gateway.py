@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from maas_metrics.config import Config
+from maas_metrics.config import Config, OperatorListener
 from maas_metrics.manifests.kuadrant import Manifest
 from maas_metrics.manifests.monitoring import GATEWAY_SELECTOR, PART_OF
 from maas_metrics.services import GATEWAY_SERVICE
@@ -82,11 +82,19 @@ def deployed_models(
     return config.model_copy(update={"models": models})
 
 
+def operator_port(config: Config) -> int:
+    """The operator listener's (`/metrics`, `/healthz`) port in the cluster (never "any free")."""
+    return config.gateway.operator.port or OperatorListener().port
+
+
 def cluster_config(config: Config, namespace: str) -> Config:
-    """The config as deployed: listening on 0.0.0.0, counters in the bundled Redis."""
+    """The config as deployed: both listeners on 0.0.0.0, counters in the bundled Redis."""
+    operator = config.gateway.operator.model_copy(
+        update={"host": None, "port": operator_port(config)}
+    )
     return config.model_copy(
         update={
-            "gateway": config.gateway.model_copy(update={"host": "0.0.0.0"}),
+            "gateway": config.gateway.model_copy(update={"host": "0.0.0.0", "operator": operator}),
             "storage": config.storage.model_copy(update={"url": redis_url(namespace)}),
         }
     )
@@ -122,7 +130,8 @@ def gateway_deployment(
     config: Config, text: str, namespace: str, image: str, replicas: int
 ) -> Manifest:
     port = config.gateway.port
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+    # Probes go to the operator listener: a flood of API connections never fails them.
+    probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -145,7 +154,10 @@ def gateway_deployment(
                             "image": image,
                             "command": ["maas-metrics"],
                             "args": ["gateway", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
-                            "ports": [{"name": "http", "containerPort": port}],
+                            "ports": [
+                                {"name": "http", "containerPort": port},
+                                {"name": "metrics", "containerPort": operator_port(config)},
+                            ],
                             "readinessProbe": probe,
                             "livenessProbe": {**probe, "failureThreshold": 6},
                             "resources": {
@@ -178,7 +190,13 @@ def gateway_service(config: Config, namespace: str) -> Manifest:
                     "port": config.gateway.port,
                     "targetPort": "http",
                     "protocol": "TCP",
-                }
+                },
+                {
+                    "name": "metrics",
+                    "port": operator_port(config),
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                },
             ],
         },
     }

@@ -15,7 +15,7 @@ GATEWAY_SELECTOR = {"app.kubernetes.io/name": GATEWAY_SERVICE}
 
 
 def _service_monitor(
-    name: str, namespace: str, selector: dict[str, str], interval: str
+    name: str, namespace: str, selector: dict[str, str], interval: str, port: str = "http"
 ) -> Manifest:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -24,7 +24,7 @@ def _service_monitor(
         "spec": {
             "namespaceSelector": {"matchNames": [namespace]},
             "selector": {"matchLabels": dict(selector)},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": interval}],
+            "endpoints": [{"port": port, "path": "/metrics", "interval": interval}],
         },
     }
 
@@ -35,8 +35,8 @@ def limitador_service_monitor(kuadrant_namespace: str, interval: str) -> Manifes
 
 
 def gateway_service_monitor(namespace: str, interval: str) -> Manifest:
-    """Scrapes the maas-metrics gateway's Service (same port as the API, `/metrics`)."""
-    return _service_monitor(GATEWAY_SERVICE, namespace, GATEWAY_SELECTOR, interval)
+    """Scrapes the maas-metrics gateway's Service on its operator port `metrics` (not the API's)."""
+    return _service_monitor(GATEWAY_SERVICE, namespace, GATEWAY_SELECTOR, interval, "metrics")
 
 
 def prometheus_rule(namespace: str, groups: list[dict[str, Any]]) -> Manifest:

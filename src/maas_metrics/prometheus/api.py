@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from maas_metrics.config import mask_secrets
 
 
 class PrometheusError(Exception):
@@ -31,8 +35,9 @@ def _number(text: str) -> float:
 
 class PrometheusAPI:
     def __init__(self, url: str, timeout: float = 60.0) -> None:
-        self.url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self.url, timeout=timeout)
+        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        # What messages and pages show: any password in the URL masked.
+        self.url = mask_secrets(url.rstrip("/"))
 
     def close(self) -> None:
         self._client.close()
@@ -60,8 +65,15 @@ class PrometheusAPI:
             raise PrometheusError(
                 f"Prometheus at {self.url} answered HTTP {response.status_code} without JSON"
             ) from None
-        if body.get("status") != "success":
+        if not isinstance(body, dict) or "status" not in body:
+            raise PrometheusError(
+                f"{self.url} answered HTTP {response.status_code} with JSON that is not a "
+                "Prometheus API response (is it Prometheus, and the right port?)"
+            )
+        if body["status"] != "success":
             raise PrometheusError(f"Prometheus refused the query: {body.get('error', body)}")
+        if "data" not in body:
+            raise PrometheusError(f"{self.url} answered success without data")
         return body["data"]
 
     def ready(self) -> bool:
@@ -76,26 +88,40 @@ class PrometheusAPI:
         if time is not None:
             params["time"] = f"{time:.3f}"
         data = self._get("/api/v1/query", params)
-        if data["resultType"] == "scalar":
-            return [Sample({}, _number(data["result"][1]))]
-        if data["resultType"] != "vector":
-            raise PrometheusError(f"expected an instant vector, got a {data['resultType']}")
-        return [Sample(r["metric"], _number(r["value"][1])) for r in data["result"]]
+        with self._malformed("query"):
+            if data["resultType"] == "scalar":
+                return [Sample({}, _number(data["result"][1]))]
+            if data["resultType"] != "vector":
+                raise PrometheusError(f"expected an instant vector, got a {data['resultType']}")
+            return [Sample(dict(r["metric"]), _number(r["value"][1])) for r in data["result"]]
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         data = self._get(
             "/api/v1/query_range",
             {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
         )
-        return [
-            Series(r["metric"], [(float(t), _number(v)) for t, v in r["values"]])
-            for r in data["result"]
-        ]
+        with self._malformed("query_range"):
+            return [
+                Series(dict(r["metric"]), [(float(t), _number(v)) for t, v in r["values"]])
+                for r in data["result"]
+            ]
 
     def label_values(self, label: str, match: list[str] | None = None) -> list[str]:
         params = [("match[]", m) for m in match or []]
-        values: list[str] = self._get(f"/api/v1/label/{label}/values", params)
+        values = self._get(f"/api/v1/label/{label}/values", params)
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise PrometheusError(f"{self.url} answered label values that are not a list of names")
         return sorted(values)
+
+    @contextlib.contextmanager
+    def _malformed(self, what: str) -> Iterator[None]:
+        """A result without the shape the Prometheus API documents -> one clear PrometheusError."""
+        try:
+            yield
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            raise PrometheusError(
+                f"{self.url} answered a {what} result Prometheus would not send"
+            ) from None
 
 
 def finite(value: float) -> float:

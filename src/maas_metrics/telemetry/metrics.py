@@ -11,7 +11,9 @@ Names and labels come from `maas_metrics.contract`; with the seed's schema
 | limitador_up              | gauge   |                                                     |
 | datastore_partitioned     | gauge   |                                                     |
 | maas_prompt_tokens_total  | counter | limitador_namespace, model, tier, user              |
-| maas_completion_tokens_total | counter | limitador_namespace, model, tier, user              |
+| maas_completion_tokens_total | counter | limitador_namespace, model, tier, user           |
+| maas_answers_without_usage_total | counter | limitador_namespace, model, tier, user       |
+| maas_stream_events_too_large_total | counter | model                                    |
 | maas_limit_max            | gauge   | limit_name, limitador_namespace, policy, tier       |
 | maas_limit_window_seconds | gauge   | limit_name, limitador_namespace, policy, tier       |
 
@@ -20,6 +22,9 @@ labels, drops `user`, or drops `model` from the calls counters
 (`contract.Schema.usage_labels` / `calls_labels` / `limited_labels`).
 A usage key is (namespace, *identity labels, model): the identity's values
 come from `gateway.auth.Identity.labels`, in `Schema.identity_labels` order.
+
+Every counter series is born at zero (see `Family`), so Prometheus's
+`increase()` and `rate()` see its first increment.
 """
 
 from __future__ import annotations
@@ -35,24 +40,48 @@ from maas_metrics.telemetry.exposition import label_text
 
 
 class Family:
-    """One metric family: its series keyed by label values, each with a pre-escaped label string."""
+    """One metric family: its series keyed by label values, each with a pre-escaped label string.
+
+    A counter series is born at zero: a new series first lives in `_fresh`,
+    where scrapes read it as 0 until it has been read at 0 and `hold_seconds`
+    have passed since that first zero; from the next scrape on it shows its
+    real value. So Prometheus always stores a 0 before the first count and
+    `increase()` loses nothing, after a restart too. `hold_seconds` >= the
+    scrape interval makes every scraper of an HA pair read that 0. Gauges
+    show their value at once.
+    """
 
     def __init__(
-        self, name: str, help: str, kind: Literal["counter", "gauge"], labels: tuple[str, ...]
+        self,
+        name: str,
+        help: str,
+        kind: Literal["counter", "gauge"],
+        labels: tuple[str, ...],
+        hold_seconds: float = 0.0,
     ) -> None:
         self.name = name
         self.help = help
         self.kind = kind
         self.labels = labels
-        self._values: dict[tuple[str, ...], float] = {}
+        self.hold_seconds = hold_seconds
+        self._values: dict[tuple[str, ...], float] = {}  # series every scraper has read at 0
         self._texts: dict[tuple[str, ...], str] = {}
+        # Counter series not yet shown above 0: key -> [value, monotonic time first shown at 0 or -1].
+        self._fresh: dict[tuple[str, ...], list[float]] = {}
 
     def inc(self, key: tuple[str, ...], amount: float = 1) -> None:
         values = self._values
         if key in values:
             values[key] += amount
+            return
+        fresh = self._fresh.get(key)
+        if fresh is not None:
+            fresh[0] += amount
+            return
+        self._texts[key] = label_text(self.labels, key)
+        if self.kind == "counter":
+            self._fresh[key] = [amount, -1.0]
         else:
-            self._texts[key] = label_text(self.labels, key)
             values[key] = amount
 
     def set(self, key: tuple[str, ...], value: float) -> None:
@@ -61,30 +90,53 @@ class Family:
         self._values[key] = value
 
     def get(self, key: tuple[str, ...] = ()) -> float:
-        return self._values.get(key, 0)
+        """The true value (also of a series still shown at 0)."""
+        fresh = self._fresh.get(key)
+        return fresh[0] if fresh is not None else self._values.get(key, 0)
 
-    def samples(self) -> Iterator[tuple[str, float]]:
+    def held(self) -> int:
+        """How many series scrapes still read at 0."""
+        return len(self._fresh)
+
+    def samples(self, now: float | None = None) -> Iterator[tuple[str, float]]:
+        """The series for one scrape; advances born-at-zero series (call once per scrape)."""
         texts = self._texts
         for key, value in list(self._values.items()):
             yield texts[key], value
+        if not self._fresh:
+            return
+        now = time.monotonic() if now is None else now
+        ripe: list[tuple[str, ...]] = []
+        for key, state in list(self._fresh.items()):
+            first_zero = state[1]
+            if first_zero < 0:
+                state[1] = now
+                yield texts[key], 0
+            elif now - first_zero >= self.hold_seconds:
+                ripe.append(key)
+                yield texts[key], state[0]
+            else:
+                yield texts[key], 0
+        for key in ripe:
+            self._values[key] = self._fresh.pop(key)[0]
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._values) + len(self._fresh)
 
 
 class GatewayMetrics:
     """Counters for policy decisions and token usage, plus health and quota gauges."""
 
-    def __init__(self, schema: Schema = contract.SEED) -> None:
+    def __init__(self, schema: Schema = contract.SEED, hold_seconds: float = 0.0) -> None:
         usage = schema.usage_labels
         self._calls_model = schema.calls_model
-        self.authorized_hits = Family(contract.HITS, "Authorized hits", "counter", usage)
-        self.authorized_calls = Family(
-            contract.CALLS, "Authorized calls", "counter", schema.calls_labels
-        )
-        self.limited_calls = Family(
-            contract.LIMITED, "Limited calls", "counter", schema.limited_labels
-        )
+
+        def counter(name: str, help: str, labels: tuple[str, ...] = usage) -> Family:
+            return Family(name, help, "counter", labels, hold_seconds)
+
+        self.authorized_hits = counter(contract.HITS, "Authorized hits")
+        self.authorized_calls = counter(contract.CALLS, "Authorized calls", schema.calls_labels)
+        self.limited_calls = counter(contract.LIMITED, "Limited calls", schema.limited_labels)
         self.limitador_up = Family(contract.LIMITADOR_UP, "Limitador is running", "gauge", ())
         self.limitador_up.set((), 1)
         self.datastore_partitioned = Family(
@@ -94,17 +146,22 @@ class GatewayMetrics:
             (),
         )
         self.datastore_partitioned.set((), 0)
-        self.prompt_tokens = Family(
+        self.prompt_tokens = counter(
             contract.PROMPT_TOKENS,
             "Prompt (input) tokens of admitted requests, from the response usage",
-            "counter",
-            usage,
         )
-        self.completion_tokens = Family(
+        self.completion_tokens = counter(
             contract.COMPLETION_TOKENS,
             "Completion (output) tokens of admitted requests, from the response usage",
-            "counter",
-            usage,
+        )
+        self.answers_without_usage = counter(
+            "maas_answers_without_usage_total",
+            "Answers whose upstream reported no usage (counted as gateway.usage_missing says)",
+        )
+        self.events_too_large = counter(
+            "maas_stream_events_too_large_total",
+            "Upstream SSE events over gateway.max_sse_event_bytes (the stream ended with a 502)",
+            ("model",),
         )
         self.limit_max = Family(
             contract.LIMIT_MAX,
@@ -112,15 +169,13 @@ class GatewayMetrics:
             "gauge",
             schema.quota_labels,
         )
-        self.changed_at = (
-            0.0  # time.monotonic() of the last usage change, for scrape-aware shutdown
-        )
         self.limit_window = Family(
             contract.LIMIT_WINDOW,
             "Configured window length in seconds of each limit",
             "gauge",
             schema.quota_labels,
         )
+        self.changed_at = 0.0  # time.monotonic() of the last usage change (scrape-aware shutdown)
 
     def families(self) -> list[Family]:
         return [
@@ -131,9 +186,15 @@ class GatewayMetrics:
             self.datastore_partitioned,
             self.prompt_tokens,
             self.completion_tokens,
+            self.answers_without_usage,
+            self.events_too_large,
             self.limit_max,
             self.limit_window,
         ]
+
+    def held(self) -> int:
+        """Counter series that scrapes still read at 0 (their counts are not scraped yet)."""
+        return sum(family.held() for family in self.families())
 
     # --- what the gateway reports --------------------------------------------------
 
@@ -172,6 +233,15 @@ class GatewayMetrics:
         self.authorized_hits.inc(key, total_tokens)
         self.prompt_tokens.inc(key, prompt_tokens)
         self.completion_tokens.inc(key, completion_tokens)
+        self.changed_at = time.monotonic()
+
+    def usage_missing(self, namespace: str, identity: tuple[str, ...], model: str) -> None:
+        """An answer came without usage (its tokens were estimated or counted as 0)."""
+        self.answers_without_usage.inc((namespace, *identity, model))
+        self.changed_at = time.monotonic()
+
+    def event_too_large(self, model: str) -> None:
+        self.events_too_large.inc((model,))
         self.changed_at = time.monotonic()
 
     def publish_quotas(self, policies: dict[str, TierPolicies]) -> None:
