@@ -31,6 +31,7 @@ def run_check(path: Path) -> subprocess.CompletedProcess[str]:
 def test_todays_example_is_valid() -> None:
     result = run_check(TODAY)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 3 subscriptions [community (level 0)")
     config = load_config(TODAY)
     schema = config.contract
     assert schema.dimension == "subscription" and not schema.user and not schema.calls_model
