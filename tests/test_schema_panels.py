@@ -24,6 +24,7 @@ counters carry no `model`.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -33,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from playwright.sync_api import sync_playwright
 
 from maas_metrics.config import Config, load_config, parse_config
-from maas_metrics.dashboard.catalogue import build_catalogue
+from maas_metrics.dashboard.catalogue import NO_USER, build_catalogue
 from maas_metrics.dashboard.model import Catalogue
 from maas_metrics.dashboard.variables import Selection, expand, top_values
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
@@ -48,6 +51,7 @@ from maas_metrics.report import (
 )
 from maas_metrics.rules.recording import INTERVAL_SECONDS
 from tests.conftest import EXAMPLE_CONFIG
+from tests.fixtures import CLI
 from tests.history import (
     CALLS,
     HITS,
@@ -59,6 +63,8 @@ from tests.history import (
     backfill_recording_rules_aligned,
     build_history,
 )
+from tests.servers import free_port, wait_for_port
+from tests.test_web_dashboard import ARTIFACTS, CHROMIUM_ARGS
 
 PRICE_DAY = date(2025, 6, 1)
 HOUR = 3600
@@ -149,6 +155,7 @@ SHAPES = {"seed": SEED, "today": TODAY}
 class Env:
     histories: dict[str, History]
     api: PrometheusAPI
+    url: str
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +170,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, seed.end, SEED_CONFIG)
         backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, seed.end, TODAY_CONFIG)
         with PrometheusAPI(prometheus.url) as api:
-            yield Env({"seed": seed, "today": today}, api)
+            yield Env({"seed": seed, "today": today}, api, prometheus.url)
     finally:
         prometheus.stop()
 
@@ -592,3 +599,60 @@ def test_report_refuses_keys_the_schema_lacks() -> None:
     with pytest.raises(ReportInputError, match="unknown key 'tier'"):
         parse_group_by("tier", schema)
     assert parse_group_by("cost_center,model", schema) == ("cost_center", "model")
+
+
+# --- the web dashboard of today's schema, in headless Chromium ---------------------------------
+
+
+def test_web_dashboard_in_todays_shape(env: Env, tmp_path: Path) -> None:
+    """Today's filters, the per-user panels' message and the numbers of the same catalogue."""
+    data = TODAY_CONFIG.model_dump(mode="json")
+    data["dashboard"]["default_range"] = "now-6h"  # the whole backfilled history
+    config_file = tmp_path / "today.yaml"
+    config_file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    port = free_port()
+    server = subprocess.Popen(
+        [CLI, "serve", "--config", str(config_file), "--prometheus", env.url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    history = env.histories["today"]
+    case = Case(TODAY, history, Selection(), int(time.time()), 6 * HOUR, rules=False)
+    tokens = sum(case.hits(()).values())
+    cost = sum(case.cost(()).values())
+    try:
+        wait_for_port(port, timeout=60, process=server)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_selector(
+                    "#panel-total_hits .panel-body[data-state=data]", timeout=90_000
+                )
+                filters = page.eval_on_selector_all(
+                    ".filters label[for^=filter-]", "els => els.map(e => e.htmlFor)"
+                )
+                assert [f for f in filters if f != "filter-range"] == [
+                    "filter-namespace",
+                    "filter-subscription",
+                    "filter-model",
+                    "filter-organization_id",
+                    "filter-cost_center",
+                ]
+                assert page.text_content("#panel-top_users .panel-body") == NO_USER
+                stat = page.get_attribute("#panel-total_hits .stat-item", "data-value")
+                assert float(stat or "nan") == pytest.approx(tokens, rel=0.01)
+                page.wait_for_selector("#panel-cost_by_cost_center .gauge-row", timeout=30_000)
+                rows = page.eval_on_selector_all(
+                    "#panel-cost_by_cost_center .gauge-row", "rs => rs.map(r => r.dataset.value)"
+                )
+                assert sum(float(v) for v in rows) == pytest.approx(cost, rel=0.01)
+                page.screenshot(path=str(ARTIFACTS / "web-dashboard-today.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

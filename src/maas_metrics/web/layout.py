@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from maas_metrics import contract
 from maas_metrics.dashboard.model import Catalogue, Panel
 from maas_metrics.web.colours import css_colour
 from maas_metrics.web.figures import attributes
@@ -20,6 +21,12 @@ FILTERS = (("namespace", "Namespace"), ("tier", "Tier"), ("user", "User"), ("mod
 def filters(catalogue: Catalogue) -> tuple[tuple[str, str], ...]:
     """(variable, label) of every filter of the catalogue, in its order (as Grafana shows them)."""
     return tuple((v.name, v.label) for v in catalogue.variables if v.kind == "query")
+
+
+def _plans(catalogue: Catalogue) -> str:
+    """`Tiers` or `Subscriptions`: the billing dimension's filter label, plural."""
+    names = [v.label for v in catalogue.variables if v.name in contract.BILLING_DIMENSIONS]
+    return f"{names[0]}s" if names else "Tiers"
 
 
 def panel_body_id(key: str) -> dict[str, str]:
@@ -104,7 +111,7 @@ def build_layout(catalogue: Catalogue, prometheus_url: str, refresh_seconds: flo
             ),
             html.Div(
                 [
-                    html.Span("Tiers:"),
+                    html.Span(f"{_plans(catalogue)}:"),
                     *(
                         html.Span(
                             [
