@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,9 @@ import yaml
 from maas_metrics.config import Config, load_config, parse_config
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection, expand
+from maas_metrics.report import ReportRequest, TimeRange
+from maas_metrics.report.query import ALLOWED, TOKENS, window_expr
+from maas_metrics.report.query import LIMITED as LIMITED_CALLS
 from maas_metrics.rules.render import render_rule_file, rule_groups
 from tests.conftest import EXAMPLE_CONFIG
 from tests.servers import require_binary
@@ -291,3 +296,32 @@ def test_auto_names_never_add_both_up(tmp_path: Path) -> None:
             }
         ],
     )
+
+
+LIMITADOR_NAME = re.compile(
+    r"(?<![:\w\"])(authorized_hits|authorized_calls|limited_calls)(?![\w:\"])"
+)
+"""Limitador's suffix-less name as a metric (not in a recording rule's `level:name:op`, nor a
+quoted marker value)."""
+
+
+@pytest.mark.parametrize("capture_user", [False, True])
+def test_with_otel_names_no_consumer_reads_limitadors_names(
+    tmp_path: Path, capture_user: bool
+) -> None:
+    """Every panel, variable, rule, alert and report query of an `otel` schema reads `*_total`."""
+    config = today(capture_user=capture_user)
+    texts = [render_rule_file(rule_groups(config))]
+    for rules in (False, True):
+        catalogue = build_catalogue(config, recording_rules=rules)
+        texts += [t.expr for p in catalogue.panels for t in p.targets]
+        texts += [v.match or v.expr for v in catalogue.variables]
+    request = ReportRequest(
+        range=TimeRange(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)),
+        by=("subscription",),
+        schema=config.contract,
+    )
+    texts += [window_expr(config, request, c, 3600) for c in (TOKENS, ALLOWED, LIMITED_CALLS)]
+    assert sum("authorized_hits_total" in t for t in texts) > 10
+    offending = [t for t in texts if LIMITADOR_NAME.search(t)]
+    assert offending == []

@@ -72,7 +72,7 @@ from maas_metrics.dashboard.promql import (
     success_ratio,
 )
 from maas_metrics.dashboard.variables import ALL_VALUE
-from maas_metrics.promql import string_literal
+from maas_metrics.promql import preferred, string_literal
 
 HITS = contract.HITS
 CALLS = contract.CALLS
@@ -699,12 +699,16 @@ class _Builder:
         dim = self.dim
         this_tier = f"{dim}={string_literal(tier.name)}"
         attribution = tuple(label_filter(x) for x in self.schema.attribution)
-        used = selector(
-            HITS, (NAMESPACE, namespace, this_tier, label_filter(dim), *attribution, USER_FILTER)
+        matchers = (NAMESPACE, namespace, this_tier, label_filter(dim), *attribution, USER_FILTER)
+        used = preferred(
+            self.schema.names_of(HITS),
+            self.schema.labels_of(HITS),
+            lambda name: f"increase({selector(name, matchers)}[{window_seconds}s])",
+            (contract.NAMESPACE, USER, dim),
         )
         quota = selector(contract.LIMIT_MAX, (f'policy="{policy}"', this_tier))
         return (
-            f"(sum by (limitador_namespace, user, {dim}) (increase({used}[{window_seconds}s]))"
+            f"({used}"
             f" / on (limitador_namespace, {dim}) group_left ()"
             f" (max by (limitador_namespace, {dim}) ({quota}) > 0))"
         )
