@@ -125,10 +125,6 @@ class Schema:
             return self.limited_labels
         raise KeyError(counter)
 
-    def carries(self, counter: str, label: str) -> bool:
-        """Does a series of `counter` carry `label`? (e.g. calls and `model`)."""
-        return label in self.labels_of(counter)
-
     # --- consumers: which names to read ------------------------------------------------------
 
     def names_of(self, counter: str) -> tuple[str, ...]:
@@ -136,8 +132,8 @@ class Schema:
 
         Our own `maas_*_total` counters have one name everywhere. Limitador's
         three: `limitador` -> `authorized_hits`; `otel` -> `authorized_hits_total`;
-        `auto` -> both, the `_total` one preferred (see `dashboard.promql`
-        for how a query falls back without adding the two up).
+        `auto` -> both, the `_total` one preferred (`promql.preferred`
+        reads a series under one of them, never both added up).
         """
         if counter not in LIMITADOR_COUNTERS:
             return (counter,)
@@ -147,17 +143,6 @@ class Schema:
         if self.names == "otel":
             return (otel,)
         return (otel, counter)
-
-    @property
-    def filter_labels(self) -> tuple[str, ...]:
-        """The labels a dashboard filters on, in the order of the filter bar."""
-        return (
-            NAMESPACE,
-            self.dimension,
-            *((USER,) if self.user else ()),
-            MODEL,
-            *self.attribution,
-        )
 
 
 SEED: Final = Schema()
