@@ -1,10 +1,12 @@
 """Limiter decisions per second: in memory and on a real Redis, one hot counter and many.
 
-A "decision" is one `check_and_update` (the request policy). A "gateway
-round" is what the gateway does per admitted request with both policies on:
-request `check_and_update`, token `check`, then token `report`; its rate is
-rounds per second. Redis is measured with 1 and 32 concurrent callers,
-since a real gateway overlaps many requests' round trips.
+Side by side in one run: the previous path (one script per policy operation:
+`check_and_update`, `check`, `report`) and the combined one (`admit`: both
+policies in one script; `settle`: the report or a reservation's commit), in
+optimistic and reservation mode, batched or not, and the Redis connection
+pool sizes. Redis
+is measured with 1, 32 and 128 concurrent callers, since a real gateway
+overlaps many requests' round trips.
 
 Run: .venv/bin/python benchmarks/bench_limiter.py [--seconds 2]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -35,22 +38,40 @@ TOKENS = Limit(namespace="maas/tokens", name="bench-tokens", max_value=10**12, s
 class Case:
     store: str  # "memory" | "redis"
     counters: str  # "hot" | "many"
-    operation: str  # "decision" | "gateway round"
+    operation: str  # a key of OPERATIONS
     concurrency: int
+    pool: int = 64  # Redis connection pool size
+    batch: bool = True  # Redis: the operations of one loop turn in one script call (batch)
 
     @property
     def label(self) -> str:
         users = "1 hot counter" if self.counters == "hot" else f"{MANY_USERS:,} counters"
-        return f"{self.store}, {users}, {self.operation}, c={self.concurrency}"
+        pool = f", pool={self.pool}, batch={self.batch}" if self.store == "redis" else ""
+        return f"{self.store}, {users}, {self.operation}, c={self.concurrency}{pool}"
+
+
+# What each operation does, in store round trips:
+OPERATIONS = {
+    "decision": "request `check_and_update` (1)",
+    "admission before": "request `check_and_update` + token `check` (2)",
+    "admission": "`admit`: both policies in one script (1)",
+    "round before": "`check_and_update` + `check` + `report` (3)",
+    "round optimistic": "`admit` + `settle` (report) (2)",
+    "round reservation": "`admit` with a 42-token hold + `settle` (commit) (2)",
+}
 
 
 def cases() -> list[Case]:
     out: list[Case] = []
-    for store, concurrencies in (("memory", (1,)), ("redis", (1, 32))):
-        for counters in ("hot", "many"):
-            for operation in ("decision", "gateway round"):
-                for concurrency in concurrencies:
-                    out.append(Case(store, counters, operation, concurrency))
+    for counters in ("hot", "many"):
+        for name in OPERATIONS:
+            out.append(Case("memory", counters, name, 1))
+            out.append(Case("redis", counters, name, 1))
+            out.append(Case("redis", counters, name, 32, batch=False))
+            out.append(Case("redis", counters, name, 32))
+    # Connection pool sizing: many callers, few or many connections.
+    for pool in (8, 32, 128):
+        out.append(Case("redis", "many", "admission", 128, pool))
     return out
 
 
@@ -58,12 +79,34 @@ def operation(limiter: RateLimiter, name: str) -> Callable[[str], Awaitable[None
     async def decision(user: str) -> None:
         await limiter.check_and_update(REQUESTS, user)
 
-    async def gateway_round(user: str) -> None:
+    async def admission_before(user: str) -> None:
+        await limiter.check_and_update(REQUESTS, user)
+        await limiter.check(TOKENS, user)
+
+    async def admission(user: str) -> None:
+        await limiter.admit(REQUESTS, TOKENS, user)
+
+    async def round_before(user: str) -> None:
         await limiter.check_and_update(REQUESTS, user)
         await limiter.check(TOKENS, user)
         await limiter.report(TOKENS, user, 42)
 
-    return decision if name == "decision" else gateway_round
+    async def round_optimistic(user: str) -> None:
+        await limiter.admit(REQUESTS, TOKENS, user)
+        await limiter.settle(TOKENS, user, 42)
+
+    async def round_reservation(user: str) -> None:
+        admitted = await limiter.admit(REQUESTS, TOKENS, user, 42, 60.0)
+        await limiter.settle(TOKENS, user, 42, admitted.reservation)
+
+    return {
+        "decision": decision,
+        "admission before": admission_before,
+        "admission": admission,
+        "round before": round_before,
+        "round optimistic": round_optimistic,
+        "round reservation": round_reservation,
+    }[name]
 
 
 async def measure(limiter: RateLimiter, case: Case, seconds: float) -> tuple[int, float]:
@@ -90,13 +133,14 @@ async def measure(limiter: RateLimiter, case: Case, seconds: float) -> tuple[int
     return done, time.perf_counter() - start
 
 
-async def main_async(seconds: float) -> list[tuple[Case, float]]:
-    results: list[tuple[Case, float]] = []
+async def main_async(seconds: float, rounds: int) -> list[tuple[Case, float]]:
+    """Every case once per round, rounds interleaved (the machine is shared); median per case."""
+    rates: dict[Case, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as workdir:
         redis_server = benchlib.RedisServer(Path(workdir))
         redis_server.start()
         try:
-            all_cases = cases()
+            all_cases = cases() * rounds
             with Progress(console=benchlib.console) as progress:
                 task = progress.add_task("limiter", total=len(all_cases))
                 for case in all_cases:
@@ -104,36 +148,56 @@ async def main_async(seconds: float) -> list[tuple[Case, float]]:
                     if case.store == "memory":
                         limiter = RateLimiter(InMemoryStore())
                     else:
-                        limiter = RateLimiter(RedisStore(redis_server.url, timeout_seconds=5))
+                        limiter = RateLimiter(
+                            RedisStore(
+                                redis_server.url,
+                                timeout_seconds=5,
+                                max_connections=case.pool,
+                                batch=case.batch,
+                            )
+                        )
                     # Warm-up: load the Lua scripts, open connections, create the counters once.
                     await measure(limiter, case, min(0.3, seconds))
                     done, elapsed = await measure(limiter, case, seconds)
                     await limiter.close()
-                    results.append((case, done / elapsed))
+                    rates.setdefault(case, []).append(done / elapsed)
                     progress.advance(task)
         finally:
             redis_server.stop()
-    return results
+    return [(case, statistics.median(values)) for case, values in rates.items()]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per case")
+    parser.add_argument("--seconds", type=float, default=1.0, help="measuring time per case")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     args = parser.parse_args()
-    command = ".venv/bin/python benchmarks/bench_limiter.py" + (
-        f" --seconds {args.seconds:g}" if args.seconds != 2.0 else ""
+    command = (
+        ".venv/bin/python benchmarks/bench_limiter.py"
+        f" --seconds {args.seconds:g} --rounds {args.rounds}"
     )
     info = benchlib.RunInfo.begin(command)
-    results = uvloop.run(main_async(args.seconds))
+    results = uvloop.run(main_async(args.seconds, args.rounds))
     info.end()
 
-    headers = ["store", "counters", "operation", "callers", "per second", "µs each"]
+    headers = [
+        "store",
+        "counters",
+        "operation",
+        "callers",
+        "pool",
+        "batch",
+        "per second",
+        "µs each",
+    ]
     rows = [
         [
             case.store,
             "1 hot" if case.counters == "hot" else f"{MANY_USERS:,}",
             case.operation,
             str(case.concurrency),
+            str(case.pool) if case.store == "redis" else "",
+            ("yes" if case.batch else "no") if case.store == "redis" else "",
             benchlib.fmt_rate(rate),
             f"{1e6 / rate:.1f}",
         ]
@@ -142,18 +206,22 @@ def main() -> None:
     benchlib.print_table("Limiter decisions per second", headers, rows)
     body = (
         "## Limiter decisions per second\n\n"
-        "`RateLimiter` alone (no HTTP), uvloop, one process. *decision* = one request-policy "
-        "`check_and_update`; *gateway round* = what the gateway does per admitted request with "
-        "both policies on (request `check_and_update` + token `check` + token `report`). "
+        "`RateLimiter` alone (no HTTP), uvloop, one process. Operations (store round trips): "
+        + "; ".join(f"*{name}* = {what}" for name, what in OPERATIONS.items())
+        + ". *admission* is what the gateway now does before proxying, *round optimistic* / "
+        "*round reservation* per answered request; *before* rows are the previous code path. "
         f"*many* = {MANY_USERS:,} distinct counters visited round-robin. Redis is a real "
         "`redis-server` 7 on 127.0.0.1 (Lua scripts, one round trip per operation) sharing the "
         "2 cores with the benchmark; *callers* = concurrent asyncio tasks. "
-        "µs each = 1 / rate (for concurrent callers this is throughput, not latency).\n\n"
+        "µs each = 1 / rate (for concurrent callers this is throughput, not latency). "
+        "*batch* = the operations concurrent callers issue in one event-loop turn travel in one "
+        "`EVALSHA` of the batch script (the default; *no* = one script call each). "
+        "Each figure is the median of the interleaved rounds.\n\n"
         + benchlib.markdown_table(headers, rows)
         + "\n"
         + info.markdown()
     )
-    benchlib.update_section("limiter", body)
+    benchlib.update_section("limiter", body, path=benchlib.RESULTS / "limiter.md")
 
 
 if __name__ == "__main__":

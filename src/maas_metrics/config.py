@@ -109,6 +109,22 @@ class LimitSpec(_Strict):
         return {**{k: v for k, v in data.items() if k != "window"}, "window_seconds": seconds}
 
 
+class TokenLimitSpec(LimitSpec):
+    """A token limit and how it is enforced.
+
+    `optimistic` (Limitador's default): reject once the counter is at or over
+    `max`, count the real usage after the answer. `reservation` (Kuadrant's
+    Reservation mode): hold the request's `max_tokens` plus a prompt estimate,
+    at most `max_reservation_fraction` of `max`, admit iff used + outstanding +
+    amount <= max, commit the real usage after; a hold expires after
+    `reservation_ttl_seconds` (never past the window end) and charges nothing.
+    """
+
+    mode: Literal["optimistic", "reservation"] = "optimistic"
+    max_reservation_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    reservation_ttl_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+
 class PriceChange(_Strict):
     """A price in force from `effective_from` on, so a change never rewrites past bills.
 
@@ -139,7 +155,7 @@ class Tier(_Strict):
     price_per_hit: Annotated[float, Field(ge=0)]
     price_changes: list[PriceChange] = []
     request_limit: LimitSpec | None = None
-    token_limit: LimitSpec | None = None
+    token_limit: TokenLimitSpec | None = None
 
     def price_per_hit_on(self, day: date, model: str | None = None) -> float:
         """The per-hit price in force on `day` (model-specific changes win over general ones)."""

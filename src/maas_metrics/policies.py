@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from maas_metrics.config import Config, Tier
 from maas_metrics.limiter import Limit
+
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text; also the mock model's tokenizer
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRule:
+    """How much a tier's token policy reserves per request (reservation mode only)."""
+
+    cap: int  # max_reservation_fraction of the limit, at least 1
+    ttl_seconds: float
+
+    def amount(self, payload: dict[str, Any]) -> int:
+        """`max_completion_tokens` (or `max_tokens`) + the prompt estimate, at most `cap`.
+
+        Without a completion bound the request may use anything, so the whole cap is held.
+        """
+        bound = _positive_int(payload.get("max_completion_tokens"))
+        if bound is None:
+            bound = _positive_int(payload.get("max_tokens"))
+        if bound is None:
+            return self.cap
+        return max(1, min(self.cap, bound + estimate_prompt_tokens(payload)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +39,39 @@ class TierPolicies:
     tier: Tier
     requests: Limit | None
     tokens: Limit | None
+    reservation: ReservationRule | None = None  # None: optimistic token policy
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
+
+
+def _text_chars(value: Any) -> int:
+    """Characters of text in a prompt, a content, or a list of content parts."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_text_chars(part) for part in value)
+    if isinstance(value, dict):
+        return _text_chars(value.get("text")) + _text_chars(value.get("content"))
+    return 0
+
+
+def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
+    """ceil(characters of prompt text / 4): chat `messages` contents or completions `prompt`."""
+    chars = 0
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                content = message.get("content")  # nearly always a plain string
+                chars += len(content) if isinstance(content, str) else _text_chars(content)
+    prompt = payload.get("prompt")
+    if prompt is not None:
+        chars += _text_chars(prompt)
+    return -(-chars // CHARS_PER_TOKEN)
 
 
 def request_limit_name(tier: str) -> str:
@@ -30,6 +87,7 @@ def tier_policies(config: Config) -> dict[str, TierPolicies]:
     out: dict[str, TierPolicies] = {}
     for tier in config.tiers:
         requests = tokens = None
+        reservation = None
         if tier.request_limit is not None:
             requests = Limit(
                 namespace=config.namespaces.requests,
@@ -37,14 +95,22 @@ def tier_policies(config: Config) -> dict[str, TierPolicies]:
                 max_value=tier.request_limit.max,
                 seconds=tier.request_limit.window_seconds,
             )
-        if tier.token_limit is not None:
+        spec = tier.token_limit
+        if spec is not None:
             tokens = Limit(
                 namespace=config.namespaces.tokens,
                 name=token_limit_name(tier.name),
-                max_value=tier.token_limit.max,
-                seconds=tier.token_limit.window_seconds,
+                max_value=spec.max,
+                seconds=spec.window_seconds,
             )
-        out[tier.name] = TierPolicies(tier=tier, requests=requests, tokens=tokens)
+            if spec.mode == "reservation":
+                reservation = ReservationRule(
+                    cap=max(1, math.floor(spec.max * spec.max_reservation_fraction)),
+                    ttl_seconds=spec.reservation_ttl_seconds,
+                )
+        out[tier.name] = TierPolicies(
+            tier=tier, requests=requests, tokens=tokens, reservation=reservation
+        )
     return out
 
 

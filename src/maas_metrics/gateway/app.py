@@ -28,7 +28,7 @@ from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.background import Background
 from maas_metrics.gateway.estimate import answer_chars, estimate_usage, prompt_chars
-from maas_metrics.gateway.metering import Meter, Usage, parse_usage
+from maas_metrics.gateway.metering import Admission, Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
@@ -65,7 +65,7 @@ class Gateway:
         self.metrics.publish_quotas(policies)
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
-        self.meter = Meter(self.limiter, self.metrics)
+        self.meter = Meter(self.limiter, self.metrics, policies)
         self.upstreams = Upstreams(
             config.gateway.upstream_timeout_seconds,
             {m.upstream: tls_context(m.ca_file) for m in config.models if m.ca_file is not None},
@@ -152,13 +152,26 @@ class Gateway:
         base = self.models.get(checked.model)
         if base is None:
             raise errors.unknown_model(checked.model)
-        headers = await self.meter.admit(identity, checked.model)
-        if checked.stream:
-            return await self._stream(identity, checked, base + path, body, headers)
-        return await self._complete(identity, checked, base + path, body, headers)
+        admission = await self.meter.admit(identity, checked.model, checked.payload)
+        response: Response | None = None
+        try:
+            if checked.stream:
+                response = await self._stream(identity, checked, base + path, body, admission)
+            else:
+                response = await self._complete(identity, checked, base + path, body, admission)
+        finally:
+            if admission.holding and not isinstance(response, RelayResponse):
+                # Failed before or without a usable answer (a relay settles when its reader ends).
+                await asyncio.shield(self.meter.release(admission))
+        return response
 
     async def _account(
-        self, identity: Identity, checked: InferenceRequest, usage: Usage | None, answer: int
+        self,
+        identity: Identity,
+        checked: InferenceRequest,
+        usage: Usage | None,
+        answer: int,
+        admission: Admission,
     ) -> None:
         """Report an answer's tokens; without usage, count it as `gateway.metering.usage_missing` says."""
         if usage is None:
@@ -167,7 +180,7 @@ class Gateway:
                 usage = Usage(0, 0, 0)
             else:
                 usage = estimate_usage(prompt_chars(checked.payload), answer)
-        await self.meter.report(identity, checked.model, usage)
+        await self.meter.report(identity, checked.model, usage, admission)
 
     async def _complete(
         self,
@@ -175,7 +188,7 @@ class Gateway:
         checked: InferenceRequest,
         url: str,
         body: bytes,
-        headers: dict[str, str] | None,
+        admission: Admission,
     ) -> Response:
         reply = await self.upstreams.post(url, body)
         if reply.status >= 400:
@@ -190,13 +203,16 @@ class Gateway:
             raise errors.upstream_unreachable("the answer is not a JSON object")
         usage = parse_usage(answer.get("usage"))
         chars = 0 if usage is not None else answer_chars(answer)
-        account = self._account(identity, checked, usage, chars)
+        account = self._account(identity, checked, usage, chars, admission)
         if self.storage_kind == "memory":
             await account  # in-memory counters never wait: no cancel can land inside the report
         else:  # shielded: a cancel while Redis answers cannot stop the report half-way
             await self.background.shielded(account)
         return Response(
-            reply.content, status_code=reply.status, headers=headers, media_type=reply.content_type
+            reply.content,
+            status_code=reply.status,
+            headers=admission.headers(),
+            media_type=reply.content_type,
         )
 
     async def _stream(
@@ -205,7 +221,7 @@ class Gateway:
         checked: InferenceRequest,
         url: str,
         body: bytes,
-        headers: dict[str, str] | None,
+        admission: Admission,
     ) -> Response:
         hide = not checked.include_usage
         if hide:
@@ -238,7 +254,11 @@ class Gateway:
             # Runs in the reader task: no client disconnect can cancel it. A stream cut
             # after its usage chunk is counted; one cut before it counts no tokens.
             if capture.usage is not None or complete:
-                await self._account(identity, checked, capture.usage, capture.answer_chars)
+                await self._account(
+                    identity, checked, capture.usage, capture.answer_chars, admission
+                )
+            elif admission.holding:  # no usage: give the token reservation back, charge nothing
+                await self.meter.release(admission)
 
         def too_large() -> None:
             self.metrics.event_too_large(checked.model)
@@ -247,7 +267,7 @@ class Gateway:
             upstream,
             UsageCapture(hide, self.metering.max_sse_event_bytes),
             finish,
-            {**SSE_HEADERS, **(headers or {})},
+            {**SSE_HEADERS, **admission.headers()},
             self.background,
             self.config.gateway.upstream_timeout_seconds,
             too_large,
@@ -276,6 +296,7 @@ class Gateway:
         del request
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
+        self.metrics.set_reservations(self.meter.reservations_outstanding())
         text = render(self.metrics.families())
         if not self.metrics.held():  # no new series still shown at 0: this scrape read every count
             self.last_scrape_at = began

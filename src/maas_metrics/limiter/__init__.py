@@ -4,16 +4,18 @@ Servers (the gateway) are thin layers on top, as Limitador's server is on its co
 """
 
 from maas_metrics.limiter.limiter import RateLimiter
-from maas_metrics.limiter.limits import Decision, Limit
+from maas_metrics.limiter.limits import Admitted, Decision, Limit, Reservation
 from maas_metrics.limiter.memory import InMemoryStore
 from maas_metrics.limiter.store import CounterState, CounterStore, StoreUnavailable
 
 __all__ = [
+    "Admitted",
     "CounterState",
     "CounterStore",
     "Decision",
     "InMemoryStore",
     "Limit",
     "RateLimiter",
+    "Reservation",
     "StoreUnavailable",
 ]

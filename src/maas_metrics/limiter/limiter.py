@@ -1,12 +1,21 @@
-"""The rate limiter: Limitador's two policy operations over any counter store."""
+"""The rate limiter: Limitador's policy operations over any counter store."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import uuid
 from typing import Literal
 
-from maas_metrics.limiter.limits import Decision, Limit
-from maas_metrics.limiter.store import CounterState, CounterStore, StoreUnavailable
+from maas_metrics.limiter.limits import Admitted, Decision, Limit, Reservation
+from maas_metrics.limiter.store import (
+    CounterState,
+    CounterStore,
+    RequestCheck,
+    StoreUnavailable,
+    TokenCheck,
+    TokenState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +33,9 @@ class RateLimiter:
         self.store = store
         self.on_failure = on_failure
         self.partitioned = False
+        # Reservation ids: random per process (replicas never collide), then a counter.
+        self._id_prefix = uuid.uuid4().hex + ":"
+        self._ids = itertools.count()
 
     def _decide(self, limit: Limit, state: CounterState) -> Decision:
         self.partitioned = False
@@ -32,6 +44,16 @@ class RateLimiter:
             limit=limit,
             remaining=max(limit.max_value - state.value, 0),
             reset_seconds=max(state.ttl_ms, 0) / 1000,
+        )
+
+    @staticmethod
+    def _token_decision(limit: Limit, state: TokenState) -> Decision:
+        return Decision(
+            allowed=state.applied,
+            limit=limit,
+            remaining=max(limit.max_value - state.value - state.outstanding, 0),
+            reset_seconds=max(state.ttl_ms, 0) / 1000,
+            outstanding=state.outstanding,
         )
 
     def _degraded(self, limit: Limit, error: StoreUnavailable) -> Decision:
@@ -45,6 +67,79 @@ class RateLimiter:
             reset_seconds=1.0,
             degraded=True,
         )
+
+    async def admit(
+        self,
+        requests: Limit | None,
+        tokens: Limit | None,
+        user: str,
+        reserve: int = 0,
+        reservation_ttl_seconds: float = 60.0,
+    ) -> Admitted:
+        """Both policy checks of one request in one store round trip.
+
+        `reserve > 0` puts the token policy in reservation mode: hold `reserve`
+        tokens iff used + outstanding + reserve <= max, for at most
+        `reservation_ttl_seconds` (and never past the window end).
+        """
+        request_check = None
+        if requests is not None:
+            request_check = RequestCheck(
+                requests.counter_key(user), requests.max_value, requests.seconds * 1000
+            )
+        token_check = None
+        reservation_id = ""
+        if reserve > 0 and tokens is not None:
+            reservation_id = f"{self._id_prefix}{next(self._ids)}"
+        if tokens is not None:
+            token_check = TokenCheck(
+                tokens.counter_key(user),
+                tokens.max_value,
+                tokens.seconds * 1000,
+                max(reserve, 0),
+                reservation_id,
+                int(reservation_ttl_seconds * 1000),
+            )
+        try:
+            state = await self.store.admit(request_check, token_check)
+        except StoreUnavailable as error:
+            request_decision = None if requests is None else self._degraded(requests, error)
+            if request_decision is not None and not request_decision.allowed:
+                return Admitted(request_decision, None)
+            return Admitted(
+                request_decision, None if tokens is None else self._degraded(tokens, error)
+            )
+        self.partitioned = False
+        request_decision = None
+        if requests is not None and state.request is not None:
+            request_decision = self._decide(requests, state.request)
+        token_decision = None
+        reservation = None
+        if tokens is not None and state.tokens is not None:
+            token_decision = self._token_decision(tokens, state.tokens)
+            if reservation_id and token_decision.allowed:
+                reservation = Reservation(reservation_id, tokens, user, reserve)
+        return Admitted(request_decision, token_decision, reservation)
+
+    async def settle(
+        self, limit: Limit, user: str, delta: int, reservation: Reservation | None = None
+    ) -> Decision | None:
+        """Token report (optimistic) or a reservation's commit (`delta` > 0) / release (`delta` 0).
+
+        One round trip; returns the counter afterwards, or None if the store was unreachable.
+        """
+        try:
+            state = await self.store.settle(
+                limit.counter_key(user),
+                limit.seconds * 1000,
+                max(delta, 0),
+                reservation.id if reservation is not None else "",
+            )
+        except StoreUnavailable as error:
+            self._degraded(limit, error)
+            return None
+        self.partitioned = False
+        return self._token_decision(limit, state)
 
     async def check_and_update(self, limit: Limit, user: str, delta: int = 1) -> Decision:
         """Request policy: admit and count `delta` hits unless that would pass the max."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,8 @@ class Decision:
     """The outcome of one check.
 
     `degraded` is True when the counter store could not be reached and the
-    configured failure mode decided instead of the counter.
+    configured failure mode decided instead of the counter. `remaining`
+    already discounts `outstanding` (tokens held by live reservations).
     """
 
     allowed: bool
@@ -36,3 +38,25 @@ class Decision:
     remaining: int
     reset_seconds: float
     degraded: bool = False
+    outstanding: int = 0
+
+
+class Reservation(NamedTuple):
+    """Tokens held for one admitted request until its usage is committed or the hold expires."""
+
+    id: str
+    limit: Limit
+    user: str
+    amount: int
+
+
+class Admitted(NamedTuple):
+    """Both policies' decisions for one request, and the reservation it holds (if any).
+
+    `tokens` is None when the token policy was not checked: no token limit, or
+    the request policy rejected first.
+    """
+
+    requests: Decision | None
+    tokens: Decision | None
+    reservation: Reservation | None = None

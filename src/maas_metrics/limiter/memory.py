@@ -2,20 +2,64 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
-from maas_metrics.limiter.store import CounterState
+from maas_metrics.limiter.store import (
+    Admission,
+    CounterState,
+    RequestCheck,
+    TokenCheck,
+    TokenState,
+)
 
 _SWEEP_EVERY = 4096  # fewest writes between sweeps of expired counters
 
 
+class _Holds:
+    """A token counter's live reservations, with their running total.
+
+    Expired holds are only looked for once the earliest expiry has passed, so
+    a hold that is committed or released in time costs O(1).
+    """
+
+    __slots__ = ("earliest", "items", "total")
+
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[int, float]] = {}  # id -> (amount, expires_at)
+        self.total = 0
+        self.earliest = math.inf
+
+    def add(self, reservation_id: str, amount: int, until: float) -> None:
+        self.items[reservation_id] = (amount, until)
+        self.total += amount
+        self.earliest = min(self.earliest, until)
+
+    def drop(self, reservation_id: str) -> None:
+        entry = self.items.pop(reservation_id, None)
+        if entry is not None:
+            self.total -= entry[0]
+
+    def live(self, now: float) -> int:
+        if now >= self.earliest:
+            for rid in [rid for rid, (_, until) in self.items.items() if until <= now]:
+                self.total -= self.items.pop(rid)[0]
+            self.earliest = min((until for _, until in self.items.values()), default=math.inf)
+        return self.total
+
+
 class InMemoryStore:
-    """Fixed-window counters in a dict. Safe under asyncio: no await between read and write."""
+    """Fixed-window counters in a dict. Safe under asyncio: no await between read and write.
+
+    Reservations are kept per token counter (`_Holds`); they never outlive the
+    counter's window, so a new window starts with none.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expires_at seconds)
+        self._reservations: dict[str, _Holds] = {}
         self._writes = 0  # since the last sweep
         self._sweep_after = _SWEEP_EVERY
 
@@ -36,8 +80,75 @@ class InMemoryStore:
         # twice the live counters (see BENCHMARKS.md, "expiry sweep cost").
         if self._writes >= self._sweep_after:
             self._counters = {k: e for k, e in self._counters.items() if e[1] > now}
+            self._reservations = {
+                k: r for k, r in self._reservations.items() if k in self._counters
+            }
             self._writes = 0
             self._sweep_after = max(_SWEEP_EVERY, len(self._counters))
+
+    def _outstanding(self, key: str, now: float) -> int:
+        held = self._reservations.get(key)
+        return 0 if held is None else held.live(now)
+
+    def _request(self, check: RequestCheck, now: float) -> CounterState:
+        entry = self._current(check.key, now)
+        value, expires_at = entry if entry else (0, now + check.window_ms / 1000)
+        ttl_ms = int((expires_at - now) * 1000)
+        if value + 1 > check.max_value:
+            return CounterState(False, value, ttl_ms)
+        self._write(check.key, value + 1, expires_at, now)
+        return CounterState(True, value + 1, ttl_ms)
+
+    def _tokens(self, check: TokenCheck, now: float) -> TokenState:
+        entry = self._current(check.key, now)
+        if entry is None:
+            self._reservations.pop(check.key, None)  # the window they were clamped to is over
+            value, expires_at = 0, now + check.window_ms / 1000
+        else:
+            value, expires_at = entry
+        ttl_ms = int((expires_at - now) * 1000)
+        if check.reserve <= 0:
+            return TokenState(value < check.max_value, value, 0, ttl_ms)
+        held = self._outstanding(check.key, now)
+        if value + held + check.reserve > check.max_value:
+            return TokenState(False, value, held, ttl_ms)
+        if entry is None:
+            self._write(check.key, 0, expires_at, now)  # a reservation starts the window
+        until = min(now + check.ttl_ms / 1000, expires_at)
+        holds = self._reservations.get(check.key)
+        if holds is None:
+            holds = self._reservations[check.key] = _Holds()
+        holds.add(check.reservation_id, check.reserve, until)
+        return TokenState(True, value, held + check.reserve, ttl_ms)
+
+    async def admit(self, request: RequestCheck | None, tokens: TokenCheck | None) -> Admission:
+        now = self._clock()
+        state = None
+        if request is not None:
+            state = self._request(request, now)
+            if not state.applied:
+                return Admission(state, None)
+        return Admission(state, None if tokens is None else self._tokens(tokens, now))
+
+    async def settle(
+        self, key: str, window_ms: int, delta: int, reservation_id: str = ""
+    ) -> TokenState:
+        now = self._clock()
+        if reservation_id:
+            held = self._reservations.get(key)
+            if held is not None:
+                held.drop(reservation_id)
+        entry = self._current(key, now)
+        if entry is None:
+            self._reservations.pop(key, None)
+            if delta <= 0:
+                return TokenState(True, 0, 0, window_ms)
+            entry = (0, now + window_ms / 1000)
+        value, expires_at = entry
+        if delta > 0:
+            value += delta
+            self._write(key, value, expires_at, now)
+        return TokenState(True, value, self._outstanding(key, now), int((expires_at - now) * 1000))
 
     async def check_and_update(
         self, key: str, delta: int, max_value: int, window_ms: int
@@ -71,3 +182,4 @@ class InMemoryStore:
 
     async def close(self) -> None:
         self._counters.clear()
+        self._reservations.clear()

@@ -1,62 +1,54 @@
 """Counters in Redis, shared exactly by many gateway replicas.
 
-Each operation is one server-side Lua script, so read-check-write is atomic
-across replicas; the window is the key's expiry, set at the first hit.
+Every operation runs inside Redis as Lua (`redis_scripts.BATCH`), so
+read-check-write is atomic across replicas; the window is the key's expiry,
+set at the first hit. A request costs one round trip at each decision point:
+`admit` (both policy checks, or the token reservation) and `settle` (the
+token report, or a reservation's commit/release). With `batch` (the
+default) the operations that concurrent requests issue in one event-loop
+turn travel together in one `EVALSHA`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from maas_metrics.limiter.store import CounterState, StoreUnavailable
+from maas_metrics.limiter.redis_scripts import BATCH, SHAPES
+from maas_metrics.limiter.store import (
+    Admission,
+    CounterState,
+    RequestCheck,
+    StoreUnavailable,
+    TokenCheck,
+    TokenState,
+)
 
-# KEYS[1] counter; ARGV: delta, max_value, window_ms. Returns {applied, value, ttl_ms}.
-_CHECK_AND_UPDATE = """
-local ttl = redis.call('PTTL', KEYS[1])
-local fresh = ttl <= 0
-local value = 0
-if fresh then ttl = tonumber(ARGV[3]) else value = tonumber(redis.call('GET', KEYS[1])) end
-local delta = tonumber(ARGV[1])
-if value + delta > tonumber(ARGV[2]) then return {0, value, ttl} end
-if fresh then
-  redis.call('SET', KEYS[1], delta, 'PX', ttl)
-else
-  redis.call('INCRBY', KEYS[1], delta)
-end
-return {1, value + delta, ttl}
-"""
+MAX_BATCH = 256  # operations per script call: bounds how long one call holds Redis
 
-# KEYS[1] counter; ARGV: max_value, window_ms.
-_CHECK = """
-local ttl = redis.call('PTTL', KEYS[1])
-local value = 0
-if ttl > 0 then value = tonumber(redis.call('GET', KEYS[1])) else ttl = tonumber(ARGV[2]) end
-if value < tonumber(ARGV[1]) then return {1, value, ttl} end
-return {0, value, ttl}
-"""
+_Op = tuple[str, list[str], list[int | str], "asyncio.Future[list[int]]"]
 
-# KEYS[1] counter; ARGV: delta, window_ms.
-_UPDATE = """
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then
-  local value = redis.call('INCRBY', KEYS[1], tonumber(ARGV[1]))
-  return {1, value, ttl}
-end
-redis.call('SET', KEYS[1], tonumber(ARGV[1]), 'PX', tonumber(ARGV[2]))
-return {1, tonumber(ARGV[1]), tonumber(ARGV[2])}
-"""
+
+def reservation_keys(key: str) -> tuple[str, str]:
+    """The hash and sorted set holding a token counter's reservations (never a counter's key)."""
+    return f"maas-res:{key}", f"maas-exp:{key}"
 
 
 class RedisStore:
     """Fixed-window counters in Redis; any connection failure becomes `StoreUnavailable`."""
 
-    def __init__(self, url: str, timeout_seconds: float = 0.5, max_connections: int = 64) -> None:
-        # A blocking pool: more concurrent operations than connections wait for one
+    def __init__(
+        self,
+        url: str,
+        timeout_seconds: float = 0.5,
+        max_connections: int = 64,
+        batch: bool = True,
+    ) -> None:
+        # A blocking pool: more concurrent calls than connections wait for one
         # (up to the timeout) instead of failing with "Too many connections".
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
@@ -67,34 +59,108 @@ class RedisStore:
             health_check_interval=0,
         )
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
-        self._check_and_update = self._redis.register_script(_CHECK_AND_UPDATE)
-        self._check = self._redis.register_script(_CHECK)
-        self._update = self._redis.register_script(_UPDATE)
+        self._script = self._redis.register_script(BATCH)
+        self._batch = batch
+        self._queue: list[_Op] = []
+        self._flushes: set[asyncio.Task[None]] = set()
 
-    @staticmethod
-    def _state(reply: Any) -> CounterState:
-        applied, value, ttl = reply
-        return CounterState(bool(int(applied)), int(value), int(ttl))
+    # --- batching ----------------------------------------------------------------------
 
-    async def _run(self, script: Any, key: str, *args: int) -> CounterState:
+    def _start_flush(self) -> None:
+        queued, self._queue = self._queue, []
+        for start in range(0, len(queued), MAX_BATCH):
+            task = asyncio.get_running_loop().create_task(
+                self._flush(queued[start : start + MAX_BATCH])
+            )
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, ops: list[_Op]) -> None:
+        """Run `ops` in one script call and hand each caller its own slice of the reply."""
+        keys = [key for _, op_keys, _, _ in ops for key in op_keys]
+        args: list[int | str] = []
+        for kind, _, op_args, _ in ops:
+            args.append(kind)
+            args.extend(op_args)
         try:
-            return self._state(await script(keys=[key], args=list(args)))
+            reply = await self._script(keys=keys, args=args)  # reloads the script if Redis lost it
+        except BaseException as error:  # every caller of this batch learns it
+            for *_, future in ops:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        position = 0
+        for kind, _, _, future in ops:
+            size = SHAPES[kind][2]
+            if not future.done():
+                future.set_result([int(x) for x in reply[position : position + size]])
+            position += size
+
+    async def _run(self, kind: str, keys: list[str], args: list[int | str]) -> list[int]:
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        op: _Op = (kind, keys, args, future)
+        if not self._batch:
+            await self._flush([op])
+        else:
+            if not self._queue:
+                # Flush once the callers already scheduled in this loop turn have queued too.
+                asyncio.get_running_loop().call_soon(self._start_flush)
+            self._queue.append(op)
+        try:
+            return await future
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
             raise StoreUnavailable(str(error) or type(error).__name__) from error
         except RedisError as error:
             # A server that is loading, read-only or out of memory cannot count either.
             raise StoreUnavailable(str(error)) from error
 
+    # --- the store interface -----------------------------------------------------------
+
+    async def admit(self, request: RequestCheck | None, tokens: TokenCheck | None) -> Admission:
+        keys = ["", "", "", ""]
+        args: list[int | str] = [0, 0, 0, 0, 0, 0, 0, "", 0]
+        if request is not None:
+            keys[0] = request.key
+            args[0:3] = [1, request.max_value, request.window_ms]
+        if tokens is not None:
+            keys[1] = tokens.key
+            keys[2], keys[3] = reservation_keys(tokens.key)
+            args[3:9] = [
+                1,
+                tokens.max_value,
+                tokens.window_ms,
+                tokens.reserve,
+                tokens.reservation_id,
+                tokens.ttl_ms,
+            ]
+        r = await self._run("a", keys, args)
+        return Admission(
+            None if r[0] < 0 else CounterState(bool(r[0]), r[1], r[2]),
+            None if r[3] < 0 else TokenState(bool(r[3]), r[4], r[5], r[6]),
+        )
+
+    async def settle(
+        self, key: str, window_ms: int, delta: int, reservation_id: str = ""
+    ) -> TokenState:
+        hash_key, expiry_key = reservation_keys(key)
+        r = await self._run("s", [key, hash_key, expiry_key], [delta, window_ms, reservation_id])
+        return TokenState(True, r[1], r[2], r[3])
+
     async def check_and_update(
         self, key: str, delta: int, max_value: int, window_ms: int
     ) -> CounterState:
-        return await self._run(self._check_and_update, key, delta, max_value, window_ms)
+        r = await self._run("c", [key], [delta, max_value, window_ms])
+        return CounterState(bool(r[0]), r[1], r[2])
 
     async def check(self, key: str, max_value: int, window_ms: int) -> CounterState:
-        return await self._run(self._check, key, max_value, window_ms)
+        r = await self._run("k", [key], [max_value, window_ms])
+        return CounterState(bool(r[0]), r[1], r[2])
 
     async def update(self, key: str, delta: int, window_ms: int) -> CounterState:
-        return await self._run(self._update, key, delta, window_ms)
+        r = await self._run("u", [key], [delta, window_ms])
+        return CounterState(True, r[1], r[2])
 
     async def ping(self) -> None:
         try:
@@ -103,4 +169,6 @@ class RedisStore:
             raise StoreUnavailable(str(error)) from error
 
     async def close(self) -> None:
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
         await self._redis.aclose()

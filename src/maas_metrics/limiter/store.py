@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class StoreUnavailable(Exception):
@@ -19,7 +19,68 @@ class CounterState:
     ttl_ms: int
 
 
+class TokenState(NamedTuple):
+    """A token counter after an operation; `outstanding` is what live reservations hold on it."""
+
+    applied: bool
+    value: int
+    outstanding: int
+    ttl_ms: int
+
+
+class RequestCheck(NamedTuple):
+    """Request policy: check-and-update the counter by 1 against `max_value`."""
+
+    key: str
+    max_value: int
+    window_ms: int
+
+
+class TokenCheck(NamedTuple):
+    """Token policy at admission.
+
+    `reserve == 0`: optimistic, applied while the counter is below `max_value`.
+    `reserve > 0`: reservation, applied iff value + outstanding + reserve <= max_value;
+    the hold is stored under `reservation_id` until settled or `ttl_ms` passes
+    (clamped to the window end).
+    """
+
+    key: str
+    max_value: int
+    window_ms: int
+    reserve: int = 0
+    reservation_id: str = ""
+    ttl_ms: int = 0
+
+
+class Admission(NamedTuple):
+    """What one admission round trip decided.
+
+    `tokens` is None when the token policy was not checked (no token limit, or
+    the request policy already rejected).
+    """
+
+    request: CounterState | None
+    tokens: TokenState | None
+
+
 class CounterStore(Protocol):
+    async def admit(self, request: RequestCheck | None, tokens: TokenCheck | None) -> Admission:
+        """Both policy checks of one request, atomically.
+
+        The request policy goes first and, when admitted, stays counted even if
+        the token policy then rejects (Kuadrant sends the two policies to
+        Limitador as two calls, in this order). A rejected request policy skips
+        the token policy.
+        """
+        ...
+
+    async def settle(
+        self, key: str, window_ms: int, delta: int, reservation_id: str = ""
+    ) -> TokenState:
+        """Add `delta` (unconditionally, may overshoot) and drop reservation `reservation_id` if live."""
+        ...
+
     async def check_and_update(
         self, key: str, delta: int, max_value: int, window_ms: int
     ) -> CounterState:

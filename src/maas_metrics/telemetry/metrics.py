@@ -177,6 +177,19 @@ class GatewayMetrics:
         )
         self.changed_at = 0.0  # time.monotonic() of the last usage change (scrape-aware shutdown)
 
+        self.reservations = Family(
+            "maas_token_reservations_outstanding",
+            "Token reservations this process holds for requests in flight (reservation mode)",
+            "gauge",
+            (schema.dimension,),
+        )
+        self.reserved_tokens = Family(
+            "maas_token_reservations_outstanding_tokens",
+            "Tokens held by the outstanding token reservations of this process",
+            "gauge",
+            (schema.dimension,),
+        )
+
     def families(self) -> list[Family]:
         return [
             self.authorized_hits,
@@ -190,6 +203,8 @@ class GatewayMetrics:
             self.events_too_large,
             self.limit_max,
             self.limit_window,
+            self.reservations,
+            self.reserved_tokens,
         ]
 
     def held(self) -> int:
@@ -258,3 +273,9 @@ class GatewayMetrics:
 
     def set_partitioned(self, partitioned: bool) -> None:
         self.datastore_partitioned.set((), 1 if partitioned else 0)
+
+    def set_reservations(self, outstanding: dict[str, tuple[int, int]]) -> None:
+        """Per tier (reservations, tokens) from `Meter.reservations_outstanding()`."""
+        for tier, (count, tokens) in outstanding.items():
+            self.reservations.set((tier,), count)
+            self.reserved_tokens.set((tier,), tokens)

@@ -1,0 +1,240 @@
+"""Gateway requests/s at c=16 with the limiter: before/after the combined scripts, and reservation mode.
+
+Targets, all against ONE mock model process and measured INTERLEAVED with
+`wrk` (one thread, 16 keep-alive connections, POST /v1/chat/completions,
+both policies on with limits far above the load, so the admitted path is
+measured); each figure is the median over rounds:
+
+  before memory / before redis     the gateway at the base commit (`--base`, default
+                                   the branch point): one store call per policy
+                                   operation (check-and-update, check, report)
+  optimistic memory / redis        this tree: `admit` (both policies, one script)
+                                   + `settle` (the report, one script)
+  reservation memory / redis       this tree, the tier's token policy in reservation mode
+
+The base commit's code is exported with `git archive` to a temporary
+directory and run from there (nothing in the work tree changes).
+
+Run: .venv/bin/python benchmarks/bench_gateway_limiter.py [--rounds 3 --seconds 5 --base REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import uvloop
+import yaml
+from rich.progress import Progress
+
+import benchlib
+from bench_gateway_overhead import BENCH_KEY, BODY, gateway_config, maas_cli, script
+from maas_metrics.config import parse_config
+from maas_metrics.gateway.app import Gateway
+from maas_metrics.gateway.metering import Usage
+from services import Service
+from wrkload import WrkResult, require_wrk, run_wrk
+
+CONCURRENCY = 16
+TARGETS = (
+    "before memory",
+    "optimistic memory",
+    "reservation memory",
+    "before redis",
+    "optimistic redis",
+    "reservation redis",
+)
+
+
+def export_base(rev: str, into: Path) -> Path:
+    """The `src/` of commit `rev`, written under `into` (via git archive)."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "src"],
+        cwd=benchlib.ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def service(name: str, workdir: Path, upstream: str, storage: str, base_src: Path) -> Service:
+    config = gateway_config(upstream, storage)
+    tiers = config["tiers"]
+    assert isinstance(tiers, list)
+    if name.startswith("reservation"):
+        tiers[1]["token_limit"]["mode"] = "reservation"
+    path = workdir / f"{name.replace(' ', '-')}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    port = benchlib.free_port()
+    env = None
+    argv = [maas_cli(), "gateway", "--config", str(path), "--port", str(port)]
+    if name.startswith("before"):
+        env = {"PYTHONPATH": str(base_src), "PYTHONDONTWRITEBYTECODE": "1"}
+        argv = [sys.executable, "-m", "maas_metrics", *argv[1:]]
+    return Service(name, argv, port, "/healthz", workdir / f"{name.replace(' ', '-')}.log", env)
+
+
+async def meter_rate(storage: str, mode: str, seconds: float) -> float:
+    """Requests/s through `Meter.admit` + `Meter.report` + headers alone, 16 concurrent callers."""
+    config = gateway_config("http://127.0.0.1:9/v1", storage)
+    tiers = config["tiers"]
+    assert isinstance(tiers, list)
+    tiers[1]["token_limit"]["mode"] = mode
+    gateway = Gateway(parse_config(config))
+    identity = gateway.keys.authenticate(f"Bearer {BENCH_KEY}")
+    payload = orjson.loads(BODY)
+    usage = Usage(40, 60, 100)
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            for _ in range(32):
+                admission = await gateway.meter.admit(identity, "granite-8b", payload)
+                await gateway.meter.report(identity, "granite-8b", usage, admission)
+                admission.headers()
+            done += 32
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - start
+    await gateway.limiter.close()
+    return done / elapsed
+
+
+def meter_rates(redis_url: str, rounds: int, seconds: float) -> dict[tuple[str, str], float]:
+    """Median over interleaved rounds of `meter_rate` for memory/Redis x optimistic/reservation."""
+    rates: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds + 1):  # the first round warms up and is dropped
+        for storage in ("memory", "redis"):
+            for mode in ("optimistic", "reservation"):
+                url = "memory" if storage == "memory" else redis_url
+                rate = uvloop.run(meter_rate(url, mode, seconds))
+                rates.setdefault((storage, mode), []).append(rate)
+    return {key: statistics.median(values[1:]) for key, values in rates.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
+    parser.add_argument("--base", default="9571c43", help="the 'before' commit")
+    args = parser.parse_args()
+    require_wrk()
+    command = (
+        ".venv/bin/python benchmarks/bench_gateway_limiter.py"
+        f" --rounds {args.rounds} --seconds {args.seconds:g} --base {args.base}"
+    )
+    info = benchlib.RunInfo.begin(command)
+    runs: dict[str, list[WrkResult]] = {t: [] for t in TARGETS}
+    with tempfile.TemporaryDirectory(prefix="bench-gw-limiter-") as tmp:
+        workdir = Path(tmp)
+        base_src = export_base(args.base, workdir / "base")
+        redis = benchlib.RedisServer(workdir / "redis")
+        redis.workdir.mkdir()
+        mock_port = benchlib.free_port()
+        mock = Service(
+            "mock",
+            [maas_cli(), "mock-model", "--port", str(mock_port)],
+            mock_port,
+            "/healthz",
+            workdir / "mock.log",
+        )
+        upstream = f"{mock.url}/v1"
+        services = {
+            name: service(
+                name, workdir, upstream, "memory" if "memory" in name else redis.url, base_src
+            )
+            for name in TARGETS
+        }
+        started: list[Service] = []
+        try:
+            redis.start()
+            mock.start()
+            started.append(mock)
+            for s in services.values():
+                s.start()
+                started.append(s)
+            meters = meter_rates(redis.url, args.rounds, 2.0)
+            with Progress(console=benchlib.console) as progress:
+                task = progress.add_task("measure", total=(args.rounds + 1) * len(TARGETS))
+                for round_no in range(args.rounds + 1):  # round 0 warms up
+                    shift = round_no % len(TARGETS)
+                    for name in TARGETS[shift:] + TARGETS[:shift]:
+                        progress.update(task, description=f"round {round_no}: {name}")
+                        url = services[name].url + "/v1/chat/completions"
+                        seconds = 2.0 if round_no == 0 else args.seconds
+                        result = run_wrk(url, script(BENCH_KEY), CONCURRENCY, seconds)
+                        if result.non_2xx or result.socket_errors or not result.requests:
+                            raise SystemExit(f"error: {name} failed: {result}")
+                        if round_no:
+                            runs[name].append(result)
+                        progress.advance(task)
+        finally:
+            for s in reversed(started):
+                s.stop()
+            redis.stop()
+    info.end()
+    rps = {name: statistics.median(r.rps for r in results) for name, results in runs.items()}
+    p99 = {
+        name: statistics.median(r.p99_us for r in results) / 1000 for name, results in runs.items()
+    }
+    headers = ["target", "req/s (c=16)", "vs before", "vs optimistic", "p99 ms"]
+    rows = []
+    for name in TARGETS:
+        store = name.split()[1]
+        before = rps[f"before {store}"]
+        optimistic = rps[f"optimistic {store}"]
+        rows.append(
+            [
+                name,
+                benchlib.fmt_rate(rps[name]),
+                f"{rps[name] / before:.2f}x",
+                "" if name.startswith("before") else f"{rps[name] / optimistic:.2f}x",
+                f"{p99[name]:.1f}",
+            ]
+        )
+    benchlib.print_table("Gateway with the limiter, c=16", headers, rows)
+    meter_headers = ["store", "optimistic req/s", "reservation req/s", "reservation cost"]
+    meter_rows = [
+        [
+            storage,
+            benchlib.fmt_rate(meters[(storage, "optimistic")]),
+            benchlib.fmt_rate(meters[(storage, "reservation")]),
+            f"{1 - meters[(storage, 'reservation')] / meters[(storage, 'optimistic')]:+.1%}",
+        ]
+        for storage in ("memory", "redis")
+    ]
+    benchlib.print_table("Metering alone, 16 callers", meter_headers, meter_rows)
+    body = (
+        "## Gateway requests/s with the limiter (c=16)\n\n"
+        "`wrk`, one thread, 16 keep-alive connections, POST /v1/chat/completions against the "
+        "project's mock model (no added latency), both policies on with limits far above the "
+        "load. *before* = the gateway at the base commit (one store call per policy operation); "
+        "*optimistic* = this tree (`admit` + `settle`, one script each); *reservation* = this "
+        "tree with the token policy in reservation mode. Median of the interleaved rounds.\n\n"
+        + benchlib.markdown_table(headers, rows)
+        + "\nThe limiter's share alone, in process (no HTTP, no upstream): `Meter.admit` + "
+        "`Meter.report` + the answer's headers, 16 concurrent callers, median of the rounds. "
+        "*reservation cost* = 1 - reservation / optimistic.\n\n"
+        + benchlib.markdown_table(meter_headers, meter_rows)
+        + "\n"
+        + info.markdown()
+    )
+    benchlib.update_section("gateway-limiter", body, path=benchlib.RESULTS / "limiter.md")
+
+
+if __name__ == "__main__":
+    main()
