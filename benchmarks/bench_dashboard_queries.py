@@ -249,6 +249,7 @@ def run_target(
         variables=catalogue.variables,
         interval_seconds=step,
         options=options,
+        range_end=end,
     )
     began = time.perf_counter()
     try:

@@ -115,6 +115,9 @@ class History:
     events: list[Event] = field(default_factory=list)
     gauges: list[Gauge] = field(default_factory=list)
     scrape_interval: int = SCRAPE_INTERVAL
+    lazy: bool = False
+    """Expose series as a real Limitador does: born at their first value (no 0 before), gone
+    at a restart and re-created at their next hit with the post-restart value."""
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -145,6 +148,7 @@ class History:
             index = 0
             value = 0
             restarts = list(self.restarts)
+            exists = not self.lazy
             for t in times:
                 while restarts and restarts[0] < t:
                     # Counters restart right after the sample at the restart time.
@@ -153,10 +157,13 @@ class History:
                         value += events[index].amount
                         index += 1
                     value = 0
+                    exists = not self.lazy
                 while index < len(events) and events[index].time <= t:
                     value += events[index].amount
                     index += 1
-                lines.append(f"{metric}{text} {value} {t}\n")
+                    exists = True
+                if exists:
+                    lines.append(f"{metric}{text} {value} {t}\n")
         for gauge in self.gauges:
             text = _label_text(gauge.labels)
             lines.extend(f"{gauge.metric}{text} {gauge.value:g} {t}\n" for t in times)
@@ -245,20 +252,28 @@ def build_history(
     restart_after_seconds: int | None = 7650,
     bursts_after_seconds: tuple[int, ...] = (9000,),
     seed: int = 20240601,
+    scrape_interval: int = SCRAPE_INTERVAL,
+    lazy: bool = False,
+    joiners: Sequence[tuple[str, int, int]] = (),
 ) -> History:
     """Simulated traffic from `start` (aligned to the scrape interval) for `hours`.
 
     `restart_after_seconds`: when the gateway restarts (None: never); it is
     rounded to a scrape time. `bursts_after_seconds`: besides the end, the
     times that a burst of requests by every user ends at (quota panels).
+    `lazy`: series born at their first value and re-created after a restart
+    (`History.lazy`). `joiners`: extra users of the lowest tier (name, first
+    second, last second after `start`) whose traffic starts (and ends) inside
+    the history; one whose first and last second are equal makes one request.
     """
-    if start % SCRAPE_INTERVAL:
+    scrape = scrape_interval
+    if start % scrape:
         raise ValueError("start must be aligned to the scrape interval")
     rng = random.Random(seed)
-    end = start + int(hours * 3600) // SCRAPE_INTERVAL * SCRAPE_INTERVAL
+    end = start + int(hours * 3600) // scrape * scrape
     restarts: tuple[int, ...] = ()
     if restart_after_seconds is not None:
-        restarts = (start + restart_after_seconds // SCRAPE_INTERVAL * SCRAPE_INTERVAL,)
+        restarts = (start + restart_after_seconds // scrape * scrape,)
     users = _assign_users(config)
     lowest = config.tiers_by_level()[0].name
     history = History(
@@ -270,10 +285,12 @@ def build_history(
         request_namespace=config.namespaces.requests,
         token_namespaces=(config.namespaces.tokens, SECOND_TOKEN_NAMESPACE),
         models=tuple(m.name for m in config.models),
+        scrape_interval=scrape,
+        lazy=lazy,
     )
 
     def quiet(t: int) -> bool:
-        return any(r < t <= r + SCRAPE_INTERVAL for r in restarts)
+        return any(r < t <= r + scrape for r in restarts)
 
     def add(t: int, metric: str, amount: int, **labels: str) -> None:
         history.events.append(Event(t, metric, labels_of(**labels), amount))
@@ -337,6 +354,17 @@ def build_history(
             if not quiet(t):
                 request(t, user, tier_name, limited_share=limited_share)
 
+    lowest_tier = config.tiers_by_level()[0].name
+    for name, first, last in joiners:
+        history.users[name] = lowest_tier
+        t = start + first
+        while t <= min(start + last, end):
+            if not quiet(t):
+                request(t, name, lowest_tier, limited_share=0.25)
+            t += max(1, int(rng.expovariate(1 / 60)))
+            if first == last:
+                break
+
     # Bursts of four requests per user in the 50 s before these times: users near their quotas.
     for burst_end in sorted({*(start + b for b in bursts_after_seconds), end}):
         for user, tier_name in sorted(users.items()):
@@ -379,18 +407,17 @@ def build_history(
     return history
 
 
-def backfill_recording_rules_aligned(
+def backfill_recording_rules_at(
     prometheus: PrometheusProcess, start: int, end: int, config: Config | None = None
 ) -> None:
     """Evaluate every recording rule at exactly `start`, `start + 60`, ... and load the results.
 
-    Real Prometheus (and promtool) evaluate a group at a hash-based offset
-    within its interval, so a rule's one-minute `increase` is extrapolated
-    from the scrapes it sees. Evaluating on the scrape grid instead makes
-    each recorded increase exact, so tests can compare rule-based panels
-    with the truth exactly. The expressions are the real rules', evaluated
-    by the real server (a range query, as promtool does). `config`: whose schema's
-    rules (the seed's without one).
+    A Prometheus server evaluates a group at a fixed, hash-based offset
+    within its interval: choose `start` off the scrape grid to test that,
+    or on it. The expressions are the real rules', evaluated by the real
+    server's engine (a range query: the same evaluation as the rule
+    manager's instant query at each time), stored at their evaluation times.
+    `config`: whose schema's rules (the seed's without one).
     """
     lines: list[str] = []
     with PrometheusAPI(prometheus.url) as api:
@@ -448,3 +475,7 @@ def backfill_recording_rules(prometheus: PrometheusProcess, start: int, end: int
         if block.is_dir():
             shutil.move(str(block), str(prometheus.data_dir / "tsdb" / block.name))
     prometheus.start()
+
+
+backfill_recording_rules_aligned = backfill_recording_rules_at
+"""Kept for tests that evaluate on the scrape grid (pass a `start` on it)."""

@@ -51,6 +51,7 @@ COMMAND_EXTRAS: dict[str, set[str]] = {
     "maas_metrics.cli.sim_cmds": {"gateway"},
     "maas_metrics.cli.dashboard_cmds": {"grafana"},
     "maas_metrics.cli.demo_cmds": {"gateway", "web", "grafana", "demo"},
+    "maas_metrics.cli.ledger_cmds": {"postgres"},
 }
 
 

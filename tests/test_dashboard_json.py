@@ -31,7 +31,16 @@ REFERENCE_TITLES = [
     "💰 Top 5 Users by Cost",
     "📋 Detailed Metrics Table",
 ]
-GRAFANA_BUILTINS = {"__range", "__rate_interval", "__interval", "__range_s", "__range_ms"}
+GRAFANA_BUILTINS = {
+    "__range",
+    "__rate_interval",
+    "__rate_interval_ms",
+    "__interval",
+    "__range_s",
+    "__range_ms",
+    "__from",
+    "__to",
+}
 COUNTERS = ("authorized_hits", "authorized_calls", "limited_calls")
 
 
@@ -131,14 +140,22 @@ def test_importable_with_a_datasource_input(board: dict[str, Any]) -> None:
     assert board["time"] == {"from": "now-1h", "to": "now"}
 
 
-def test_counters_are_only_read_through_increase_or_rate(board: dict[str, Any]) -> None:
+def test_counters_are_only_read_through_the_counting_technique(board: dict[str, Any]) -> None:
+    """Counters are read as `increase_exact` reads them: range functions over a window, or a
+    start value (at the window's start, or subtracted from an end value), never summed raw."""
     for panel, target in targets(board):
         for counter in COUNTERS:
             for match in re.finditer(rf"{counter}\{{[^}}]*\}}(\[[^\]]+\])?", target["expr"]):
                 before = target["expr"][: match.start()]
+                after = target["expr"][match.end() :]
                 window = match.group(1)
-                assert window is not None, f"{panel['title']}: raw counter value"
-                assert re.search(r"(increase|rate)\($", before), panel["title"]
+                if window is None:
+                    at_start = re.match(r" (offset|@) ", after) or before.endswith(" - ")
+                    assert at_start, f"{panel['title']}: raw counter value"
+                    continue
+                assert re.search(
+                    r"(increase|rate|resets|last_over_time|max_over_time)\($", before
+                ), panel["title"]
                 assert window in ("[$__range]", "[$__rate_interval]", "[1h]") or re.fullmatch(
                     r"\[\d+s\]", window
                 ), (panel["title"], window)

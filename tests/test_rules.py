@@ -233,6 +233,61 @@ NEAR_QUOTA: dict[str, Any] = {
     ],
 }
 
+# Series as a real Limitador creates them: born at their first value, some with one sample.
+BORN_INSIDE_QUOTA: dict[str, Any] = {
+    "interval": "15s",
+    "input_series": [
+        quota(TOKENS, "free", "tokens", 100),
+        quota(REQUESTS, "free", "requests", 5),
+        # erin's first sample is already 95 of 100 tokens: increase() alone would read 0
+        hits(TOKENS, "free", "erin", "_ _ 95x10"),
+        # finn: a single sample, 5 of 5 requests
+        hits(REQUESTS, "free", "finn", "_ _ _ 5"),
+    ],
+    "alert_rule_test": [
+        {
+            "eval_time": "1m",
+            "alertname": "MaaSUserNearQuota",
+            "exp_alerts": [
+                near_quota_alert(
+                    TOKENS,
+                    "free",
+                    "erin",
+                    "tokens",
+                    "erin used 95 tokens of 100 per 60s (limit free-tokens, alert at 90%).",
+                ),
+                near_quota_alert(
+                    REQUESTS,
+                    "free",
+                    "finn",
+                    "requests",
+                    "finn used 5 requests of 5 per 120s (limit free-requests, alert at 90%).",
+                ),
+            ],
+        },
+    ],
+}
+
+# One allowed call a minute; each minute a new user is limited once (a limited_calls series born
+# at 1 that never grows): 5 of 10 checks in any 5 min are limited, invisible to increase().
+BORN_INSIDE_RATIO: dict[str, Any] = {
+    "interval": "1m",
+    "input_series": [
+        calls("authorized_calls", TOKENS, "free", "alice", "0+1x30"),
+        *(
+            calls("limited_calls", TOKENS, "free", f"u{k:02d}", "_ " * k + "1x" + str(30 - k), "x")
+            for k in range(1, 25)
+        ),
+    ],
+    "alert_rule_test": [
+        {
+            "eval_time": "20m",
+            "alertname": "MaaSHighLimitedRatio",
+            "exp_alerts": [ratio_alert(TOKENS, "free", "50%", "20%")],
+        },
+    ],
+}
+
 PARTITIONED: dict[str, Any] = {
     "interval": "1m",
     "input_series": [
@@ -310,6 +365,8 @@ def test_promtool_unit_tests_of_every_alert_pass(tmp_path: Path) -> None:
             ]
         ),
         NEAR_QUOTA,
+        BORN_INSIDE_QUOTA,
+        BORN_INSIDE_RATIO,
         PARTITIONED,
     ]
     result = promtool_test(tmp_path, path, tests)

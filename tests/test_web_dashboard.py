@@ -30,6 +30,7 @@ from maas_metrics.dashboard.variables import (
     expand,
     grafana_interval,
     rate_interval,
+    variable_names,
 )
 from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.web.data import DashboardData, PanelData, Window
@@ -293,7 +294,7 @@ def _grafana_panel_results(
         interval = grafana_interval(range_seconds, min_interval_seconds=min_interval)
         expr = expand(
             target["expr"], selection, range_seconds, rate_interval(interval, SCRAPE_INTERVAL),
-            variables=variables, interval_seconds=interval, options=options,
+            variables=variables, interval_seconds=interval, options=options, range_end=end,
         )  # fmt: skip
         queries[target["refId"]] = expr
         if target.get("instant"):
@@ -303,9 +304,14 @@ def _grafana_panel_results(
             # The web dashboard anchors range points at `end` (whole steps back within the range)
             # where Grafana rounds start and end down to the step; the same times are sent here.
             start = end - math.floor(range_seconds / interval) * interval
+            last = end
+            if variable_names(target["expr"]) & {"__from", "__to"}:
+                # Targets reading the range's edges (the hourly bars) are aligned as Grafana does.
+                start = (end - range_seconds) // interval * interval
+                last = end // interval * interval
             raw = _prometheus(
                 prometheus, "/api/v1/query_range",
-                {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{interval:g}"},
+                {"query": expr, "start": f"{start:.3f}", "end": f"{last:.3f}", "step": f"{interval:g}"},
             )  # fmt: skip
             rows = [(r["metric"], [(float(t), float(v)) for t, v in r["values"]]) for r in raw]
         out[target["refId"]] = rows

@@ -80,3 +80,67 @@ def preferred(
         return f"{total(by)} ({read(names[0])})"
     parts = " or ".join(f"{total(key)} ({read(name)})" for name in names)
     return f"{total(by)} ({parts})"
+
+
+# --- counting: the one technique for "how much did a counter grow in a window" ------------------
+
+
+def increase_exact(series: str, window: str) -> str:
+    """Per series, how much the counter `series` grew in the `window` ending at the evaluation time.
+
+    Why not plain `increase()`: a real Limitador creates a series lazily with its
+    first value (`limited_calls` born at 1, `authorized_hits` at 120) and
+    re-creates it at the next hit after a restart. `increase()` / `rate()` only
+    add up differences between samples inside the window, so the first value of
+    a series born inside it is lost (a single-sample series is invisible), and
+    they extrapolate to the window's edges, so a short window over few samples
+    (a recording rule's minute over 30 s scrapes) is off by up to x2.
+
+    The cases, each series in exactly one (`or` keeps the first match):
+
+    0. one reset inside the window (a restart; `resets() == 1`) and the last
+       value below the window's peak (the counter restarted low, as a
+       restarted Limitador does): the peak before the restart minus the start
+       value (0 for a series born in the window), plus the last value; exact;
+    1. any other reset inside the window (several restarts, or a counter
+       that outgrew its old peak): `increase()`, which handles any number of
+       resets; only here does Prometheus' extrapolation remain;
+    2. the series had a value at the window's start (`offset`, the last sample
+       up to it, within the 5 min lookback) that is not above its last value:
+       last - start, exact, and consecutive windows tile exactly (each counts
+       the samples in (start, end]);
+    3. otherwise the series was born inside the window (a new series, or one
+       re-created after a restart: stale at the start, or restarted across it):
+       it grew from 0, so its last value is its increase, exact; this is the
+       case that counts a single sample.
+
+    Alternatives weighed: `increase() + (x unless x offset W)` adds the current,
+    not the first, value; `min_over_time` as the first value is wrong once a
+    restart drops the counter below it; a zero-filled subquery (`(x or 0 *
+    last_over_time(x[W] @ end()))[W:step]`) is exact on its grid but keeps
+    series x steps points in memory (Prometheus refuses it at 10k users x 24 h)
+    and misses anything after its last grid point.
+    """
+    window_of = f"{series}[{window}]"
+    return growth(window_of, f"{series} offset {window}", f"last_over_time({window_of})")
+
+
+def growth(window_of: str, start: str, end: str, outside: str | None = None) -> str:
+    """`increase_exact` with its parts given: the window's range selector, start and end values.
+
+    For windows that `[W]` alone cannot express, e.g. a clock hour clipped to
+    a dashboard's range: `start` may read `x @ <from>`, `end` `last_over_time(x[1h] @ <to>)`.
+    `outside`: the growth inside `window_of` but outside the wanted window, taken off the
+    `increase()` fallback (where it can be read).
+    """
+    fallback = f"increase({window_of})"
+    if outside is not None:
+        fallback = f"(({fallback} - ({outside})) or {fallback})"
+    peak = f"max_over_time({window_of})"
+    one_reset = f"resets({window_of}) == 1"
+    return (
+        f"((({peak} - {start} + {end}) or ({peak} + {end})) and {one_reset} and ({end} < {peak}))"
+        f" or ({fallback} and resets({window_of}) > 0)"
+        f" or (({end} - {start}) >= 0)"
+        f" or {end}"
+    )

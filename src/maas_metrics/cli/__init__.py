@@ -9,6 +9,7 @@ from maas_metrics.cli import (
     dashboard_cmds,
     demo_cmds,
     gateway_cmds,
+    ledger_cmds,
     manifests_cmds,
     report_cmds,
     rules_cmds,
@@ -35,6 +36,7 @@ for module in (
     report_cmds,
     rules_cmds,
     manifests_cmds,
+    ledger_cmds,
 ):
     module.register(app)
 

@@ -41,7 +41,8 @@ def gateway(
     """
     cfg = load_config_or_exit(config)
     require_extra("gateway")
-    from maas_metrics.gateway import run
+    from maas_metrics.gateway import build_server
+    from maas_metrics.ledger import LedgerError
 
     bind_host = host if host is not None else cfg.gateway.host
     bind_port = port if port is not None else cfg.gateway.port
@@ -49,13 +50,17 @@ def gateway(
     op_port = operator_port if operator_port is not None else cfg.gateway.operator.port
     if op_port == bind_port != 0:
         fail(f"--operator-port {op_port} must differ from the API port")
+    try:
+        server = build_server(cfg, bind_host, bind_port, op_port)
+    except LedgerError as error:
+        fail(str(error), code=2)
     print(
         f"maas-metrics gateway on http://{bind_host}:{bind_port}, metrics on http://{op_host}:{op_port}/metrics "
         f"({len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {mask_secrets(cfg.storage.url)}, "
         f"on store failure: {cfg.storage.on_failure})",
         flush=True,
     )
-    run(cfg, bind_host, bind_port, op_port)
+    server.run()
 
 
 def register(app: typer.Typer) -> None:

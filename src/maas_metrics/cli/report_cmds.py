@@ -101,8 +101,15 @@ def report(
     output: OutputOption = None,
     step: StepOption = None,
     resolution: ResolutionOption = "15s",
+    source: Annotated[
+        str,
+        typer.Option(
+            help="auto: the ledger when ledger.url is configured (exact integers; --by also "
+            "takes day and month), else Prometheus; or ledger / prometheus.",
+        ),
+    ] = "auto",
 ) -> None:
-    """Usage and billing report from Prometheus, for any time range.
+    """Usage and billing report from the ledger or Prometheus, for any time range.
 
     Per group: tokens (authorized hits of the token policy; request-policy
     hits are requests and never count), allowed and limited calls (policy
@@ -122,6 +129,8 @@ def report(
         fail(f"--format {format!r}: choose from {', '.join(FORMATS)}")
     if format == "html":
         require_extra("web")
+    if source not in ("auto", "ledger", "prometheus"):
+        fail(f"--source {source!r}: choose auto, ledger or prometheus")
     cfg = load_config_or_exit(config)
     filters = {
         key: tuple(values)
@@ -138,6 +147,13 @@ def report(
         )
         if values
     }
+    if source == "ledger" or (source == "auto" and cfg.ledger.enabled):
+        from maas_metrics.cli.ledger_cmds import ledger_report
+
+        # The ledger keeps its own keys (user, tier, model, namespace, day, month).
+        ledger_by = by if by is not None else "user,tier,model"
+        _write(ledger_report(cfg, start, end, period, ledger_by, filters), cfg, format, output)
+        return
     request = _request(cfg, start, end, period, by, filters, step, resolution, format == "html")
     result = _read(prometheus, cfg, request)
     _write(result, cfg, format, output)

@@ -72,7 +72,7 @@ from maas_metrics.dashboard.promql import (
     success_ratio,
 )
 from maas_metrics.dashboard.variables import ALL_VALUE
-from maas_metrics.promql import preferred, string_literal
+from maas_metrics.promql import increase_exact, preferred, string_literal
 
 HITS = contract.HITS
 CALLS = contract.CALLS
@@ -500,14 +500,18 @@ class _Builder:
             id=5,
             key="hourly_hits_by_user",
             title="⏰ Hourly Authorized Hits by User",
-            description="Tokens admitted per user in each clock hour (bar = the hour ending at its time).",
+            description=(
+                "Tokens admitted per user in each clock hour of the selected range; a bar stands at "
+                "its hour's start. The first hour counts from the range's start, the last is the "
+                "current hour so far, so the bars add up to the range's total."
+            ),
             kind="barchart",
             unit="short",
             stacked=True,
             targets=(
                 Target(
                     "A",
-                    self.c.total_over(HITS, self.f.tokens, ("user",), "1h"),
+                    self.c.hourly(HITS, self.f.tokens, (USER,)),
                     legend="{{user}}",
                     min_step="1h",
                 ),
@@ -703,7 +707,7 @@ class _Builder:
         used = preferred(
             self.schema.names_of(HITS),
             self.schema.labels_of(HITS),
-            lambda name: f"increase({selector(name, matchers)}[{window_seconds}s])",
+            lambda name: increase_exact(selector(name, matchers), f"{window_seconds}s"),
             (contract.NAMESPACE, USER, dim),
         )
         quota = selector(contract.LIMIT_MAX, (f'policy="{policy}"', this_tier))

@@ -1,13 +1,19 @@
 """PromQL building blocks of the catalogue: filters, totals, rates, success ratio, prices.
 
 Every panel query is assembled from these, so the query rules live in one
-place: totals are `increase(...[$__range])`, rates `rate(...[$__rate_interval])`,
-the success ratio keeps users who were only limited, and cost multiplies
-hits by a price vector generated from the config.
+place: totals are the counters' growth over `$__range`, rates their growth
+over `$__rate_interval` per second, the success ratio keeps users who were
+only limited, and cost multiplies hits by a price vector generated from the
+config.
 
 `Counters` hides where the numbers come from: the raw counters, or (with
 recording rules) the pre-aggregated one-minute increases of
-`maas_metrics.rules.recording`.
+`maas_metrics.rules.recording`. Growth is always `increase_exact`
+(`maas_metrics.promql`, shared with the rules, alerts and report), not bare
+`increase()` / `rate()`: a series born inside the range (a new user, a first
+429, a series re-created after a Limitador restart, a single sample) counts
+its first value, and no result depends on where the window's edges fall
+between scrapes; that function's docstring weighs the alternatives.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from datetime import date
 from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.contract import Schema, variable_name
-from maas_metrics.promql import preferred, string_literal
+from maas_metrics.promql import growth, increase_exact, preferred, string_literal
 from maas_metrics.rules import recording
 
 #: A label no series carries. `ABSENT_LABEL!~"$user"` holds exactly when specific users are
@@ -117,15 +123,57 @@ class Counters:
         """The increase of `counter` over `$__range`, summed by `labels`."""
         return self._sum((counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"))
 
-    def total_over(
-        self, counter: str, matchers: Sequence[str], labels: Sequence[str], window: str
-    ) -> str:
-        """The increase over a fixed `window` (e.g. `1h` for hourly buckets), summed by `labels`."""
-        return self._sum((counter,), matchers, labels, _increase(window), _sum_over(window))
+    def hourly(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
+        """Growth per clock hour, for a range query at a 1 h step (Grafana aligns it to hours).
+
+        The point at an hour's start holds that hour (`offset -1h` looks ahead),
+        clipped to the dashboard's range: the first hour counts from
+        `$__from`, the last (the current hour, partial) up to `$__to`, so the
+        bars add up to the range's total. Time conditions pick one of the
+        four (start, end) forms at each step (`growth`, the `increase_exact` technique). Always from the raw counters:
+        the one-minute rules cannot be cut at `$__from` without a variable
+        window, and one hour per point reads each sample once anyway.
+        """
+
+        def per_series(name: str) -> str:
+            series = selector(name, matchers)
+            ahead = f"{series}[1h] offset -1h"
+            up_to_end = f"{series}[1h] @ {RANGE_TO}"
+            now = "vector(time())"
+            # The first hour starts at $__from; what grew before it is taken off `increase()`.
+            starts = (
+                (series, f"{now} >= {RANGE_FROM}", None),
+                (
+                    f"{series} @ {RANGE_FROM}",
+                    f"{now} < {RANGE_FROM}",
+                    f"{series} @ {RANGE_FROM} - {series}",
+                ),
+            )
+            parts = []
+            for start, when_start, before in starts:
+                middle = growth(ahead, start, f"last_over_time({ahead})", before)
+                # The last hour ends at $__to: its samples are read up to there (a past range has
+                # data after it). That window also holds the hour before; it is used only when
+                # no counter reset happened in the hour before (else the hour ahead is read).
+                end = f"last_over_time({up_to_end})"
+                last = (
+                    f"({growth(up_to_end, start, end)}) and (resets({series}[1h]) == 0)"
+                    f" or ({growth(ahead, start, end, before)})"
+                )
+                parts.append(
+                    f"(({middle}) and on () ({when_start}) and on () ({now} <= {RANGE_TO} - 3600))"
+                )
+                # (a point exactly at $__to, when it falls on an hour, holds an empty hour: none)
+                in_last_hour = f"{now} > {RANGE_TO} - 3600 and {now} < {RANGE_TO}"
+                parts.append(f"(({last}) and on () ({when_start}) and on () ({in_last_hour}))")
+            return " or ".join(parts)
+
+        schema = self.schema
+        return preferred(schema.names_of(counter), schema.labels_of(counter), per_series, labels)
 
     def rate(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """The per-second rate of `counter` over `$__rate_interval`, summed by `labels`."""
-        return self._sum((counter,), matchers, labels, _rate, _per_second)
+        return self._per_second((counter,), matchers, labels)
 
     def checks_total(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) over `$__range`, summed by `labels`."""
@@ -133,7 +181,14 @@ class Counters:
 
     def checks_rate(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) per second, summed by `labels`."""
-        return self._sum(CHECKS, matchers, labels, _rate, _per_second)
+        return self._per_second(CHECKS, matchers, labels)
+
+    def _per_second(
+        self, counters: Sequence[str], matchers: Sequence[str], labels: Sequence[str]
+    ) -> str:
+        if self.recording_rules:
+            return self._sum(counters, matchers, labels, _rate, _per_second)
+        return f"{self._sum(counters, matchers, labels, _rate, _per_second)} / {RATE_SECONDS}"
 
     def _sum(
         self,
@@ -188,6 +243,13 @@ class Counters:
 
 CHECKS = (contract.CALLS, contract.LIMITED)
 
+RANGE_FROM = "${__from:date:seconds}"
+RANGE_TO = "${__to:date:seconds}"
+"""The dashboard range's edges in unix seconds (Grafana's global variables), for `@`."""
+
+RATE_SECONDS = "($__rate_interval_ms / 1000)"
+"""`$__rate_interval` in seconds: raw rates are the exact growth over it, divided by it."""
+
 
 def _sum_union(counters: Sequence[str], labels: Sequence[str], read: Callable[[str], str]) -> str:
     """`sum by (labels)` of one counter, or of several added up key by key.
@@ -208,7 +270,7 @@ def _sum_union(counters: Sequence[str], labels: Sequence[str], read: Callable[[s
 
 
 def _increase(window: str) -> Callable[[str], str]:
-    return lambda series: f"increase({series}[{window}])"
+    return lambda series: increase_exact(series, window)
 
 
 def _sum_over(window: str) -> Callable[[str], str]:
@@ -216,11 +278,19 @@ def _sum_over(window: str) -> Callable[[str], str]:
 
 
 def _rate(series: str) -> str:
-    return f"rate({series}[$__rate_interval])"
+    """The growth over `$__rate_interval` (`Counters._per_second` divides the sum by its length)."""
+    return increase_exact(series, "$__rate_interval")
 
 
 def _per_second(series: str) -> str:
-    return f"{series} / {recording.INTERVAL_SECONDS}"
+    """The last rule sample per second, only if it is from the last interval.
+
+    `[59s]`: ranges are closed, so 60 s could hold two evaluations; a bare
+    selector would repeat a stopped series' last minute (a restart, a quiet
+    user) for Prometheus' 5 min lookback.
+    """
+    window = f"{recording.INTERVAL_SECONDS - 1}s"
+    return f"sum_over_time({series}[{window}]) / {recording.INTERVAL_SECONDS}"
 
 
 def or_zero(expr: str) -> str:

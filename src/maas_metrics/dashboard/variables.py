@@ -12,7 +12,9 @@ through `expand`, so they send Prometheus byte-for-byte what Grafana sends:
   quotes escaped (`prometheusRegularEscape`);
 * `$__range` -> whole seconds + `s` (e.g. `3600s`); `$__rate_interval` ->
   Go's `time.Duration` text of max(interval + scrape interval, 4 x scrape
-  interval) (e.g. `1m0s`); `$__interval` -> Grafana's `FormatInterval` (`15s`, `1m`).
+  interval) (e.g. `1m0s`); `$__interval` -> Grafana's `FormatInterval` (`15s`, `1m`);
+* `${__from:date:seconds}` / `${__to:date:seconds}` -> the range's start / end
+  in whole unix seconds (`$__from` / `$__to`: milliseconds), given `range_end`.
 """
 
 from __future__ import annotations
@@ -269,6 +271,7 @@ def expand(
     variables: Sequence[Variable],
     interval_seconds: float | None = None,
     options: Mapping[str, Sequence[str]] | None = None,
+    range_end: float | None = None,
 ) -> str:
     """`expr` with every variable replaced as Grafana replaces it for this selection and range.
 
@@ -277,6 +280,7 @@ def expand(
     defaults to what Grafana would compute for the range. `options` holds
     the values of `top` variables (see `top_values`); a `top` variable
     missing from it matches everything (the query then lists every row).
+    `range_end` (unix seconds) is needed by `$__from` / `$__to`.
     """
     by_name = {v.name: v for v in variables}
     if interval_seconds is None:
@@ -291,8 +295,19 @@ def expand(
         "__interval_ms": str(round(interval_seconds * 1000)),
     }
 
+    edges = {}
+    if range_end is not None:
+        edges = {"__from": range_end - range_seconds, "__to": range_end}
+
     def replace(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2) or match.group(4)
+        if name in ("__from", "__to"):
+            if name not in edges:
+                raise ValueError(f"${name} needs the range's end time")
+            if match.group(6) == "date:seconds":
+                return str(int(edges[name]))
+            if match.group(0) in (f"${name}", f"${{{name}}}"):
+                return str(round(edges[name] * 1000))
         if match.group(3) or match.group(5) or match.group(6):
             raise ValueError(f"unsupported variable syntax {match.group(0)!r}")
         if name in builtins:

@@ -33,6 +33,8 @@ from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
 from maas_metrics.gateway.validation import InferenceRequest, parse_request
+from maas_metrics.ledger.metrics import families as ledger_families
+from maas_metrics.ledger.trace import Trace, open_ledger
 from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
 from maas_metrics.limiter.redis import RedisStore
 from maas_metrics.policies import tier_policies
@@ -87,6 +89,7 @@ class Gateway:
         )
         self._watcher: asyncio.Task[None] | None = None
         self.last_scrape_at = 0.0  # time.monotonic() when the latest /metrics began rendering
+        self.ledger = open_ledger(config)  # None without a ledger; raises LedgerError
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -94,6 +97,8 @@ class Gateway:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         del app
         await self.upstreams.start()
+        if self.ledger is not None:
+            self.ledger.writer.start()
         if self.storage_kind != "memory":
             self._watcher = asyncio.create_task(self._watch_store())
         try:
@@ -107,6 +112,8 @@ class Gateway:
             await self.background.drain(self.config.gateway.upstream_timeout_seconds)
             await self.upstreams.aclose()
             await self.limiter.close()
+            if self.ledger is not None:  # after the drain: every record is handed over
+                await asyncio.to_thread(self.ledger.writer.stop)
 
     async def _watch_store(self) -> None:
         """Ping the store about once a second so `datastore_partitioned` follows it without traffic."""
@@ -152,13 +159,35 @@ class Gateway:
         base = self.models.get(checked.model)
         if base is None:
             raise errors.unknown_model(checked.model)
-        admission = await self.meter.admit(identity, checked.model, checked.payload)
+        trace = (
+            None
+            if self.ledger is None
+            else self.ledger.begin(identity, identity.key_id, checked.model, path, checked.stream)
+        )
+        try:
+            admission = await self.meter.admit(identity, checked.model, checked.payload)
+        except errors.GatewayError as error:
+            if trace is not None:
+                trace.failed(error.status, error.type)
+            raise
         response: Response | None = None
         try:
             if checked.stream:
-                response = await self._stream(identity, checked, base + path, body, admission)
+                response = await self._stream(
+                    identity, checked, base + path, body, admission, trace
+                )
             else:
-                response = await self._complete(identity, checked, base + path, body, admission)
+                response = await self._complete(
+                    identity, checked, base + path, body, admission, trace
+                )
+        except errors.GatewayError as error:
+            if trace is not None:
+                trace.failed(error.status, error.type)
+            raise
+        except BaseException:  # cancelled or a bug: still one record (finish runs once)
+            if trace is not None:
+                trace.finish("client_disconnect", 499)
+            raise
         finally:
             if admission.holding and not isinstance(response, RelayResponse):
                 # Failed before or without a usable answer (a relay settles when its reader ends).
@@ -172,14 +201,24 @@ class Gateway:
         usage: Usage | None,
         answer: int,
         admission: Admission,
+        trace: Trace | None = None,
     ) -> None:
         """Report an answer's tokens; without usage, count it as `gateway.metering.usage_missing` says."""
+        if trace is not None:
+            trace.missing = usage is None
         if usage is None:
             self.metrics.usage_missing(identity.token_namespace, identity.labels, checked.model)
             if self.metering.usage_missing == "zero":
                 usage = Usage(0, 0, 0)
             else:
                 usage = estimate_usage(prompt_chars(checked.payload), answer)
+        if trace is not None:  # the ledger holds exactly what the counters got
+            trace.usage(
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.total_tokens,
+                usage.cached_tokens,
+            )
         await self.meter.report(identity, checked.model, usage, admission)
 
     async def _complete(
@@ -189,9 +228,12 @@ class Gateway:
         url: str,
         body: bytes,
         admission: Admission,
+        trace: Trace | None,
     ) -> Response:
         reply = await self.upstreams.post(url, body)
         if reply.status >= 400:
+            if trace is not None:
+                trace.finish("upstream_error", reply.status)
             return upstream_error(reply.status, reply.content)
         if not 200 <= reply.status < 300:
             raise errors.upstream_unreachable(f"unexpected HTTP {reply.status}")
@@ -203,11 +245,13 @@ class Gateway:
             raise errors.upstream_unreachable("the answer is not a JSON object")
         usage = parse_usage(answer.get("usage"))
         chars = 0 if usage is not None else answer_chars(answer)
-        account = self._account(identity, checked, usage, chars, admission)
+        account = self._account(identity, checked, usage, chars, admission, trace)
         if self.storage_kind == "memory":
             await account  # in-memory counters never wait: no cancel can land inside the report
         else:  # shielded: a cancel while Redis answers cannot stop the report half-way
             await self.background.shielded(account)
+        if trace is not None:
+            trace.finish("usage_missing" if trace.missing else "ok", reply.status)
         return Response(
             reply.content,
             status_code=reply.status,
@@ -222,6 +266,7 @@ class Gateway:
         url: str,
         body: bytes,
         admission: Admission,
+        trace: Trace | None,
     ) -> Response:
         hide = not checked.include_usage
         if hide:
@@ -233,6 +278,8 @@ class Gateway:
             if upstream.status == 400:
                 content = await upstream.read()
                 if b"stream_options" not in content:
+                    if trace is not None:
+                        trace.finish("upstream_error", 400)
                     return upstream_error(400, content)
                 # This upstream rejects what the gateway added: ask as the client did, count
                 # the answer through the no-usage path.
@@ -242,6 +289,8 @@ class Gateway:
             upstream = await self.upstreams.open_stream(url, body)
         status = upstream.status
         if status >= 400:
+            if trace is not None:
+                trace.finish("upstream_error", status)
             return upstream_error(status, await upstream.read())
         content_type = upstream.content_type
         if not 200 <= status < 300 or not content_type.startswith("text/event-stream"):
@@ -255,15 +304,22 @@ class Gateway:
             # after its usage chunk is counted; one cut before it counts no tokens.
             if capture.usage is not None or complete:
                 await self._account(
-                    identity, checked, capture.usage, capture.answer_chars, admission
+                    identity, checked, capture.usage, capture.answer_chars, admission, trace
                 )
             elif admission.holding:  # no usage: give the token reservation back, charge nothing
                 await self.meter.release(admission)
+            if trace is not None:
+                if not complete:
+                    trace.finish("upstream_error", 502)
+                elif relay.client_left:
+                    trace.finish("client_disconnect", 200)
+                else:
+                    trace.finish("usage_missing" if trace.missing else "ok", 200)
 
         def too_large() -> None:
             self.metrics.event_too_large(checked.model)
 
-        return RelayResponse(
+        relay = RelayResponse(
             upstream,
             UsageCapture(hide, self.metering.max_sse_event_bytes),
             finish,
@@ -272,6 +328,9 @@ class Gateway:
             self.config.gateway.upstream_timeout_seconds,
             too_large,
         )
+        if trace is not None:
+            relay.on_first_piece = trace.first_chunk
+        return relay
 
     # --- catalogue, metrics, health -------------------------------------------------
 
@@ -297,7 +356,10 @@ class Gateway:
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
         self.metrics.set_reservations(self.meter.reservations_outstanding())
-        text = render(self.metrics.families())
+        families = self.metrics.families()
+        if self.ledger is not None:
+            families += ledger_families(self.ledger.writer)
+        text = render(families)
         if not self.metrics.held():  # no new series still shown at 0: this scrape read every count
             self.last_scrape_at = began
         return Response(text, headers={"content-type": CONTENT_TYPE})

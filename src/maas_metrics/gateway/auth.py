@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.gateway import errors
+from maas_metrics.ledger.record import key_id
 from maas_metrics.limiter import Limit
 from maas_metrics.policies import TierPolicies
 
@@ -32,6 +33,7 @@ class Identity:
     tokens: Limit | None
     token_namespace: str  # where token usage is metered, with or without a token limit
     labels: tuple[str, ...]
+    key_id: str = ""  # short prefix of the key's SHA-256, for the ledger (never the key)
 
 
 class KeyTable:
@@ -59,6 +61,7 @@ class KeyTable:
                 tokens=limits.tokens,
                 token_namespace=config.namespaces.tokens,
                 labels=tuple(values[label] for label in schema.identity_labels),
+                key_id=key_id(key.sha256),
             )
 
     def authenticate(self, authorization: str | None) -> Identity:

@@ -31,6 +31,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cached_tokens: int = 0  # prompt_tokens_details.cached_tokens, when the upstream gives it
 
 
 def _count(value: Any) -> int | None:
@@ -53,7 +54,9 @@ def parse_usage(usage: Any) -> Usage | None:
     total = _count(usage["total_tokens"]) if "total_tokens" in usage else prompt + completion
     if total is None:
         return None
-    return Usage(prompt, completion, total)
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens", 0)) if isinstance(details, dict) else 0
+    return Usage(prompt, completion, total, cached or 0)
 
 
 def reset_seconds(decision: Decision) -> int:

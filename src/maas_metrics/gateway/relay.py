@@ -78,6 +78,9 @@ class RelayResponse(Response):
         self._queue: asyncio.Queue[object] = asyncio.Queue(QUEUE_EVENTS)
         self._detached = False
         self._drain_timer: asyncio.Timeout | None = None
+        self._ended = False
+        self.client_left = False  # the client went away before the upstream ended (for the ledger)
+        self.on_first_piece: Callable[[], None] | None = None  # time to first token (the ledger)
 
     # --- the upstream side (owns the connection and the accounting) -----------------
 
@@ -93,6 +96,9 @@ class RelayResponse(Response):
                     async for chunk in self._upstream.chunks():
                         out = capture.feed(chunk)
                         if out:
+                            if self.on_first_piece is not None:
+                                self.on_first_piece()
+                                self.on_first_piece = None
                             await self._hand_over(out)
                     rest = capture.flush()
                     if rest:
@@ -107,6 +113,7 @@ class RelayResponse(Response):
         finally:
             self._drain_timer = None
             self._upstream.close()
+        self._ended = True
         self._hand_over_nowait(_End(error))
         await self._finish(capture, error is None)
 
@@ -134,6 +141,7 @@ class RelayResponse(Response):
         if self._detached:
             return
         self._detached = True
+        self.client_left = not self._ended
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(_GONE)

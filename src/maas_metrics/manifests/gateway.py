@@ -82,22 +82,32 @@ def deployed_models(
     return config.model_copy(update={"models": models})
 
 
+LEDGER_SECRET = "maas-ledger"
+"""Secret (key `url`) with the ledger's database URL: credentials never go into the ConfigMap."""
+LEDGER_ENV = "MAAS_LEDGER_URL"
+LEDGER_DIR = "/var/lib/maas-ledger"
+
+
 def operator_port(config: Config) -> int:
     """The operator listener's (`/metrics`, `/healthz`) port in the cluster (never "any free")."""
     return config.gateway.operator.port or OperatorListener().port
 
 
 def cluster_config(config: Config, namespace: str) -> Config:
-    """The config as deployed: both listeners on 0.0.0.0, counters in the bundled Redis."""
+    """The config as deployed: both listeners on 0.0.0.0, counters in the bundled Redis, and a
+    configured ledger's URL read from the `maas-ledger` Secret, its spool on a pod volume."""
     operator = config.gateway.operator.model_copy(
         update={"host": None, "port": operator_port(config)}
     )
-    return config.model_copy(
-        update={
-            "gateway": config.gateway.model_copy(update={"host": "0.0.0.0", "operator": operator}),
-            "storage": config.storage.model_copy(update={"url": redis_url(namespace)}),
-        }
-    )
+    update: dict[str, Any] = {
+        "gateway": config.gateway.model_copy(update={"host": "0.0.0.0", "operator": operator}),
+        "storage": config.storage.model_copy(update={"url": redis_url(namespace)}),
+    }
+    if config.ledger.enabled:
+        update["ledger"] = config.ledger.model_copy(
+            update={"url": None, "url_env": LEDGER_ENV, "spool_path": f"{LEDGER_DIR}/spool"}
+        )
+    return config.model_copy(update=update)
 
 
 def config_text(config: Config) -> str:
@@ -132,6 +142,14 @@ def gateway_deployment(
     port = config.gateway.port
     # Probes go to the operator listener: a flood of API connections never fails them.
     probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10}
+    ledger_env: dict[str, Any] = {}
+    ledger_mounts: list[dict[str, Any]] = []
+    ledger_volumes: list[dict[str, Any]] = []
+    if config.ledger.enabled:  # `cluster_config` points the ledger at this variable
+        secret = {"secretKeyRef": {"name": LEDGER_SECRET, "key": "url"}}
+        ledger_env = {"env": [{"name": LEDGER_ENV, "valueFrom": secret}]}
+        ledger_mounts = [{"name": "ledger-spool", "mountPath": LEDGER_DIR}]
+        ledger_volumes = [{"name": "ledger-spool", "emptyDir": {}}]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -166,11 +184,16 @@ def gateway_deployment(
                             },
                             "securityContext": _SECURE,
                             "volumeMounts": [
-                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
+                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                *ledger_mounts,
                             ],
+                            **ledger_env,
                         }
                     ],
-                    "volumes": [{"name": "config", "configMap": {"name": "maas-metrics-config"}}],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": "maas-metrics-config"}},
+                        *ledger_volumes,
+                    ],
                 },
             },
         },

@@ -1,15 +1,16 @@
 """The report's PromQL and how a long range is read in windows that tile it exactly.
 
-Each counter is read as `sum by (...) (increase(counter{...}[W:R]))` at the
-end `b` of a window (a, b] of length W, where the subquery re-reads the
-counter every R seconds (`--resolution`) on Prometheus' absolute R-second grid.
-Window edges lie on that grid, so every window has a point exactly at `a`
-and at `b`: there is nothing to extrapolate, `increase` only adds the
-differences between consecutive points (treating a drop as a counter reset),
-and the point at a shared edge ends one window and starts the next. The
-windows therefore add up to the whole range without losing or counting
-anything twice, whatever the step. Resets are exact when R is at most the
-scrape interval (every scraped value is seen).
+Each counter is read as `sum by (...) (increase_exact(counter{...}, W))` at the
+end `b` of a window (a, b] of length W: the same counting technique as every
+dashboard panel and rule (`maas_metrics.promql.increase_exact`): per series,
+its last value in the window minus its value at `a` (the last sample up to
+`a`), or its last value when it was born in the window (new, or re-created
+after a restart), so a series born inside the range (even a single sample)
+counts its first value. Window edges lie on the `--resolution` grid and each
+window counts the samples in (a, b], so the windows add up to the whole range
+without losing or counting anything twice. A window with a counter reset
+inside falls back to `increase` (within Prometheus' extrapolation for a
+series that starts or stops inside that window).
 
 Filter values are written as escaped PromQL string literals (one value: `=`;
 several: an anchored regex of literally escaped values), so no input can
@@ -26,7 +27,14 @@ from itertools import pairwise
 from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError
-from maas_metrics.promql import duration, matcher, preferred, selector, string_literal
+from maas_metrics.promql import (
+    duration,
+    increase_exact,
+    matcher,
+    preferred,
+    selector,
+    string_literal,
+)
 from maas_metrics.report.model import GROUP_KEYS, ReportRequest
 from maas_metrics.report.pricing import Usage
 
@@ -76,12 +84,12 @@ def window_expr(config: Config, request: ReportRequest, counter: Counter, second
     a series's preferred name, never both added up).
     """
     found = matchers(config, request, counter)
-    window = f"{duration(seconds)}:{duration(request.resolution)}"
+    window = duration(seconds)
     schema = request.schema
     return preferred(
         schema.names_of(counter.metric),
         schema.labels_of(counter.metric),
-        lambda name: f"increase({selector(name, found)}[{window}])",
+        lambda name: increase_exact(selector(name, found), window),
         request.detail_labels,
     )
 

@@ -5,7 +5,10 @@ Labels and counter names follow the config's schema (`contract.Schema`);
 without `user` there is no per-user usage, so no near-quota alert.
 
 Every tier, namespace and window comes from the config, so a tier added to
-the YAML file gets its quota alerts without code changes.
+the YAML file gets its quota alerts without code changes. Growth over a
+window is `increase_exact` (maas_metrics.promql), the dashboard's technique,
+so a user whose series were born inside the window (a new user, a first 429)
+is counted from their first value.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import dataclass
 from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.contract import Schema
+from maas_metrics.ledger.alerts import alert_rules as ledger_alerts
 from maas_metrics.policies import tier_policies
-from maas_metrics.promql import duration, matcher, preferred, selector
+from maas_metrics.promql import duration, increase_exact, matcher, preferred, selector
 from maas_metrics.rules.limits import policy_namespaces, quota
 from maas_metrics.services import GATEWAY_SERVICE, LIMITADOR_SERVICE
 
@@ -74,14 +78,15 @@ def rate_limiter_down(settings: AlertSettings) -> Rule:
     }
 
 
-def _rate(
+def _growth(
     schema: Schema, counter: str, by: tuple[str, ...], matchers: list[str], window: str
 ) -> str:
-    """`sum by (by) (rate(counter[window]))` under each name the schema reads (`preferred`)."""
+    """`sum by (by)` of the counter's growth over `window` (`increase_exact`), under each
+    name the schema reads (`preferred`)."""
     return preferred(
         schema.names_of(counter),
         schema.labels_of(counter),
-        lambda n: f"rate({selector(n, matchers)}[{window}])",
+        lambda n: increase_exact(selector(n, matchers), window),
         by,
     )
 
@@ -94,8 +99,10 @@ def high_limited_ratio(config: Config, settings: AlertSettings) -> Rule:
     ns = matcher(contract.NAMESPACE, names)
     window = settings.limited_ratio_window
     by = (dim, contract.NAMESPACE)
-    limited = _rate(schema, contract.LIMITED, by, [ns], window)
-    allowed = _rate(schema, contract.CALLS, by, [ns], window)
+    # Growth over the window (not rate): a ratio needs no per-second scale, and
+    # increase_exact counts a user's series born inside the window.
+    limited = _growth(schema, contract.LIMITED, by, [ns], window)
+    allowed = _growth(schema, contract.CALLS, by, [ns], window)
     # A tier whose users are only ever limited has no authorized_calls series: count it as 0.
     expr = f"{limited} / ({limited} + ({allowed} or {limited} * 0)) > {settings.limited_ratio:g}"
     return {
@@ -172,7 +179,7 @@ def _used(schema: Schema, where: list[str], window: str) -> str:
     return preferred(
         schema.names_of(contract.HITS),
         schema.labels_of(contract.HITS),
-        lambda n: f"increase({selector(n, where)}[{window}])",
+        lambda n: increase_exact(selector(n, where), window),
         (contract.NAMESPACE, dim, contract.USER),
     )
 
@@ -228,6 +235,7 @@ def alert_rules(config: Config, settings: AlertSettings | None = None) -> list[R
         *near_quota(config, settings),
         counter_store_partitioned(settings),
         usage_series_high(config, settings),
+        *(ledger_alerts() if config.ledger.enabled else []),
     ]
 
 

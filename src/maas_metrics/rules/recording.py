@@ -1,9 +1,15 @@
 """Recording rules that pre-aggregate the counters so dashboards and reports stay fast.
 
-Two levels, both recorded every `INTERVAL_SECONDS` as the increase over the
-last interval (so consecutive samples tile time and `sum_over_time(...[R])`
-is the increase over R at the rules' one-minute resolution, across counter
-resets, because `increase` handles each reset before anything is summed):
+Two levels, both recorded every `INTERVAL_SECONDS` as the growth over the
+last interval, `increase_exact` (maas_metrics.promql): last value minus the
+value at the interval's start, or the last value for a series born in the
+interval. That does not depend on where in its interval Prometheus evaluates
+the group (a fixed, hash-based offset, not the scrape grid), whereas
+`increase(x[1m])` over 30 s scrapes extrapolates one 30 s step x2.
+Consecutive samples tile time exactly (each counts the scrapes in (t - 1m,
+t]), so `sum_over_time(...[R])` is the growth over R at the rules'
+one-minute resolution; an evaluation Prometheus misses is a lost minute.
+A counter reset inside one interval falls back to `increase` (extrapolated).
 
 * per user: `namespace_user_tier_model:<counter>:increase1m`, by
   (limitador_namespace, user, tier, model) — `limit_name` and any
@@ -29,13 +35,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from maas_metrics import contract
 from maas_metrics.contract import Schema
-from maas_metrics.promql import preferred
+from maas_metrics.promql import increase_exact, preferred
 
 if TYPE_CHECKING:
     from maas_metrics.config import Config
 
 GROUP_NAME: Final = "maas-metrics-recording"
 INTERVAL_SECONDS: Final = 60
+INTERVAL: Final = "1m"
 
 COUNTERS: Final = (*contract.LIMITADOR_COUNTERS, *contract.TOKEN_KIND_COUNTERS)
 """The counters of the metric contract that get recording rules (by their Limitador names)."""
@@ -80,11 +87,10 @@ def per_tier_series(counter: str, schema: Schema = contract.SEED) -> str:
 def _increase(schema: Schema, counter: str, labels: tuple[str, ...]) -> str:
     """The counter's increase over one interval by `labels`, under each name the schema reads
     (preferred name first, `or` so both names never add up)."""
-    window = f"{INTERVAL_SECONDS // 60}m"
     return preferred(
         schema.names_of(counter),
         schema.labels_of(counter),
-        lambda name: f"increase({name}[{window}])",
+        lambda name: increase_exact(name, INTERVAL),
         labels,
     )
 
@@ -114,7 +120,7 @@ def recording_group(schema: Schema = contract.SEED) -> dict[str, Any]:
     """The rule group (for a Prometheus rule file or a PrometheusRule's `spec.groups`)."""
     return {
         "name": GROUP_NAME,
-        "interval": f"{INTERVAL_SECONDS // 60}m",
+        "interval": INTERVAL,
         "rules": recording_rules(schema),
     }
 

@@ -7,8 +7,9 @@ evaluates it: instant targets at the end of the range, range targets over
 it with Grafana's step. One difference on purpose: Grafana rounds a range
 query's start and end down to multiples of the step; here the points are
 anchored at the evaluation time instead (`end`, `end - step`, ... within the
-range), so the newest point always covers the latest data: the hourly chart's
-last bar is the hour up to now rather than the last full clock hour.
+range), so the newest point always covers the latest data. Targets that read
+the range's edges (`$__from` / `$__to`, the hourly bars: one bar per clock hour,
+standing at its start) are aligned as Grafana aligns them, so both show the same bars.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from maas_metrics.dashboard.variables import (
     grafana_interval,
     rate_interval,
     top_values,
+    variable_names,
 )
 from maas_metrics.durations import parse_duration
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError, Sample, Series
@@ -124,6 +126,7 @@ class DashboardData:
             variables=self.catalogue.variables,
             interval_seconds=window.interval(target),
             options=options,
+            range_end=window.end,
         )
 
     def top_options(self, selection: Selection, window: Window) -> dict[str, list[str]]:
@@ -161,7 +164,10 @@ class DashboardData:
         if target.instant:
             return TargetData(target, expr, samples=tuple(self.api.query(expr, time=window.end)))
         step = window.interval(target)
-        series = self.api.query_range(expr, window.range_start(step), window.end, step)
+        start, end = window.range_start(step), window.end
+        if variable_names(target.expr) & {"__from", "__to"}:
+            start, end = window.start // step * step, window.end // step * step
+        series = self.api.query_range(expr, start, end, step)
         return TargetData(target, expr, series=tuple(series), step=step)
 
     def panel(

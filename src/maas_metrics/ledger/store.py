@@ -1,0 +1,264 @@
+"""The ledger database through SQLAlchemy Core: SQLite (embedded) or PostgreSQL (replicas).
+
+A batch is written in one transaction: the records with
+`INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id` (SQLAlchemy's dialect
+insert constructs), then the hourly and daily roll-ups of exactly the records that
+were new, with `ON CONFLICT DO UPDATE SET x = x + excluded.x`. A record
+written twice (retry, spool replay, two replicas) therefore counts once in
+both tables, and the roll-ups always equal the records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    exc,
+    func,
+    select,
+    true,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from maas_metrics.config import Ledger, check_ledger_url
+from maas_metrics.ledger.record import RequestRecord
+from maas_metrics.ledger.rollups import namespace_parts
+from maas_metrics.ledger.schema import (
+    DAY_MS,
+    ROLLUP_KEY,
+    ROLLUP_VALUES,
+    ROLLUPS,
+    SchemaError,
+    bucket_of,
+    migrate,
+    records,
+)
+
+log = logging.getLogger(__name__)
+
+#: The dialects' own INSERT constructs (both offer ON CONFLICT): SQLAlchemy renders each.
+_INSERTS: dict[str, Callable[[Table], Any]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+class LedgerError(Exception):
+    """The ledger database cannot be used; `str()` is one line without any password."""
+
+
+def _engine_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 (the driver this project installs)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(_engine_url(url)).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return "(unparsable URL)"
+
+
+def describe(error: BaseException) -> str:
+    """One line for a database error (the driver's first line, no SQL, no parameters)."""
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        text = str(error.orig)
+    else:
+        text = str(error)
+    return (text.strip().splitlines() or [type(error).__name__])[0]
+
+
+def configured_url(settings: Ledger) -> str:
+    """The database URL of `settings`: from `url_env` when set (a Secret), else `url`."""
+    if settings.url_env is not None:
+        value = os.environ.get(settings.url_env, "").strip()
+        if not value:
+            raise LedgerError(f"ledger.url_env: environment variable {settings.url_env} is not set")
+        try:
+            return check_ledger_url(value)
+        except ValueError as error:
+            raise LedgerError(f"{settings.url_env}: {error}") from None
+    if settings.url is None:
+        raise LedgerError("ledger.url is not set in the config: there is no ledger")
+    return settings.url
+
+
+def create_ledger_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(_engine_url(url))
+    except exc.ArgumentError:
+        raise LedgerError("ledger.url: not a database URL") from None
+    args: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        if (
+            parsed.database
+            and parsed.database != ":memory:"
+            and not parsed.database.startswith("file:")
+        ):
+            folder = Path(parsed.database).parent
+            if not folder.is_dir():
+                raise LedgerError(f"ledger.url: folder {folder} does not exist")
+        args["timeout"] = 30  # wait for another writer's lock instead of failing at once
+    elif parsed.get_backend_name() == "postgresql":
+        args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        kwargs["pool_size"] = 2
+    else:
+        raise LedgerError(f"ledger.url: unsupported database {parsed.get_backend_name()!r}")
+    try:
+        engine = create_engine(parsed, connect_args=args, **kwargs)
+    except (exc.ArgumentError, ImportError) as error:
+        raise LedgerError(f"ledger.url: {error}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    del record
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (reports) never block the writer; NORMAL: a commit survives a process crash.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def record_row(record: RequestRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "started_ms": round(record.started * 1000),
+        "ended_ms": round(record.ended * 1000),
+        "user_name": record.user,
+        "key_id": record.key_id,
+        "tier": record.tier,
+        "model": record.model,
+        "endpoint": record.endpoint,
+        "stream": record.stream,
+        "outcome": record.outcome,
+        "status": record.status,
+        "requests_namespace": record.requests_namespace,
+        "tokens_namespace": record.tokens_namespace,
+        "usage_namespace": record.usage_namespace,
+        "limited_namespace": record.limited_namespace,
+        "limit_name": record.limit_name,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cached_tokens": record.cached_tokens,
+        "total_tokens": record.total_tokens,
+        "latency_ms": record.latency_ms,
+        "ttft_ms": record.ttft_ms,
+    }
+
+
+class LedgerStore:
+    """Open (and migrate) a ledger database; write batches idempotently; prune old records."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_ledger_engine(url)
+        self._insert = _INSERTS[self.engine.dialect.name]
+        # Compiled once by SQLAlchemy for this dialect, run as a DBAPI executemany: per-row
+        # parameter processing in Python was most of the writer's CPU.
+        insert_records = self._insert(records).on_conflict_do_nothing(index_elements=["id"])
+        compiled = insert_records.compile(
+            dialect=self.engine.dialect, column_keys=[c.name for c in records.c]
+        )
+        self._insert_sql = compiled.string
+        self._positions = compiled.positiontup if self.engine.dialect.positional else None
+        self._rollup_sql = [self._rollup_statement(table, size) for table, size in ROLLUPS]
+
+    def _rollup_statement(self, table: Table, size: int) -> Any:
+        """INSERT the roll-ups of one batch's new rows, adding to existing buckets (key order)."""
+        r = records.c
+        where = [
+            r.batch == bindparam("batch"),
+            r.ended_ms.between(bindparam("lo"), bindparam("hi")),
+        ]
+        parts = namespace_parts(where, (r.ended_ms - 1) // size * size).subquery()
+        c = parts.c
+        keys = [c.period, c.user_name, c.tier, c.model, c.namespace]
+        sums = [func.sum(col) for col in list(c)[5:]]
+        query = select(*keys, *sums).where(true()).group_by(*keys).order_by(*keys)
+        up = self._insert(table).from_select([*ROLLUP_KEY, *ROLLUP_VALUES], query)
+        return up.on_conflict_do_update(
+            index_elements=list(ROLLUP_KEY),
+            set_={name: table.c[name] + up.excluded[name] for name in ROLLUP_VALUES},
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def open(self) -> None:
+        """Connect, create or upgrade the schema and prove writes work; `LedgerError` otherwise."""
+        try:
+            migrate(self.engine)
+            with self.engine.begin() as conn:
+                # A no-op write: a read-only file or a read-only role fails here, at start.
+                conn.execute(delete(records).where(records.c.id == ""))
+        except SchemaError as error:
+            raise LedgerError(str(error)) from None
+        except exc.SQLAlchemyError as error:
+            raise LedgerError(f"ledger {safe_url(self.url)}: {describe(error)}") from None
+
+    def write(self, batch: Sequence[RequestRecord]) -> int:
+        """Insert `batch` (ids already present are skipped) and roll it up; returns how many were new."""
+        if not batch:
+            return 0
+        token = uuid.uuid4().hex
+        rows = [record_row(r) | {"batch": token} for r in batch]
+        params: list[Any] = (
+            [tuple(row[name] for name in self._positions) for row in rows]
+            if self._positions is not None
+            else rows
+        )
+        lo = min(row["ended_ms"] for row in rows)
+        hi = max(row["ended_ms"] for row in rows)
+        r = records.c
+        fresh = select(func.count()).where(r.batch == token, r.ended_ms.between(lo, hi))
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(self._insert_sql, params)
+            new = int(conn.execute(fresh).scalar_one())
+            if new:
+                for statement in self._rollup_sql:
+                    conn.execute(statement, {"batch": token, "lo": lo, "hi": hi})
+        return new
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
+
+    def prune(self, before_ms: int) -> tuple[int, int]:
+        """Delete records that ended at or before 00:00 UTC of the day of `before_ms`, with their
+        roll-ups; returns (records, roll-up rows) deleted.
+
+        The cut is on a whole day, so no roll-up row is ever half pruned.
+        """
+        cut = bucket_of(before_ms + 1, DAY_MS)
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(records).where(records.c.ended_ms <= cut)).rowcount
+            rolled = 0
+            for table, size in ROLLUPS:
+                done = conn.execute(delete(table).where(table.c.bucket_ms + size <= cut))
+                rolled += int(done.rowcount or 0)
+        return int(gone or 0), rolled
+
+    def close(self) -> None:
+        self.engine.dispose()
