@@ -27,10 +27,7 @@ RUNTIME = {Kind.EAGER, Kind.LAZY}
 EVERY = {Kind.EAGER, Kind.LAZY, Kind.TYPING}
 
 #: Cycles another branch is removing. When one is gone, its entry must go too.
-KNOWN_CYCLES = [
-    # issue 10, gw-exact branch: `Family` moves beside the exposition.
-    ["maas_metrics.telemetry.exposition", "maas_metrics.telemetry.metrics"],
-]
+KNOWN_CYCLES: list[list[str]] = []
 
 #: Third-party code the limiter and the telemetry must never reach (directly or not).
 FORBIDDEN_BELOW = {"yaml", "pydantic", "dash", "plotly", "grafana_foundation_sdk", "starlette"}

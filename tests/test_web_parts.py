@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,12 @@ from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess, Sample
 from maas_metrics.web import figures
-from maas_metrics.web.app import WebDashboard, selection_of
 from maas_metrics.web.colours import css_colour
 from maas_metrics.web.data import PanelData, TargetData, Window, duration_seconds
+from maas_metrics.web.state import WebDashboard, selection_of
 from maas_metrics.web.timerange import range_options, range_seconds
 from maas_metrics.web.units import format_value
+from maas_metrics.web.urlstate import View
 from tests.servers import free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "maas.yaml"
@@ -78,10 +80,10 @@ def test_durations_and_ranges() -> None:
 
 
 def test_empty_dropdowns_mean_all_as_in_grafana() -> None:
-    assert selection_of(None, [], None, []) == Selection()
-    assert selection_of(["ns"], ["free", "premium"], None, None) == Selection(
-        namespace=("ns",), tier=("free", "premium")
-    )
+    assert selection_of(View("now-1h", "now", {"tier": ()})) == Selection()
+    assert selection_of(
+        View("now-1h", "now", {"namespace": ("ns",), "tier": ("free", "premium")})
+    ) == Selection(namespace=("ns",), tier=("free", "premium"))
 
 
 def test_window_uses_min_step_or_scrape_interval() -> None:
@@ -155,7 +157,7 @@ def test_banner_says_prometheus_has_no_data_yet(
 ) -> None:
     with PrometheusAPI(empty_prometheus.url) as api:
         state = WebDashboard(build_catalogue(example_config), api, 15)
-        message, kind = state.banner(state.window("now-1h"))
+        message, kind = state.banner(state.window(View("now-1h"), time.time()))
     assert kind == "info"
     assert message.startswith(f"⏳ Prometheus at {empty_prometheus.url} has no MaaS metrics yet")
 
@@ -164,7 +166,7 @@ def test_banner_says_prometheus_is_unreachable(example_config: Config) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with PrometheusAPI(url, timeout=5) as api:
         state = WebDashboard(build_catalogue(example_config), api, 15)
-        message, kind = state.banner(state.window("now-1h"))
+        message, kind = state.banner(state.window(View("now-1h"), time.time()))
     assert kind == "error"
     assert message.startswith(f"⚠ Cannot reach Prometheus at {url}: ")
     assert message.endswith("The dashboard retries on every refresh.")

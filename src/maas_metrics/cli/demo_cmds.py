@@ -51,6 +51,14 @@ def serve(
             min=1,
         ),
     ] = 15,
+    recording_rules: Annotated[
+        bool,
+        typer.Option(
+            "--recording-rules",
+            help="Read the series of `maas-metrics rules` (fast at many users; Prometheus must "
+            "load those rules).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the web dashboard: the same panels as the Grafana JSON, live from Prometheus.
 
@@ -69,7 +77,14 @@ def serve(
         f"maas-metrics web dashboard on http://{host}:{port}/ (Prometheus {prometheus})", flush=True
     )
     try:
-        serve_dashboard(cfg, prometheus, host, port, scrape_interval_seconds=scrape_interval)
+        serve_dashboard(
+            cfg,
+            prometheus,
+            host,
+            port,
+            scrape_interval_seconds=scrape_interval,
+            recording_rules=recording_rules,
+        )
     except OSError as error:
         fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
 

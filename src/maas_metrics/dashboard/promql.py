@@ -308,6 +308,29 @@ def success_ratio(allowed: str, limited: str, checks: str) -> str:
     return f"({allowed}) / (({checks}) > 0) or 0 * (({limited}) > 0)"
 
 
+# --- top N users plus "others" ------------------------------------------------------------------
+
+#: The `user` value of the row that sums every user outside the top N.
+OTHERS = "others"
+#: Marks that row, so it never merges with a real user who happens to be called "others".
+OTHERS_LABEL = "maas_others"
+
+
+def top_and_others(top: str, everyone: str, label: str = "user") -> str:
+    """The rows of `top` plus one `label="others"` row: the sum of every row of `everyone` whose
+    `label` is not among `top`'s.
+
+    `top` must be `everyone` narrowed to the chosen users (same counters, same
+    aggregation), so the rows add up to the panel's total whatever the ranking
+    did with ties. The rest is summed from the other users' rows rather than
+    subtracted from the total, so it is exactly absent (not a rounding error)
+    when the top holds everyone, and left out when it is 0. Works per step in
+    range queries.
+    """
+    rest = f"sum(({everyone}) unless on ({label}) ({top})) > 0"
+    return f"({top}) or {_label(_label(rest, label, OTHERS), OTHERS_LABEL, 'true')}"
+
+
 # --- prices ------------------------------------------------------------------------------------
 
 

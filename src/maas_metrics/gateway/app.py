@@ -32,13 +32,15 @@ from maas_metrics.gateway.metering import Admission, Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
+from maas_metrics.gateway.timing import RequestTimer, TimedStore
 from maas_metrics.gateway.validation import InferenceRequest, parse_request
 from maas_metrics.ledger.metrics import families as ledger_families
 from maas_metrics.ledger.trace import Trace, open_ledger
 from maas_metrics.limiter import CounterStore, InMemoryStore, RateLimiter
 from maas_metrics.limiter.redis import RedisStore
 from maas_metrics.policies import tier_policies
-from maas_metrics.telemetry import CONTENT_TYPE, GatewayMetrics, render
+from maas_metrics.telemetry import CONTENT_TYPE, GatewayMetrics, LatencyMetrics, render
+from maas_metrics.telemetry.latency import OPERATIONS
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +65,13 @@ class Gateway:
         self.keys = KeyTable(config, policies)
         self.metering = config.gateway.metering
         self.metrics = GatewayMetrics(config.contract, self.metering.zero_hold_seconds)
+        self.latency = LatencyMetrics(self.metering.zero_hold_seconds, config.contract.dimension)
         self.background = Background()  # token reports and upstream drains a client cannot cancel
         self.metrics.publish_quotas(policies)
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
-        self.limiter = RateLimiter(create_store(config.storage.url), config.storage.on_failure)
+        self.limiter = RateLimiter(
+            TimedStore(create_store(config.storage.url), self.latency), config.storage.on_failure
+        )
         self.meter = Meter(self.limiter, self.metrics, policies)
         self.upstreams = Upstreams(
             config.gateway.upstream_timeout_seconds,
@@ -159,6 +164,7 @@ class Gateway:
         base = self.models.get(checked.model)
         if base is None:
             raise errors.unknown_model(checked.model)
+        timer = RequestTimer(self.latency, checked.model, identity.tier, OPERATIONS[path])
         trace = (
             None
             if self.ledger is None
@@ -174,13 +180,14 @@ class Gateway:
         try:
             if checked.stream:
                 response = await self._stream(
-                    identity, checked, base + path, body, admission, trace
+                    identity, checked, base + path, body, admission, trace, timer
                 )
             else:
                 response = await self._complete(
-                    identity, checked, base + path, body, admission, trace
+                    identity, checked, base + path, body, admission, trace, timer
                 )
         except errors.GatewayError as error:
+            timer.failed(error.status)
             if trace is not None:
                 trace.failed(error.status, error.type)
             raise
@@ -192,6 +199,8 @@ class Gateway:
             if admission.holding and not isinstance(response, RelayResponse):
                 # Failed before or without a usable answer (a relay settles when its reader ends).
                 await asyncio.shield(self.meter.release(admission))
+        if response.status_code >= 400:  # the upstream's own error, passed through
+            timer.failed(response.status_code, upstream_status=True)
         return response
 
     async def _account(
@@ -229,6 +238,7 @@ class Gateway:
         body: bytes,
         admission: Admission,
         trace: Trace | None,
+        timer: RequestTimer,
     ) -> Response:
         reply = await self.upstreams.post(url, body)
         if reply.status >= 400:
@@ -244,6 +254,7 @@ class Gateway:
         if not isinstance(answer, dict):
             raise errors.upstream_unreachable("the answer is not a JSON object")
         usage = parse_usage(answer.get("usage"))
+        timer.answered(usage, streamed=False)
         chars = 0 if usage is not None else answer_chars(answer)
         account = self._account(identity, checked, usage, chars, admission, trace)
         if self.storage_kind == "memory":
@@ -267,6 +278,7 @@ class Gateway:
         body: bytes,
         admission: Admission,
         trace: Trace | None,
+        timer: RequestTimer,
     ) -> Response:
         hide = not checked.include_usage
         if hide:
@@ -299,17 +311,21 @@ class Gateway:
                 f"expected an event stream, got HTTP {status} {content_type or 'without content type'}"
             )
 
-        async def finish(capture: UsageCapture, complete: bool) -> None:
+        async def finish(capture: UsageCapture, error: errors.GatewayError | None) -> None:
             # Runs in the reader task: no client disconnect can cancel it. A stream cut
             # after its usage chunk is counted; one cut before it counts no tokens.
-            if capture.usage is not None or complete:
+            if error is None:
+                timer.answered(capture.usage, streamed=True)
+            else:
+                timer.failed(error.status)
+            if capture.usage is not None or error is None:
                 await self._account(
                     identity, checked, capture.usage, capture.answer_chars, admission, trace
                 )
             elif admission.holding:  # no usage: give the token reservation back, charge nothing
                 await self.meter.release(admission)
             if trace is not None:
-                if not complete:
+                if error is not None:
                     trace.finish("upstream_error", 502)
                 elif relay.client_left:
                     trace.finish("client_disconnect", 200)
@@ -327,6 +343,7 @@ class Gateway:
             self.background,
             self.config.gateway.upstream_timeout_seconds,
             too_large,
+            timer,
         )
         if trace is not None:
             relay.on_first_piece = trace.first_chunk
@@ -356,11 +373,11 @@ class Gateway:
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
         self.metrics.set_reservations(self.meter.reservations_outstanding())
-        families = self.metrics.families()
+        families = [*self.metrics.families(), *self.latency.families()]
         if self.ledger is not None:
             families += ledger_families(self.ledger.writer)
         text = render(families)
-        if not self.metrics.held():  # no new series still shown at 0: this scrape read every count
+        if not self.metrics.held() and not self.latency.held():  # this scrape read every count
             self.last_scrape_at = began
         return Response(text, headers={"content-type": CONTENT_TYPE})
 

@@ -30,6 +30,7 @@ from maas_metrics.gateway import errors
 from maas_metrics.gateway.background import Background
 from maas_metrics.gateway.proxy import UpstreamStream
 from maas_metrics.gateway.streaming import EventTooLarge, UsageCapture
+from maas_metrics.gateway.timing import RequestTimer, has_content
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ class _End:
 
 _GONE = object()  # the client went away
 
-Finish = Callable[[UsageCapture, bool], Awaitable[None]]
-"""Accounting when the upstream is done: (capture, complete) where complete = ended normally."""
+Finish = Callable[[UsageCapture, errors.GatewayError | None], Awaitable[None]]
+"""Accounting when the upstream is done: (capture, error), error None when it ended normally."""
 
 
 def _error_event(error: errors.GatewayError) -> bytes:
@@ -64,6 +65,7 @@ class RelayResponse(Response):
         background: Background,
         drain_seconds: float,
         on_too_large: Callable[[], None],
+        clock: RequestTimer,
     ) -> None:
         self.status_code = 200
         self.media_type = "text/event-stream"
@@ -75,6 +77,7 @@ class RelayResponse(Response):
         self._tasks = background
         self._drain_seconds = drain_seconds
         self._on_too_large = on_too_large
+        self._clock = clock
         self._queue: asyncio.Queue[object] = asyncio.Queue(QUEUE_EVENTS)
         self._detached = False
         self._drain_timer: asyncio.Timeout | None = None
@@ -93,12 +96,15 @@ class RelayResponse(Response):
                 if self._detached:  # gone before the reader started
                     self._start_drain_clock()
                 try:
+                    clock = self._clock
                     async for chunk in self._upstream.chunks():
                         out = capture.feed(chunk)
                         if out:
                             if self.on_first_piece is not None:
                                 self.on_first_piece()
                                 self.on_first_piece = None
+                            if clock.waiting_for_first_token and has_content(out):
+                                clock.first_token()
                             await self._hand_over(out)
                     rest = capture.flush()
                     if rest:
@@ -115,7 +121,7 @@ class RelayResponse(Response):
             self._upstream.close()
         self._ended = True
         self._hand_over_nowait(_End(error))
-        await self._finish(capture, error is None)
+        await self._finish(capture, error)
 
     async def _hand_over(self, piece: bytes) -> None:
         if not self._detached:

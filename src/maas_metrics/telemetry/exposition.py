@@ -10,12 +10,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from maas_metrics.telemetry.metrics import Family
+from typing import Protocol
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class MetricFamily(Protocol):
+    """What `render` reads: a `Family` (counter, gauge) or a `Histogram`.
+
+    `samples()` yields (text after the family name, value): `{labels}` for a
+    counter or gauge, `_bucket{...}`, `_sum...` and `_count...` for a histogram.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def help(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    def samples(self) -> Iterable[tuple[str, float]]: ...
 
 
 def escape_label_value(value: str) -> str:
@@ -46,7 +59,7 @@ def format_value(value: float) -> str:
     return repr(value)
 
 
-def render(families: Iterable[Family]) -> bytes:
+def render(families: Iterable[MetricFamily]) -> bytes:
     lines: list[str] = []
     for family in families:
         lines.append(f"# HELP {family.name} {escape_help(family.help)}\n")

@@ -38,6 +38,10 @@ from maas_metrics.contract import Schema
 from maas_metrics.policies import TierPolicies
 from maas_metrics.telemetry.exposition import label_text
 
+BILLING_DIMENSION = contract.TIER
+"""The seed schema's billing dimension (a default for `telemetry.latency`; `contract.Schema` has
+the configured one)."""
+
 
 class Family:
     """One metric family: its series keyed by label values, each with a pre-escaped label string.

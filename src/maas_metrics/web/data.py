@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from maas_metrics.dashboard.model import Catalogue, Panel, Target
 from maas_metrics.dashboard.variables import (
@@ -30,10 +31,22 @@ from maas_metrics.dashboard.variables import (
     variable_names,
 )
 from maas_metrics.durations import parse_duration
-from maas_metrics.prometheus import PrometheusAPI, PrometheusError, Sample, Series
+from maas_metrics.prometheus import PrometheusError, Sample, Series
 
 #: Grafana's default for a panel's max data points when the JSON does not set one.
 MAX_DATA_POINTS = 1000
+
+
+class QueryAPI(Protocol):
+    """What the data layer needs of Prometheus: `PrometheusAPI`, or `SharedQueries` in front of it."""
+
+    url: str
+
+    def query(self, expr: str, time: float | None = None) -> list[Sample]: ...
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]: ...
+
+    def label_values(self, label: str, match: list[str] | None = None) -> list[str]: ...
 
 
 def duration_seconds(text: str) -> float:
@@ -106,7 +119,7 @@ class PanelData:
 class DashboardData:
     """Runs a catalogue's panels against one Prometheus for a selection and window."""
 
-    def __init__(self, catalogue: Catalogue, api: PrometheusAPI, workers: int = 4) -> None:
+    def __init__(self, catalogue: Catalogue, api: QueryAPI, workers: int = 4) -> None:
         self.catalogue = catalogue
         self.api = api
         self.workers = workers
@@ -129,16 +142,22 @@ class DashboardData:
             range_end=window.end,
         )
 
-    def top_options(self, selection: Selection, window: Window) -> dict[str, list[str]]:
+    def top_options(
+        self, selection: Selection, window: Window, panels: Sequence[Panel] | None = None
+    ) -> dict[str, list[str]]:
         """The values of the hidden `top` variables (e.g. the table's users), resolved as Grafana does.
 
         Grafana runs a `query_result(...)` variable as an instant query at the
         end of the range whenever the range changes, and offers the label values
         it returns; panels then see them as a multi-value selection.
+        `panels`: resolve only the variables these panels use (default: all).
         """
+        used = None
+        if panels is not None:
+            used = set().union(*(variable_names(t.expr) for p in panels for t in p.targets))
         resolved: dict[str, list[str]] = {}
         for variable in self.catalogue.variables:
-            if variable.kind != "top":
+            if variable.kind != "top" or (used is not None and variable.name not in used):
                 continue
             expr = expand(
                 variable.top_expr,
@@ -183,7 +202,7 @@ class DashboardData:
         """
         try:
             if options is None:
-                options = self.top_options(selection, window)
+                options = self.top_options(selection, window, (panel,))
             targets = tuple(self.run_target(t, selection, window, options) for t in panel.targets)
         except PrometheusError as error:
             return PanelData(panel, (), error=str(error))

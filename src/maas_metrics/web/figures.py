@@ -17,7 +17,7 @@ from dash import dcc, html
 from dash.dash_table.DataTable import DataTable
 
 from maas_metrics import contract
-from maas_metrics.dashboard.model import Panel, Threshold
+from maas_metrics.dashboard.model import TIER_LEGEND_SEPARATOR, Panel, Threshold
 from maas_metrics.prometheus import Sample
 from maas_metrics.web.colours import NEUTRAL, css_colour, series_colour
 from maas_metrics.web.data import PanelData, TargetData
@@ -26,6 +26,7 @@ from maas_metrics.web.units import format_value
 TEXT = "#CCCCDC"
 MUTED = "#8E8E9E"
 GRID = "rgba(204, 204, 220, 0.12)"
+TABLE_PAGE = 100
 _LEGEND_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -37,7 +38,8 @@ def attributes(**values: str) -> dict[str, Any]:
 def legend_text(legend: str, labels: Mapping[str, str]) -> str:
     """Grafana's legend format: `{{label}}` replaced by the value; no format -> `{a="b"}`."""
     if legend:
-        return _LEGEND_RE.sub(lambda m: labels.get(m.group(1), ""), legend)
+        text = _LEGEND_RE.sub(lambda m: labels.get(m.group(1), ""), legend)
+        return text.removesuffix(TIER_LEGEND_SEPARATOR)  # the others row has no tier
     inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
     return labels.get("__name__", "") + "{" + inner + "}"
 
@@ -64,8 +66,12 @@ def _state(data: PanelData) -> str:
     return "data" if data.has_data else "empty"
 
 
-def render(data: PanelData, tiers: Mapping[str, str]) -> html.Div:
-    """The body of one panel, wrapped in a div whose `data-state` tells what it holds."""
+def render(data: PanelData, tiers: Mapping[str, str], generation: str = "") -> html.Div:
+    """The body of one panel, wrapped in a div whose `data-state` tells what it holds.
+
+    `generation`: the page's refresh this answers (`data-generation`), so the
+    page can tell when every panel of a refresh has arrived.
+    """
     panel = data.panel
     if data.error is not None:
         body: Any = html.Div(data.error, className="panel-message panel-error")
@@ -87,7 +93,7 @@ def render(data: PanelData, tiers: Mapping[str, str]) -> html.Div:
     return html.Div(
         body,
         className="panel-body",
-        **attributes(state=_state(data), points=str(longest_series(data))),
+        **attributes(state=_state(data), points=str(longest_series(data)), generation=generation),
     )
 
 
@@ -182,6 +188,8 @@ def _axis_format(unit: str) -> dict[str, Any]:
         return {"tickprefix": "$"}
     if unit == "reqps":
         return {"ticksuffix": " req/s"}
+    if unit == "s":  # latency panels
+        return {"tickformat": ",~r", "ticksuffix": " s"}
     return {"tickformat": ",~r"}
 
 
@@ -334,7 +342,8 @@ def _table(data: PanelData, tiers: Mapping[str, str]) -> DataTable:
         data=cast(Any, table_rows(data)),
         columns=columns,
         sort_action="native",
-        page_action="none",
+        page_action="native",  # pages of TABLE_PAGE rows: the DOM stays small at any row count
+        page_size=TABLE_PAGE,
         style_table={"height": "100%", "overflowY": "auto"},
         style_as_list_view=True,
         style_header={

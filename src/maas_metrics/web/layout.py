@@ -1,7 +1,10 @@
-"""The page: title bar, filters, tier legend, message banner and the panel grid.
+"""The page: title bar, time range and filters, tier legend, message banner and the panel grid.
 
 Panels sit on Grafana's 24-column grid at the catalogue's positions (rows of
 30 px, 8 px gaps, as Grafana lays them out), so both dashboards look alike.
+Non-visual parts: `url` (the view in the query string), `view` (the view
+the controls describe), `request` (the refresh being drawn: generation,
+time, view) and `tick` (auto-refresh).
 """
 
 from __future__ import annotations
@@ -57,6 +60,22 @@ def _panel(panel: Panel) -> html.Section:
     )
 
 
+def _time_field(name: str, label: str, hint: str) -> html.Div:
+    return html.Div(
+        [
+            html.Label(label, htmlFor=f"range-{name}"),
+            dcc.Input(
+                id=f"range-{name}",
+                type="text",
+                debounce=True,
+                placeholder=hint,
+                className="range-input",
+            ),
+        ],
+        className="filter filter-time",
+    )
+
+
 def _filter(name: str, label: str, catalogue: Catalogue) -> html.Div:
     variable = catalogue.variable(name)
     return html.Div(
@@ -98,13 +117,17 @@ def build_layout(catalogue: Catalogue, prometheus_url: str, refresh_seconds: flo
                             dcc.Dropdown(
                                 id="filter-range",
                                 options=[{"label": v, "value": k} for k, v in ranges.items()],
-                                value=catalogue.time_from,
+                                value=None,
+                                placeholder="Custom range",
                                 clearable=False,
                                 searchable=False,
                             ),
                         ],
                         className="filter",
                     ),
+                    _time_field("from", "From", "now-6h or 2025-06-01 08:00 (UTC)"),
+                    _time_field("to", "To", "now"),
+                    html.Span(id="range-error", className="range-error"),
                     *(_filter(name, label, catalogue) for name, label in filters(catalogue)),
                 ],
                 className="filters",
@@ -131,6 +154,9 @@ def build_layout(catalogue: Catalogue, prometheus_url: str, refresh_seconds: flo
             html.Div(id="banner", className="banner"),
             html.Div([_panel(p) for p in catalogue.panels], className="grid"),
             dcc.Interval(id="tick", interval=int(refresh_seconds * 1000), n_intervals=0),
+            dcc.Location(id="url", refresh=False),
+            dcc.Store(id="view"),
+            dcc.Store(id="request"),
         ],
         className="page",
     )

@@ -9,6 +9,7 @@ from types import FrameType
 from werkzeug.serving import make_server
 
 from maas_metrics.config import Config
+from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.web.app import create_app
 
 
@@ -24,9 +25,19 @@ def serve_dashboard(
     port: int,
     *,
     scrape_interval_seconds: int = 15,
+    recording_rules: bool = False,
 ) -> None:
-    """Serve until Ctrl-C or SIGTERM (both end `serve_forever`, which closes the socket)."""
-    app = create_app(config, prometheus_url, scrape_interval_seconds=scrape_interval_seconds)
+    """Serve until Ctrl-C or SIGTERM (both end `serve_forever`, which closes the socket).
+
+    `recording_rules`: panels read the `maas-metrics rules` series (fast at any user count).
+    """
+    catalogue = build_catalogue(config, recording_rules=recording_rules)
+    app = create_app(
+        config,
+        prometheus_url,
+        scrape_interval_seconds=scrape_interval_seconds,
+        catalogue=catalogue,
+    )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per request
     server = make_server(host, port, app.server, threaded=True)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -69,5 +69,12 @@ body { margin: 0; background: var(--bg); color: var(--text);
 .dash-spreadsheet-container .dash-spreadsheet-inner th.dash-header[data-dash-column^="Value"] > div {
   justify-content: flex-end; }
 .dash-spreadsheet-container .dash-spreadsheet-inner .column-header--sort { opacity: 0.4; }
+.range-input { background: #22252B; color: var(--text); border: 1px solid var(--border);
+  border-radius: 4px; padding: 7px 8px; font-size: 13px; }
+.range-error { color: #FF9AA5; font-size: 12px; align-self: center; }
+.range-error:empty { display: none; }
+.previous-next-container { color: var(--muted); font-size: 12px; padding: 4px 0; }
+.previous-next-container button, .previous-next-container input { background: #22252B;
+  color: var(--text); border: 1px solid var(--border); border-radius: 3px; }
 ._dash-loading { color: var(--muted); padding: 20px; }
 """

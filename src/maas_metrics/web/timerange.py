@@ -1,8 +1,10 @@
-"""The dashboard's relative time ranges (`now-1h`), as Grafana's time picker offers them."""
+"""The dashboard's time ranges: relative (`now-1h`) as Grafana's picker offers them, and absolute."""
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import UTC, datetime
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -36,3 +38,46 @@ def range_options(default: str) -> dict[str, str]:
         range_seconds(default)  # validate
         options = {default: f"Last {default.removeprefix('now-')}", **options}
     return options
+
+
+# --- absolute ranges and Grafana's `from` / `to` ---------------------------------------------
+
+_ABSOLUTE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
+
+
+def parse_time(text: str, now: float, field: str) -> float:
+    """A `from` / `to` text as epoch seconds: `now`, `now-6h`, epoch milliseconds (Grafana's URLs),
+    or a UTC date and time (`2025-06-01 08:00`). Raises ValueError naming `field`."""
+    value = text.strip()
+    if value == "now":
+        return now
+    if value.startswith("now-"):
+        try:
+            return now - range_seconds(value)
+        except ValueError:
+            raise ValueError(f"{field}: {text!r} is not a time (e.g. now-6h)") from None
+    if value.isdigit() and len(value) >= 10:
+        return int(value) / 1000
+    for pattern in _ABSOLUTE_FORMATS:
+        try:
+            parsed = datetime.strptime(value.removesuffix("Z"), pattern)
+        except ValueError:
+            continue
+        return parsed.replace(tzinfo=UTC).timestamp()
+    raise ValueError(f"{field}: {text!r} is not a time (now, now-6h or 2025-06-01 08:00 UTC)")
+
+
+def resolve_range(start: str, end: str, now: float) -> tuple[float, float]:
+    """(start, end) in epoch seconds, whole seconds; ValueError naming the field when invalid."""
+    first = float(math.floor(parse_time(start, now, "From")))
+    last = float(math.floor(parse_time(end, now, "To")))
+    if last > now:
+        last = float(math.floor(now))
+    if first >= last:
+        raise ValueError("From: must be before To (and not in the future)")
+    return first, last
+
+
+def absolute_text(timestamp: float) -> str:
+    """The UTC text of an absolute time as the range fields show it (`parse_time` reads it back)."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
