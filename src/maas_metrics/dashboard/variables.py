@@ -90,8 +90,10 @@ class Selection:
         object.__setattr__(self, "tier", _choice(tier))
         object.__setattr__(self, "user", _choice(user))
         object.__setattr__(self, "model", _choice(model))
+        chosen = ((k, _choice(v)) for k, v in others.items())
+        # All is the default: leaving it out keeps equal selections equal.
         object.__setattr__(
-            self, "others", tuple(sorted((k, _choice(v)) for k, v in others.items()))
+            self, "others", tuple(sorted((k, c) for k, c in chosen if not isinstance(c, _All)))
         )
 
     def choice(self, name: str) -> Choice:
