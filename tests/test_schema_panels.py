@@ -671,3 +671,11 @@ def test_web_dashboard_in_todays_shape(env: Env, tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_latency_row_filters_by_the_billing_dimension() -> None:
+    """The histograms carry `subscription` in today's schema: the row filters on it, not `tier`."""
+    catalogue = TODAY.catalogue(False)
+    exprs = [t.expr for p in catalogue.panels if p.key in LATENCY_KEYS for t in p.targets]
+    assert any('subscription=~"$subscription"' in e for e in exprs)
+    assert not any("tier" in e for e in exprs)

@@ -364,7 +364,7 @@ class _Builder:
             panels.append(headroom)
         panels.append(self.details())
         panels += breakdowns.panels(self.schema, self.cost, self.hits)
-        panels.extend(latency_panels(bottom(panels)))  # the "Latency & health" row
+        panels.extend(latency_panels(bottom(panels), self.dim))  # the "Latency & health" row
         return tuple(self._schema_notes(p) for p in panels)
 
     def _per_user(self, build: Callable[[], Panel]) -> Panel:
