@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import re
 import ssl
+import zoneinfo
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -145,6 +146,37 @@ class PriceChange(_Strict):
         return self
 
 
+def _timezone(value: str) -> str:
+    """An IANA time zone name (`UTC`, `Europe/Paris`) that this machine's tz database knows."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not a known IANA time zone (e.g. UTC, Europe/Paris)"
+        ) from None
+    return value
+
+
+class Budget(_Strict):
+    """A monthly budget per user, in dollars (`usd`) or tokens, on calendar months of `timezone`.
+
+    `hard`: once a user's month is at or over `amount`, requests get a 429
+    `budget_exceeded` until the month renews. `soft`: they are served with an
+    `X-Budget-Warning` header and counted in `maas_budget_overage_calls_total`.
+    """
+
+    amount: Annotated[float, Field(gt=0)]
+    unit: Literal["usd", "tokens"] = "usd"
+    enforcement: Literal["hard", "soft"] = "hard"
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+
+    @model_validator(mode="after")
+    def _whole_tokens(self) -> Budget:
+        if self.unit == "tokens" and self.amount != int(self.amount):
+            raise ValueError("amount: a token budget is a whole number of tokens")
+        return self
+
+
 class Tier(_Strict):
     """A service tier: who is in it, what it may use, what it costs and how it looks."""
 
@@ -156,6 +188,7 @@ class Tier(_Strict):
     price_changes: list[PriceChange] = []
     request_limit: LimitSpec | None = None
     token_limit: TokenLimitSpec | None = None
+    budget: Budget | None = None  # each user's monthly budget (an API key's `budget` overrides it)
 
     def price_per_hit_on(self, day: date, model: str | None = None) -> float:
         """The per-hit price in force on `day` (model-specific changes win over general ones)."""
@@ -232,6 +265,7 @@ class ApiKey(_Strict):
     groups: Annotated[list[Text], Field(min_length=1)]
     sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
     attributes: Attributes = {}
+    budget: Budget | None = None  # this user's monthly budget, instead of the tier's
 
 
 class SchemaSettings(_Strict):
@@ -372,6 +406,26 @@ class Metering(_Strict):
     max_sse_event_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
 
 
+class UsageSource(_Strict):
+    """Where `GET /v1/usage` reads a caller's history (`gateway.usage`).
+
+    `prometheus_url`: the Prometheus that scrapes this gateway's operator
+    listener, read with the report's queries at `resolution_seconds` (at most
+    the scrape interval). Without it `/v1/usage` still answers live quota and
+    budget, and says history needs Prometheus (or a ledger).
+    """
+
+    prometheus_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    resolution_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+
+    @field_validator("resolution_seconds")
+    @classmethod
+    def _divides_a_day(cls, value: float) -> float:
+        if 86400 % value:
+            raise ValueError(f"{value:g} must divide a day (e.g. 1, 5, 15, 30, 60)")
+        return value
+
+
 class GatewaySettings(_Strict):
     host: BindHost = "127.0.0.1"
     port: Port = 8080
@@ -385,6 +439,7 @@ class GatewaySettings(_Strict):
     # this long (0: stop at once, as Limitador does, losing what was counted since the last scrape).
     shutdown_scrape_wait_seconds: Annotated[float, Field(ge=0)] = 0.0
     metering: Metering = Metering()
+    usage: UsageSource = UsageSource()
 
     @model_validator(mode="after")
     def _listeners_apart(self) -> GatewaySettings:
@@ -582,6 +637,7 @@ class Config(_Strict):
                             f"accepts (at most {KUADRANT_MAX_LIMIT} with source kuadrant)"
                         )
         _one_trust_per_origin(self.models)
+        _one_budget_per_user(self.api_keys)
         models = {m.name for m in self.models}
         for tier in self.tiers:
             for change in tier.price_changes:
@@ -611,6 +667,13 @@ class Config(_Strict):
         matching = [t for t in self.tiers if member.intersection(t.groups)]
         return max(matching, key=lambda t: t.level) if matching else None
 
+    def budget_for(self, user: str, tier: Tier) -> Budget | None:
+        """`user`'s monthly budget: an API key's override, else the tier's."""
+        for key in self.api_keys:
+            if key.user == user and key.budget is not None:
+                return key.budget
+        return tier.budget
+
     def tiers_by_level(self) -> list[Tier]:
         return sorted(self.tiers, key=lambda t: t.level)
 
@@ -637,6 +700,17 @@ def _one_trust_per_origin(models: list[Model]) -> None:
         if trust.setdefault(origin, model.ca_file) != model.ca_file:
             raise ValueError(
                 f"models on {origin} must all use the same ca_file (model {model.name!r})"
+            )
+
+
+def _one_budget_per_user(keys: list[ApiKey]) -> None:
+    """A user's keys share one monthly counter, so they must name the same budget override."""
+    seen: dict[str, Budget | None] = {}
+    for index, key in enumerate(keys):
+        if seen.setdefault(key.user, key.budget) != key.budget:
+            raise ValueError(
+                f"api_keys[{index}].budget: user {key.user!r} has keys with different budgets "
+                "(one monthly counter per user)"
             )
 
 

@@ -163,9 +163,15 @@ def _upstreams(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
 
 
 def _note_unenforced(cfg: Config, objects: list[Manifest]) -> None:
-    """Say on stderr which request limits have no RateLimitPolicy (token policy only)."""
-    from maas_metrics.manifests.kuadrant import unenforced_request_limits
+    """Say on stderr what Kuadrant cannot enforce, and which request limits have no RateLimitPolicy."""
+    from maas_metrics.manifests.kuadrant import (
+        unenforced_request_limits,
+        without_kuadrant_equivalent,
+    )
 
+    if any(o["kind"] == "TokenRateLimitPolicy" for o in objects):
+        for note in without_kuadrant_equivalent(cfg):
+            print(f"note: {note}", file=sys.stderr)
     skipped = unenforced_request_limits(cfg) if cfg.source == "kuadrant" else []
     if skipped and any(o["kind"] == "TelemetryPolicy" for o in objects):
         print(

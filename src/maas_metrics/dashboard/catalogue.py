@@ -46,6 +46,7 @@ from maas_metrics import contract
 from maas_metrics.config import Config, Tier
 from maas_metrics.contract import Schema
 from maas_metrics.dashboard import breakdowns
+from maas_metrics.dashboard.budget_panel import budget_panel
 from maas_metrics.dashboard.latency_panels import bottom, latency_panels
 from maas_metrics.dashboard.model import (
     Catalogue,
@@ -364,6 +365,9 @@ class _Builder:
             panels.append(headroom)
         panels.append(self.details())
         panels += breakdowns.panels(self.schema, self.cost, self.hits)
+        budget = budget_panel(self.config, bottom(panels))  # only with a budget configured
+        if budget is not None:
+            panels.append(budget)
         panels.extend(latency_panels(bottom(panels), self.dim))  # the "Latency & health" row
         return tuple(self._schema_notes(p) for p in panels)
 

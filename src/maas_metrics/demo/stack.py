@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from maas_metrics.config import Config, load_config
+from maas_metrics.config import Config, UsageSource, load_config
 from maas_metrics.demo.grafana_file import write_grafana_json
 from maas_metrics.demo.ports import pick_port
 from maas_metrics.demo.processes import Child, cli_command, die_with_parent
@@ -151,6 +151,15 @@ class DemoStack:
 
     def _prepare(self) -> str:
         config = demo_config(self.config, self.ports.mock, self.ports.gateway, self.ports.operator)
+        # /v1/usage and the My usage page read their history from the demo's Prometheus.
+        interval = self.options.scrape_interval_seconds
+        usage = UsageSource(
+            prometheus_url=self.prometheus_url,
+            resolution_seconds=interval if 86400 % interval == 0 else 1,
+        )
+        config = config.model_copy(
+            update={"gateway": config.gateway.model_copy(update={"usage": usage})}
+        )
         self.config_path.write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         )

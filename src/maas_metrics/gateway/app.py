@@ -27,12 +27,14 @@ from maas_metrics.config import Config, tls_context
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity, KeyTable
 from maas_metrics.gateway.background import Background
+from maas_metrics.gateway.budgets import Budgets
 from maas_metrics.gateway.estimate import answer_chars, estimate_usage, prompt_chars
 from maas_metrics.gateway.metering import Admission, Meter, Usage, parse_usage
 from maas_metrics.gateway.proxy import Upstreams, upstream_error
 from maas_metrics.gateway.relay import SSE_HEADERS, RelayResponse
 from maas_metrics.gateway.streaming import UsageCapture
 from maas_metrics.gateway.timing import RequestTimer, TimedStore
+from maas_metrics.gateway.usage import UsageEndpoint
 from maas_metrics.gateway.validation import InferenceRequest, parse_request
 from maas_metrics.ledger.metrics import families as ledger_families
 from maas_metrics.ledger.trace import Trace, open_ledger
@@ -73,6 +75,10 @@ class Gateway:
             TimedStore(create_store(config.storage.url), self.latency), config.storage.on_failure
         )
         self.meter = Meter(self.limiter, self.metrics, policies)
+        self.policies = policies
+        self.budgets = Budgets(
+            config, self.limiter.store, config.storage.on_failure, self.metering.zero_hold_seconds
+        )
         self.upstreams = Upstreams(
             config.gateway.upstream_timeout_seconds,
             {m.upstream: tls_context(m.ca_file) for m in config.models if m.ca_file is not None},
@@ -170,8 +176,11 @@ class Gateway:
             if self.ledger is None
             else self.ledger.begin(identity, identity.key_id, checked.model, path, checked.stream)
         )
+        budget = self.budgets.check_for(identity)  # checked first, in the same round trip
         try:
-            admission = await self.meter.admit(identity, checked.model, checked.payload)
+            admission = await self.meter.admit(identity, checked.model, checked.payload, budget)
+            if budget is not None:  # a hard budget's 429, or a soft one's warning
+                admission.budget_headers.update(self.budgets.verdict(identity, admission.budget))
         except errors.GatewayError as error:
             if trace is not None:
                 trace.failed(error.status, error.type)
@@ -228,7 +237,10 @@ class Gateway:
                 usage.total_tokens,
                 usage.cached_tokens,
             )
-        await self.meter.report(identity, checked.model, usage, admission)
+        report = self.meter.report(identity, checked.model, usage, admission)
+        await self.budgets.with_report(
+            report, identity, checked.model, usage, together=self.storage_kind != "memory"
+        )
 
     async def _complete(
         self,
@@ -373,11 +385,13 @@ class Gateway:
         began = time.monotonic()
         self.metrics.set_partitioned(self.limiter.partitioned)
         self.metrics.set_reservations(self.meter.reservations_outstanding())
-        families = [*self.metrics.families(), *self.latency.families()]
+        budget_families = self.budgets.families()
+        families = [*self.metrics.families(), *self.latency.families(), *budget_families]
         if self.ledger is not None:
             families += ledger_families(self.ledger.writer)
         text = render(families)
-        if not self.metrics.held() and not self.latency.held():  # this scrape read every count
+        held = self.metrics.held() or self.latency.held() or any(f.held() for f in budget_families)
+        if not held:  # no new series still shown at 0: this scrape read every count
             self.last_scrape_at = began
         return Response(text, headers={"content-type": CONTENT_TYPE})
 
@@ -441,6 +455,17 @@ def create_app(config: Config) -> Starlette:
             Route("/v1/completions", gateway.completions, methods=["POST"]),
             Route("/v1/models", gateway.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", gateway.get_model, methods=["GET"]),
+            Route(
+                "/v1/usage",
+                UsageEndpoint(
+                    config,
+                    gateway.keys,
+                    gateway.limiter,
+                    gateway.budgets,
+                    None if gateway.ledger is None else gateway.ledger.writer.store.engine,
+                ).handle,
+                methods=["GET"],
+            ),
             Route("/healthz", gateway.healthz, methods=["GET"]),
         ],
         exception_handlers=_exception_handlers(gateway),

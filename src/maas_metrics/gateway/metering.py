@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import Identity
-from maas_metrics.limiter import Decision, Limit, RateLimiter, Reservation
+from maas_metrics.limiter import BudgetCheck, Decision, Limit, RateLimiter, Reservation
 from maas_metrics.policies import ReservationRule, TierPolicies
 from maas_metrics.telemetry import GatewayMetrics
 
@@ -145,6 +145,8 @@ class Admission:
     tokens: Decision | None
     reservation: Reservation | None = None
     settled: bool = False
+    budget_headers: dict[str, str] = field(default_factory=dict)  # a soft budget's warning
+    budget: tuple[bool, int] | None = None  # the budget check: (below its max, the month's use)
 
     @property
     def holding(self) -> bool:
@@ -152,7 +154,10 @@ class Admission:
         return self.reservation is not None and not self.settled
 
     def headers(self) -> dict[str, str]:
-        return quota_headers(self.requests, self.tokens)
+        headers = quota_headers(self.requests, self.tokens)
+        if self.budget_headers:
+            headers.update(self.budget_headers)
+        return headers
 
 
 class Meter:
@@ -173,7 +178,11 @@ class Meter:
         self._outstanding: dict[str, list[int]] = {tier: [0, 0] for tier in self._rules}
 
     async def admit(
-        self, identity: Identity, model: str, payload: dict[str, Any] | None = None
+        self,
+        identity: Identity,
+        model: str,
+        payload: dict[str, Any] | None = None,
+        budget: BudgetCheck | None = None,
     ) -> Admission:
         """Both policy checks in one store round trip; raise 429/503 or return the `Admission`.
 
@@ -192,7 +201,12 @@ class Meter:
             identity.user,
             reserve,
             rule.ttl_seconds if rule is not None else 0.0,
+            budget,
         )
+        stopped = budget is not None and budget.hard and result.budget is not None
+        if stopped and result.budget is not None and not result.budget[0]:
+            # A hard budget at or over its max stopped it before the policies: nothing counted.
+            return Admission(identity, model, None, None, budget=result.budget)
         decision = result.requests
         if decision is not None:
             if not decision.allowed:
@@ -208,7 +222,9 @@ class Meter:
             held = self._outstanding.setdefault(identity.tier, [0, 0])
             held[0] += 1
             held[1] += reservation.amount
-        return Admission(identity, model, result.requests, result.tokens, reservation)
+        return Admission(
+            identity, model, result.requests, result.tokens, reservation, budget=result.budget
+        )
 
     def _reject(
         self, decision: Decision, identity: Identity, model: str, unit: str

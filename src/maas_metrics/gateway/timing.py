@@ -17,7 +17,13 @@ import time
 
 from maas_metrics.gateway.metering import Usage
 from maas_metrics.limiter import CounterState, CounterStore
-from maas_metrics.limiter.store import Admission, RequestCheck, TokenCheck, TokenState
+from maas_metrics.limiter.store import (
+    Admission,
+    BudgetCheck,
+    RequestCheck,
+    TokenCheck,
+    TokenState,
+)
 from maas_metrics.telemetry.latency import (
     BAD_GATEWAY,
     TIMEOUT,
@@ -96,10 +102,15 @@ class TimedStore:
         self.store = store
         self._observe = metrics.store_round_trip
 
-    async def admit(self, request: RequestCheck | None, tokens: TokenCheck | None) -> Admission:
+    async def admit(
+        self,
+        request: RequestCheck | None,
+        tokens: TokenCheck | None,
+        budget: BudgetCheck | None = None,
+    ) -> Admission:
         began = time.perf_counter()
         try:
-            return await self.store.admit(request, tokens)
+            return await self.store.admit(request, tokens, budget)
         finally:
             self._observe(time.perf_counter() - began)
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 from maas_metrics.limiter.limits import Admitted, Decision, Limit, Reservation
 from maas_metrics.limiter.store import (
+    BudgetCheck,
     CounterState,
     CounterStore,
     RequestCheck,
@@ -75,12 +76,14 @@ class RateLimiter:
         user: str,
         reserve: int = 0,
         reservation_ttl_seconds: float = 60.0,
+        budget: BudgetCheck | None = None,
     ) -> Admitted:
         """Both policy checks of one request in one store round trip.
 
         `reserve > 0` puts the token policy in reservation mode: hold `reserve`
         tokens iff used + outstanding + reserve <= max, for at most
-        `reservation_ttl_seconds` (and never past the window end).
+        `reservation_ttl_seconds` (and never past the window end). `budget` is
+        checked first in the same round trip (see `BudgetCheck`).
         """
         request_check = None
         if requests is not None:
@@ -101,7 +104,10 @@ class RateLimiter:
                 int(reservation_ttl_seconds * 1000),
             )
         try:
-            state = await self.store.admit(request_check, token_check)
+            if budget is None:
+                state = await self.store.admit(request_check, token_check)
+            else:
+                state = await self.store.admit(request_check, token_check, budget)
         except StoreUnavailable as error:
             request_decision = None if requests is None else self._degraded(requests, error)
             if request_decision is not None and not request_decision.allowed:
@@ -119,7 +125,8 @@ class RateLimiter:
             token_decision = self._token_decision(tokens, state.tokens)
             if reservation_id and token_decision.allowed:
                 reservation = Reservation(reservation_id, tokens, user, reserve)
-        return Admitted(request_decision, token_decision, reservation)
+        spent = None if state.budget is None else (state.budget.applied, state.budget.value)
+        return Admitted(request_decision, token_decision, reservation, spent)
 
     async def settle(
         self, limit: Limit, user: str, delta: int, reservation: Reservation | None = None

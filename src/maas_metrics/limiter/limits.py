@@ -54,9 +54,10 @@ class Admitted(NamedTuple):
     """Both policies' decisions for one request, and the reservation it holds (if any).
 
     `tokens` is None when the token policy was not checked: no token limit, or
-    the request policy rejected first.
+    the request policy rejected first (or a hard budget before both).
     """
 
     requests: Decision | None
     tokens: Decision | None
     reservation: Reservation | None = None
+    budget: tuple[bool, int] | None = None  # a budget check: (below its max, the month's use)

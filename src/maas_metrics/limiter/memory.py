@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from maas_metrics.limiter.store import (
     Admission,
+    BudgetCheck,
     CounterState,
     RequestCheck,
     TokenCheck,
@@ -121,14 +122,26 @@ class InMemoryStore:
         holds.add(check.reservation_id, check.reserve, until)
         return TokenState(True, value, held + check.reserve, ttl_ms)
 
-    async def admit(self, request: RequestCheck | None, tokens: TokenCheck | None) -> Admission:
+    async def admit(
+        self,
+        request: RequestCheck | None,
+        tokens: TokenCheck | None,
+        budget: BudgetCheck | None = None,
+    ) -> Admission:
         now = self._clock()
+        spent = None
+        if budget is not None:
+            entry = self._current(budget.key, now)
+            value, expires_at = entry if entry else (0, now + budget.window_ms / 1000)
+            spent = CounterState(value < budget.max_value, value, int((expires_at - now) * 1000))
+            if budget.hard and not spent.applied:
+                return Admission(None, None, spent)
         state = None
         if request is not None:
             state = self._request(request, now)
             if not state.applied:
-                return Admission(state, None)
-        return Admission(state, None if tokens is None else self._tokens(tokens, now))
+                return Admission(state, None, spent)
+        return Admission(state, None if tokens is None else self._tokens(tokens, now), spent)
 
     async def settle(
         self, key: str, window_ms: int, delta: int, reservation_id: str = ""

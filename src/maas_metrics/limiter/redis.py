@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from maas_metrics.limiter.redis_scripts import BATCH, SHAPES
 from maas_metrics.limiter.store import (
     Admission,
+    BudgetCheck,
     CounterState,
     RequestCheck,
     StoreUnavailable,
@@ -118,7 +119,12 @@ class RedisStore:
 
     # --- the store interface -----------------------------------------------------------
 
-    async def admit(self, request: RequestCheck | None, tokens: TokenCheck | None) -> Admission:
+    async def admit(
+        self,
+        request: RequestCheck | None,
+        tokens: TokenCheck | None,
+        budget: BudgetCheck | None = None,
+    ) -> Admission:
         keys = ["", "", "", ""]
         args: list[int | str] = [0, 0, 0, 0, 0, 0, 0, "", 0]
         if request is not None:
@@ -135,10 +141,17 @@ class RedisStore:
                 tokens.reservation_id,
                 tokens.ttl_ms,
             ]
-        r = await self._run("a", keys, args)
+        spent = None
+        if budget is None:
+            r = await self._run("a", keys, args)
+        else:  # the budget first, in the same script call ("A": see redis_scripts)
+            budget_args: list[int | str] = [budget.max_value, budget.window_ms, int(budget.hard)]
+            b = await self._run("A", [budget.key, *keys], [*budget_args, *args])
+            spent, r = CounterState(bool(b[0]), b[1], b[2]), b[3:]
         return Admission(
             None if r[0] < 0 else CounterState(bool(r[0]), r[1], r[2]),
             None if r[3] < 0 else TokenState(bool(r[3]), r[4], r[5], r[6]),
+            spent,
         )
 
     async def settle(

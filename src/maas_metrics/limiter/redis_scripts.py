@@ -12,6 +12,10 @@ Operations (keys; arguments -> result):
              has_request, request_max, request_window_ms, has_tokens, token_max,
              token_window_ms, reserve, reservation_id, reservation_ttl_ms
              -> request_applied (-1: not checked), value, ttl, token_applied (-1), value, held, ttl
+  A admit within a monthly budget: budget counter + the keys of `a`; budget_max,
+             budget_window_ms, hard + the arguments of `a` -> budget_applied (value < max),
+             value, ttl + the result of `a` (all -1/0: a hard budget at or over its max
+             stopped the admission before any policy)
   s settle   token counter, reservations hash, expiry zset; delta, window_ms, reservation_id
              -> 1, value, held, ttl
   c check_and_update  counter; delta, max, window_ms -> applied, value, ttl
@@ -26,7 +30,14 @@ clock), both expiring with the counter's window.
 from __future__ import annotations
 
 # (keys, arguments, result length) of each operation letter.
-SHAPES = {"a": (4, 9, 7), "s": (3, 3, 4), "c": (1, 3, 3), "k": (1, 2, 3), "u": (1, 2, 3)}
+SHAPES = {
+    "a": (4, 9, 7),
+    "A": (5, 12, 10),
+    "s": (3, 3, 4),
+    "c": (1, 3, 3),
+    "k": (1, 2, 3),
+    "u": (1, 2, 3),
+}
 
 BATCH = """
 local now_ms = nil
@@ -87,6 +98,17 @@ local function admit(K, A)
   return {r_applied, r_value, r_ttl, 1, value, held + amount, ttl}
 end
 
+local function admit_in_budget(K, A)
+  local ttl = redis.call('PTTL', K[1])
+  local value = 0
+  if ttl > 0 then value = tonumber(redis.call('GET', K[1])) else ttl = tonumber(A[2]) end
+  local within = 0
+  if value < tonumber(A[1]) then within = 1 end
+  if within == 0 and A[3] == '1' then return {0, value, ttl, -1, 0, 0, -1, 0, 0, 0} end
+  local r = admit({K[2], K[3], K[4], K[5]}, {A[4], A[5], A[6], A[7], A[8], A[9], A[10], A[11], A[12]})
+  return {within, value, ttl, r[1], r[2], r[3], r[4], r[5], r[6], r[7]}
+end
+
 local function settle(K, A)
   if A[3] ~= '' then
     local amount = redis.call('HGET', K[2], A[3])
@@ -140,7 +162,7 @@ local function update(K, A)
 end
 
 local ops = {
-  a = {admit, 4, 9}, s = {settle, 3, 3}, c = {check_and_update, 1, 3},
+  a = {admit, 4, 9}, A = {admit_in_budget, 5, 12}, s = {settle, 3, 3}, c = {check_and_update, 1, 3},
   k = {check, 1, 2}, u = {update, 1, 2},
 }
 local out = {}

@@ -53,20 +53,41 @@ class TokenCheck(NamedTuple):
     ttl_ms: int = 0
 
 
+class BudgetCheck(NamedTuple):
+    """A monthly budget at admission, checked before both policies (read only).
+
+    `applied` in its state is False when the counter is at or over `max_value`;
+    then a `hard` budget stops the admission there (no policy is checked, no
+    counter moves), a soft one lets the policies decide as usual.
+    """
+
+    key: str
+    max_value: int
+    window_ms: int
+    hard: bool
+
+
 class Admission(NamedTuple):
     """What one admission round trip decided.
 
     `tokens` is None when the token policy was not checked (no token limit, or
-    the request policy already rejected).
+    the request policy already rejected); both policies are None when a hard
+    budget stopped the admission; `budget` is None without a budget check.
     """
 
     request: CounterState | None
     tokens: TokenState | None
+    budget: CounterState | None = None
 
 
 class CounterStore(Protocol):
-    async def admit(self, request: RequestCheck | None, tokens: TokenCheck | None) -> Admission:
-        """Both policy checks of one request, atomically.
+    async def admit(
+        self,
+        request: RequestCheck | None,
+        tokens: TokenCheck | None,
+        budget: BudgetCheck | None = None,
+    ) -> Admission:
+        """The budget check (if any) and both policy checks of one request, atomically.
 
         The request policy goes first and, when admitted, stays counted even if
         the token policy then rejects (Kuadrant sends the two policies to

@@ -154,3 +154,37 @@ def unenforced_request_limits(config: Config) -> list[str]:
     if config.kuadrant.request_routes:
         return []
     return [t.name for t in config.tiers if t.request_limit is not None]
+
+
+#: The release TokenRateLimitPolicy CRD (kuadrant.io/v1alpha1, in /work/shared/reference/crds and
+#: tests/test_kuadrant_crds.py) has no reservation setting in `spec.limits` or anywhere else, so
+#: reservation mode generates nothing: a field the CRD does not know would be refused.
+TRLP_HAS_RESERVATION = False
+
+
+def without_kuadrant_equivalent(config: Config) -> list[str]:
+    """What the config asks for that Kuadrant's policies cannot express, one line each (stderr)."""
+    notes: list[str] = []
+    reserving = [
+        t.name
+        for t in config.tiers
+        if t.token_limit is not None and t.token_limit.mode == "reservation"
+    ]
+    if reserving and not TRLP_HAS_RESERVATION:
+        notes.append(
+            f"token reservation mode of {', '.join(reserving)} is not in the TokenRateLimitPolicy: "
+            "this Kuadrant release has no Reservation setting, so Limitador enforces those token "
+            "limits optimistically (check, then count); only the maas-metrics gateway reserves"
+        )
+    budgets = [t.name for t in config.tiers if t.budget is not None]
+    budgets += [f"user {k.user}" for k in config.api_keys if k.budget is not None]
+    if budgets:
+        notes.append(
+            f"monthly budgets ({', '.join(dict.fromkeys(budgets))}) have no Kuadrant equivalent: "
+            "only the maas-metrics gateway enforces them"
+        )
+    notes.append(
+        "GET /v1/usage and the My usage page have no Kuadrant equivalent: they need the "
+        "maas-metrics gateway"
+    )
+    return notes

@@ -19,11 +19,17 @@ def recording_groups(config: Config) -> list[dict[str, Any]]:
 def rule_groups(
     config: Config, settings: AlertSettings | None = None, *, recording: bool = True
 ) -> list[dict[str, Any]]:
+    from maas_metrics.rules.budgets import budget_groups
     from maas_metrics.rules.limits import limits_group
 
     groups = recording_groups(config) if recording else []
     # The limits-as-data group (rules/limits.py) is always there: the near-quota alert reads it.
-    return [*groups, alert_group(config, settings), limits_group(config)]
+    return [
+        *groups,
+        alert_group(config, settings),
+        limits_group(config),
+        *budget_groups(config),  # only when a budget is configured (rules/budgets.py)
+    ]
 
 
 def render_rule_file(groups: list[dict[str, Any]]) -> str:

@@ -35,6 +35,7 @@ from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.web import figures
 from maas_metrics.web.data import duration_seconds
 from maas_metrics.web.layout import build_layout, filters, panel_body_id
+from maas_metrics.web.my_usage import default_gateway_url, register_my_usage
 from maas_metrics.web.queries import SharedQueries
 from maas_metrics.web.state import WebDashboard
 from maas_metrics.web.style import CSS
@@ -94,8 +95,12 @@ def create_app(
     scrape_interval_seconds: float = 15,
     catalogue: Catalogue | None = None,
     timeout_seconds: float = 30,
+    gateway_url: str | None = None,
 ) -> Dash:
-    """The Dash app for `config` reading `prometheus_url`; serve `app.server` with any WSGI server."""
+    """The Dash app for `config` reading `prometheus_url`; serve `app.server` with any WSGI server.
+
+    `gateway_url` (default: the config's gateway address) serves the "My usage" page's look-ups.
+    """
     catalogue = catalogue or build_catalogue(config)
     queries = SharedQueries(
         PrometheusAPI(prometheus_url, timeout=timeout_seconds),
@@ -114,6 +119,10 @@ def create_app(
         include_assets_files=False,
     )
     app.layout = build_layout(catalogue, prometheus_url, refresh_seconds)
+    register_my_usage(
+        app.server,
+        gateway_url or default_gateway_url(config.gateway.host, config.gateway.port),
+    )
     app.server.config["maas_queries"] = queries  # for tests and benchmarks: `queries.sent`
     _view_callback(app, catalogue)
     app.clientside_callback(  # type: ignore[no-untyped-call]
