@@ -193,11 +193,11 @@ def precreated(users: int) -> GatewayMetrics:
 
 def traffic(metrics: GatewayMetrics, pairs: list[tuple[str, str, str]]) -> None:
     for i, (user, tier, model) in enumerate(pairs):
-        metrics.authorized(REQ_NS, user, tier, model, 1)
-        metrics.authorized(TOK_NS, user, tier, model, 0)
-        metrics.reported(TOK_NS, user, tier, model, 30, 50, 80)
+        metrics.authorized(REQ_NS, (user, tier), model, 1)
+        metrics.authorized(TOK_NS, (user, tier), model, 0)
+        metrics.reported(TOK_NS, (user, tier), model, 30, 50, 80)
         if i % 10 == 0:
-            metrics.limited(REQ_NS, user, tier, model, f"{tier}-requests")
+            metrics.limited(REQ_NS, (user, tier), model, f"{tier}-requests")
 
 
 def exposition(users: int, active_share: float) -> list[list[str]]:

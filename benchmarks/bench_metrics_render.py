@@ -43,11 +43,11 @@ def populate(target: int) -> GatewayMetrics:
     while series_count(metrics) < target:
         user, model = f"user-{i // len(MODELS):06d}", MODELS[i % len(MODELS)]
         tier = TIERS[i % len(TIERS)]
-        metrics.authorized(REQ_NS, user, tier, model, 1)
-        metrics.authorized(TOK_NS, user, tier, model, 0)
-        metrics.reported(TOK_NS, user, tier, model, 30 + i % 7, 50 + i % 11, 80 + i % 18)
+        metrics.authorized(REQ_NS, (user, tier), model, 1)
+        metrics.authorized(TOK_NS, (user, tier), model, 0)
+        metrics.reported(TOK_NS, (user, tier), model, 30 + i % 7, 50 + i % 11, 80 + i % 18)
         if i % 10 == 0:
-            metrics.limited(REQ_NS, user, tier, model, f"{tier}-requests")
+            metrics.limited(REQ_NS, (user, tier), model, f"{tier}-requests")
         i += 1
     return metrics
 
@@ -101,8 +101,8 @@ def traffic(metrics: GatewayMetrics, fraction: float) -> Callable[[], None]:
             i = (j * stride + rounds[0]) % pairs
             user, model = f"user-{i // len(MODELS):06d}", MODELS[i % len(MODELS)]
             tier = TIERS[i % len(TIERS)]
-            metrics.authorized(REQ_NS, user, tier, model, 1)
-            metrics.reported(TOK_NS, user, tier, model, 3, 5, 8)
+            metrics.authorized(REQ_NS, (user, tier), model, 1)
+            metrics.reported(TOK_NS, (user, tier), model, 3, 5, 8)
 
     return feed
 

@@ -407,7 +407,9 @@ def build_history(
     return history
 
 
-def backfill_recording_rules_at(prometheus: PrometheusProcess, start: int, end: int) -> None:
+def backfill_recording_rules_at(
+    prometheus: PrometheusProcess, start: int, end: int, config: Config | None = None
+) -> None:
     """Evaluate every recording rule at exactly `start`, `start + 60`, ... and load the results.
 
     A Prometheus server evaluates a group at a fixed, hash-based offset
@@ -415,10 +417,11 @@ def backfill_recording_rules_at(prometheus: PrometheusProcess, start: int, end: 
     or on it. The expressions are the real rules', evaluated by the real
     server's engine (a range query: the same evaluation as the rule
     manager's instant query at each time), stored at their evaluation times.
+    `config`: whose schema's rules (the seed's without one).
     """
     lines: list[str] = []
     with PrometheusAPI(prometheus.url) as api:
-        for group in recording_groups():
+        for group in recording_groups(config):
             step = _seconds(str(group["interval"]))
             for rule in group["rules"]:
                 for series in api.query_range(str(rule["expr"]), start, end, step):

@@ -154,9 +154,9 @@ def test_any_unicode_label_value_keeps_the_exposition_valid(values: list[str]) -
     metrics = GatewayMetrics()
     for i, value in enumerate(values):
         other = values[(i + 1) % len(values)]
-        metrics.authorized(value, value, "free", other, 1)
-        metrics.reported(other, value, "premium", value, 1, 2, 3)
-        metrics.limited(value, other, "free", value, "free-requests")
+        metrics.authorized(value, (value, "free"), other, 1)
+        metrics.reported(other, (value, "premium"), value, 1, 2, 3)
+        metrics.limited(value, (other, "free"), value, "free-requests")
     code, findings = promtool_findings(render(metrics.families()).decode())
     assert code != 1, findings
     assert findings <= ALLOWED_FINDINGS, findings - ALLOWED_FINDINGS

@@ -346,6 +346,7 @@ def test_rule_file_passes_promtool_check_and_holds_recording_and_alert_groups(
         "MaaSCounterStorePartitioned",
         "MaaSHighLimitedRatio",
         "MaaSRateLimiterDown",
+        "MaaSUsageSeriesHigh",
         "MaaSUserNearQuota",
     ]
     # One near-quota rule per configured limit: 3 tiers x (requests, tokens).

@@ -80,13 +80,13 @@ def apply(metrics: GatewayMetrics, step: tuple[Any, ...]) -> None:
     kind = step[0]
     if kind == "auth":
         _, user, model, hits = step
-        metrics.authorized(REQUESTS_NS, USERS[user], "free", f"m{model}", hits)
+        metrics.authorized(REQUESTS_NS, (USERS[user], "free"), f"m{model}", hits)
     elif kind == "limit":
         _, user, model = step
-        metrics.limited(REQUESTS_NS, USERS[user], "free", f"m{model}", "free-requests")
+        metrics.limited(REQUESTS_NS, (USERS[user], "free"), f"m{model}", "free-requests")
     elif kind == "report":
         _, user, model, tokens = step
-        metrics.reported("maas/tokens", USERS[user], "free", f"m{model}", tokens, 1, tokens + 1)
+        metrics.reported("maas/tokens", (USERS[user], "free"), f"m{model}", tokens, 1, tokens + 1)
     elif kind == "quota":
         metrics.limit_max.set(("maas/requests", "free", "free-requests", "requests"), step[1])
 
@@ -94,7 +94,7 @@ def apply(metrics: GatewayMetrics, step: tuple[Any, ...]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(event, min_size=1, max_size=1500))
 def test_cached_and_gzip_renders_equal_the_uncached_render(steps: list[tuple[Any, ...]]) -> None:
-    plain, cached, zipped = (GatewayMetrics(HOLD) for _ in range(3))
+    plain, cached, zipped = (GatewayMetrics(hold_seconds=HOLD) for _ in range(3))
     cache, zip_cache = Exposition(cached.families()), Exposition(zipped.families())
     truth = BornAtZeroModel()
     now = 100.0
@@ -122,7 +122,7 @@ def test_gzip_body_is_one_member_that_zlib_streaming_readers_accept() -> None:
     """Clients that stop after one gzip member (httpx, curl) read the whole body."""
     metrics = GatewayMetrics()
     for i in range(5 * BLOCK_SERIES):
-        metrics.authorized(REQUESTS_NS, f"user-{i}", "free", "m", 1)
+        metrics.authorized(REQUESTS_NS, (f"user-{i}", "free"), "m", 1)
     exposition = Exposition(metrics.families())
     exposition.scrape()
     body = exposition.scrape(gzip=True)
@@ -192,7 +192,7 @@ def test_extra_families_are_appended_uncached() -> None:
     exposition = Exposition(cached.families())
     for step in range(3):
         for metrics in (plain, cached):
-            metrics.authorized(REQUESTS_NS, f"user-{step}", "free", "m", 1)
+            metrics.authorized(REQUESTS_NS, (f"user-{step}", "free"), "m", 1)
         extra = Family("maas_ledger_pending", "Records not yet written.", "gauge", ())
         extra.set((), step * 7)
         now = 50.0 + step

@@ -45,15 +45,15 @@ def test_pending_counts_survive_an_outage_and_a_redis_that_lost_its_data(
 
         await scrape()  # nothing yet: later series are born at zero
         for _ in range(5):
-            worker.authorized(NS, "ann", "free", "m", 1)
+            worker.authorized(NS, ("ann", "free"), "m", 1)
         await pusher.push()
         await pusher.push()  # the series ripened in the worker: nothing new to add
         await scrape()
         await scrape()
         redis.stop()
         for _ in range(3):
-            worker.authorized(NS, "ann", "free", "m", 1)
-        worker.authorized(NS, "ben", "free", "m", 1)
+            worker.authorized(NS, ("ann", "free"), "m", 1)
+        worker.authorized(NS, ("ben", "free"), "m", 1)
         await pusher.push()  # fails: the counts stay pending
         assert not await shared.refresh()
         redis.start()  # same port, empty: the earlier totals are gone from Redis

@@ -15,18 +15,28 @@ import ssl
 import zoneinfo
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
+from maas_metrics.contract import (
+    GROUP,
+    MISSING_VALUE,
+    AttributionLabel,
+    BillingDimension,
+    MetricNames,
+    Schema,
+)
 from maas_metrics.durations import (
     KUADRANT_MAX_WINDOW_SECONDS,
     DurationError,
@@ -240,13 +250,58 @@ def tls_context(ca_file: Path) -> ssl.SSLContext:
         raise ValueError(f"cannot read CA file {str(ca_file)!r}: {error.strerror}") from None
 
 
+Attributes = dict[AttributionLabel, Annotated[Text, Field(min_length=1)]]
+"""Attribution label -> value (e.g. `cost_center: cc-100`), set per group or per key."""
+
+
 class ApiKey(_Strict):
-    """An API key, stored only as the SHA-256 hex digest of the secret."""
+    """An API key, stored only as the SHA-256 hex digest of the secret.
+
+    `attributes` (optional) set the key's attribution labels; they win over
+    the values of its groups (`schema.groups`).
+    """
 
     user: Annotated[Text, Field(min_length=1)]
     groups: Annotated[list[Text], Field(min_length=1)]
     sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
+    attributes: Attributes = {}
     budget: Budget | None = None  # this user's monthly budget, instead of the tier's
+
+
+class SchemaSettings(_Strict):
+    """The metric schema (`schema:`): which labels the counters carry and which names are read.
+
+    The defaults are the seed's platform (tier, user and model everywhere,
+    Limitador's names). Today's platform: `billing_dimension: subscription`,
+    `attribution: [organization_id, cost_center]`, `capture_user: false`,
+    `calls_carry_model: false`, `metric_names: otel`. See `contract.Schema`.
+    """
+
+    billing_dimension: BillingDimension = "tier"
+    attribution: list[AttributionLabel] = []
+    capture_user: bool = True
+    calls_carry_model: bool = True
+    metric_names: MetricNames = "limitador"
+    missing_value: Annotated[Text, Field(min_length=1)] = MISSING_VALUE
+    groups: dict[Text, Attributes] = {}
+    max_usage_series: Annotated[int, Field(gt=0)] = 100_000
+    """The cardinality alert fires above this many series of the usage counters."""
+
+    @model_validator(mode="after")
+    def _captured_once(self) -> SchemaSettings:
+        _unique(list(self.attribution), "schema.attribution", "label")
+        return self
+
+    def contract(self) -> Schema:
+        """The `contract.Schema` every producer and consumer asks."""
+        return Schema(
+            dimension=self.billing_dimension,
+            attribution=tuple(self.attribution),
+            user=self.capture_user,
+            calls_model=self.calls_carry_model,
+            names=self.metric_names,
+            missing_value=self.missing_value,
+        )
 
 
 class Namespaces(_Strict):
@@ -488,6 +543,12 @@ class Dashboard(_Strict):
 
 
 class Config(_Strict):
+    """The whole config. With `schema.billing_dimension: subscription` the YAML lists
+    `subscriptions:` (each shaped like a tier; `price_per_token` may stand for
+    `price_per_hit`, as token hits are tokens) instead of `tiers:`; the code
+    calls both `tiers`.
+    """
+
     tiers: Annotated[list[Tier], Field(min_length=1)]
     models: Annotated[list[Model], Field(min_length=1)]
     api_keys: list[ApiKey] = []
@@ -498,6 +559,84 @@ class Config(_Strict):
     gateway: GatewaySettings = GatewaySettings()
     dashboard: Dashboard = Dashboard()
     ledger: Ledger = Ledger()
+    metrics_schema: SchemaSettings = Field(SchemaSettings(), alias="schema")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _subscriptions(cls, data: object) -> object:
+        """`subscriptions:` is the `tiers:` list under today's name (same model, one copy)."""
+        if not isinstance(data, dict):
+            return data
+        schema = data.get("schema")
+        dimension = schema.get("billing_dimension", "tier") if isinstance(schema, dict) else "tier"
+        if dimension not in ("tier", "subscription"):
+            raise ValueError(
+                f"schema.billing_dimension: Input should be 'tier' or 'subscription', "
+                f"not {dimension!r}"
+            )
+        right, wrong = ("subscriptions", "tiers")[:: 1 if dimension == "subscription" else -1]
+        if wrong in data:
+            raise ValueError(
+                f"with schema.billing_dimension {dimension}, list the plans under {right}, "
+                f"not {wrong}"
+            )
+        if dimension != "subscription":
+            return data
+        if "subscriptions" not in data:
+            raise ValueError("subscriptions: required (schema.billing_dimension is subscription)")
+        entries = data["subscriptions"]
+        if isinstance(entries, list):
+            entries = [_per_token_price(e) for e in entries]
+        rest = {k: v for k, v in data.items() if k != "subscriptions"}
+        return {**rest, "tiers": entries}
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dump with the YAML's names (`schema:`, `subscriptions:`), so a dump loads back."""
+        data: dict[str, Any] = handler(self)
+        if "metrics_schema" in data:
+            data["schema"] = data.pop("metrics_schema")
+        if self.metrics_schema.billing_dimension == "subscription" and "tiers" in data:
+            data = {("subscriptions" if k == "tiers" else k): v for k, v in data.items()}
+        return data
+
+    @property
+    def contract(self) -> Schema:
+        """The metric contract of this config (`contract.Schema`)."""
+        return self.metrics_schema.contract()
+
+    @property
+    def dimension_name(self) -> str:
+        """What the config calls a tier: `tier` or `subscription` (for messages and titles)."""
+        return self.metrics_schema.billing_dimension
+
+    def attributes(self, key: ApiKey, matched_group: str | None = None) -> dict[str, str]:
+        """The captured attribution labels of `key`.
+
+        Each is the key's own value, else that of the first entry of
+        `schema.groups` (in the config's order: list specific groups before
+        broad ones) that the key belongs to and that sets it, else (for
+        `group`) `matched_group`, the group that chose its tier, else
+        `schema.missing_value`. The Kuadrant AuthPolicy applies the same rule.
+        """
+        schema = self.metrics_schema
+        member = set(key.groups)
+        out: dict[str, str] = {}
+        for label in schema.attribution:
+            value = key.attributes.get(label)
+            if value is None:
+                value = next(
+                    (
+                        attrs[label]
+                        for group, attrs in schema.groups.items()
+                        if group in member and label in attrs
+                    ),
+                    None,
+                )
+            if value is None and label == GROUP:
+                value = matched_group
+            out[label] = schema.missing_value if value is None else value
+        return out
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -568,6 +707,20 @@ class Config(_Strict):
     def tiers_by_level(self) -> list[Tier]:
         return sorted(self.tiers, key=lambda t: t.level)
 
+    def matched_group(self, groups: list[str] | tuple[str, ...], tier: Tier) -> str | None:
+        """The first of `tier`'s groups the caller is in (the `group` attribution label)."""
+        return next((g for g in tier.groups if g in groups), None)
+
+
+def _per_token_price(entry: object) -> object:
+    """A subscription's `price_per_token` is its `price_per_hit` (token hits are tokens)."""
+    if not isinstance(entry, dict) or "price_per_token" not in entry:
+        return entry
+    if "price_per_hit" in entry:
+        raise ValueError("subscriptions: set price_per_token or price_per_hit, not both")
+    rest = {k: v for k, v in entry.items() if k != "price_per_token"}
+    return {**rest, "price_per_hit": entry["price_per_token"]}
+
 
 def _one_trust_per_origin(models: list[Model]) -> None:
     """TLS trust belongs to the endpoint: models on one https origin must name the same CA file."""
@@ -620,7 +773,11 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line: the first problem's field path and message, plus how many more there are."""
     problems = error.errors()
     first = problems[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and re.match(r"^function-", p)))
+    loc = tuple(
+        p
+        for p in first["loc"]
+        if not (isinstance(p, str) and (re.match(r"^function-", p) or p == "[key]"))
+    )
     message = first["msg"].removeprefix("Value error, ")
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
     if not loc:  # a whole-config rule: its message names the fields itself
@@ -632,7 +789,15 @@ def parse_config(data: object) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(describe_validation_error(error)) from None
+        message = describe_validation_error(error)
+        if _dimension(data) == "subscription" and message.startswith("tiers"):
+            message = "subscriptions" + message.removeprefix("tiers")  # the YAML's name
+        raise ConfigError(message) from None
+
+
+def _dimension(data: object) -> object:
+    schema = data.get("schema") if isinstance(data, dict) else None
+    return schema.get("billing_dimension") if isinstance(schema, dict) else None
 
 
 def read_yaml(path: str | Path, what: str) -> object:

@@ -8,7 +8,7 @@ change the structure of a query.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -56,6 +56,30 @@ def duration(seconds: float) -> str:
     if millis % 1000:
         return f"{millis}ms"
     return f"{millis // 1000}s"
+
+
+def preferred(
+    names: Sequence[str], key: Sequence[str], read: Callable[[str], str], by: Sequence[str]
+) -> str:
+    """`sum by (by) (read(name))`, the counter read under each of its `names` (preferred first).
+
+    One name: just that. Several (`contract.Schema.names_of` with `auto`): each
+    is first summed by `key`, the counter's own labels (so the scrape path's
+    `job`/`instance` labels go), the parts are joined with `or`, which keeps a
+    series's preferred name and falls back to the other name only for series
+    that do not have it, then summed by `by`. So the two names of one series
+    never add up, and a series under one name only still counts. A selector
+    `{__name__=~"a(_total)?"}` would add both up (and `increase()` on both fails
+    as soon as they share a label set).
+    """
+
+    def total(labels: Sequence[str]) -> str:
+        return f"sum by ({', '.join(labels)})" if labels else "sum"
+
+    if len(names) == 1:
+        return f"{total(by)} ({read(names[0])})"
+    parts = " or ".join(f"{total(key)} ({read(name)})" for name in names)
+    return f"{total(by)} ({parts})"
 
 
 # --- counting: the one technique for "how much did a counter grow in a window" ------------------

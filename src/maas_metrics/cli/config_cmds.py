@@ -25,7 +25,7 @@ def check(config: Annotated[Path, typer.Argument(help=CONFIG_OPTION_HELP)]) -> N
     cfg = load_config_or_exit(config)
     tiers = ", ".join(f"{t.name} (level {t.level})" for t in cfg.tiers_by_level())
     print(
-        f"ok: {len(cfg.tiers)} tiers [{tiers}], {len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {mask_secrets(cfg.storage.url)}"
+        f"ok: {len(cfg.tiers)} {cfg.dimension_name}s [{tiers}], {len(cfg.models)} models, {len(cfg.api_keys)} keys, storage {mask_secrets(cfg.storage.url)}"
     )
 
 

@@ -47,8 +47,12 @@ PeriodOption = Annotated[
     ),
 ]
 ByOption = Annotated[
-    str,
-    typer.Option(help="Group rows by these keys, comma-separated: user, tier, model, namespace."),
+    str | None,
+    typer.Option(
+        help="Group rows by these keys, comma-separated: user, tier (or subscription), model, "
+        "namespace and the schema's attribution labels (organization_id, cost_center, ...). "
+        "Default: user, the billing dimension, model (no user when it is not captured)."
+    ),
 ]
 FormatOption = Annotated[
     str,
@@ -84,11 +88,16 @@ def report(
     start: FromOption = None,
     end: ToOption = None,
     period: PeriodOption = None,
-    by: ByOption = "user,tier,model",
+    by: ByOption = None,
     user: Annotated[list[str] | None, _filter("user")] = None,
     tier: Annotated[list[str] | None, _filter("tier")] = None,
+    subscription: Annotated[list[str] | None, _filter("subscription")] = None,
     model: Annotated[list[str] | None, _filter("model")] = None,
     namespace: Annotated[list[str] | None, _filter("limitador_namespace")] = None,
+    organization_id: Annotated[list[str] | None, _filter("organization_id")] = None,
+    cost_center: Annotated[list[str] | None, _filter("cost_center")] = None,
+    group: Annotated[list[str] | None, _filter("group")] = None,
+    tenant_name: Annotated[list[str] | None, _filter("tenant_name")] = None,
     format: FormatOption = "table",
     output: OutputOption = None,
     step: StepOption = None,
@@ -138,30 +147,38 @@ def report(
         for key, values in (
             ("user", user),
             ("tier", tier),
+            ("subscription", subscription),
             ("model", model),
             ("namespace", namespace),
+            ("organization_id", organization_id),
+            ("cost_center", cost_center),
+            ("group", group),
+            ("tenant_name", tenant_name),
         )
         if values
     }
     if source == "ledger" or (source == "auto" and cfg.ledger.enabled):
         from maas_metrics.cli.ledger_cmds import ledger_report
 
-        _write(ledger_report(cfg, start, end, period, by, filters), cfg, format, output)
+        # The ledger keeps its own keys (user, tier, model, namespace, day, month).
+        ledger_by = by if by is not None else "user,tier,model"
+        _write(ledger_report(cfg, start, end, period, ledger_by, filters), cfg, format, output)
         return
     if resolution is None:
         resolution = "1m" if recording_rules else "15s"
     request = _request(
-        start, end, period, by, filters, step, resolution, format == "html", recording_rules
+        cfg, start, end, period, by, filters, step, resolution, format == "html", recording_rules
     )
     result = _read(prometheus, cfg, request)
     _write(result, cfg, format, output)
 
 
 def _request(
+    cfg: Config,
     start: str | None,
     end: str | None,
     period: str | None,
-    by: str,
+    by: str | None,
     filters: dict[str, tuple[str, ...]],
     step: str | None,
     resolution: str,
@@ -176,20 +193,23 @@ def _request(
         parse_group_by,
         resolve_range,
     )
+    from maas_metrics.report.model import default_by
     from maas_metrics.report.timerange import parse_duration
 
     try:
         res = parse_duration(resolution, "--resolution")
         step_seconds = parse_duration(step, "--step") if step is not None else None
         rng = resolve_range(start=start, end=end, period=period, resolution=res)
+        schema = cfg.contract
         return ReportRequest(
             range=rng,
-            by=parse_group_by(by),
+            by=default_by(schema) if by is None else parse_group_by(by, schema),
             filters=filters,
             resolution=res,
             step=step_seconds,
             with_users=with_users,
             recording_rules=recording_rules,
+            schema=schema,
         )
     except (ReportInputError, TimeInputError) as error:
         fail(str(error))

@@ -13,8 +13,18 @@ whatever `$namespace` is set to; any other namespace (several token
 namespaces in a multi-tenant deployment) counts. Rate-limit and
 success-rate queries cover the calls of both policies.
 
+Schema (`contract.Schema`, from the config): the billing dimension (`tier`
+or `subscription`) names the by-tier panels, the dimension filter and the
+price vector's label; each captured attribution label gets a filter and a
+cost breakdown (`dashboard.breakdowns`); with `user` not captured, the
+panels that need it keep their place and say so (no query, a no-data text);
+when the calls counters carry no `model`, the panels built on them cover
+every model whatever `$model` says, and their descriptions say so (a join on
+users who used the model would count their calls of other models too).
+
 Variables: datasource; namespace, tier, user, model (multi-select, All =
-`.*`; user narrowed by namespace and tier, only-limited users included);
+`.*`; user narrowed by namespace and tier, only-limited users included), then
+one per captured attribution label;
 hidden: request_namespace (constant) and table_users (the detailed table's
 `DETAIL_USERS` most active users, a `top` variable: resolve it with
 `variables.top_values` and pass it to `expand(options=...)`, or leave it
@@ -28,9 +38,14 @@ tier_distribution, model_popularity, revenue_by_tier, quota_headroom.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 
+from maas_metrics import contract
 from maas_metrics.config import Config, Tier
+from maas_metrics.contract import Schema
+from maas_metrics.dashboard import breakdowns
 from maas_metrics.dashboard.budget_panel import budget_panel
 from maas_metrics.dashboard.latency_panels import bottom, latency_panels
 from maas_metrics.dashboard.model import (
@@ -44,16 +59,14 @@ from maas_metrics.dashboard.model import (
     Variable,
 )
 from maas_metrics.dashboard.promql import (
-    CALL_FILTER,
     NAMESPACE,
     NOT_REQUEST_NAMESPACE,
     REQUEST_NAMESPACE,
-    TIER,
-    TOKEN_FILTER,
-    USER,
     Counters,
+    Filters,
     PriceVectors,
     by,
+    label_filter,
     or_zero,
     price_vectors,
     re2_escape,
@@ -62,21 +75,73 @@ from maas_metrics.dashboard.promql import (
     top_and_others,
 )
 from maas_metrics.dashboard.variables import ALL_VALUE
-from maas_metrics.promql import increase_exact, string_literal
+from maas_metrics.promql import increase_exact, preferred, string_literal
 
-HITS = "authorized_hits"
-CALLS = "authorized_calls"
-LIMITED = "limited_calls"
+HITS = contract.HITS
+CALLS = contract.CALLS
+LIMITED = contract.LIMITED
+USER = contract.USER
+MODEL = contract.MODEL
 
-DETAIL_LABELS = ("limitador_namespace", "user", "tier", "model")
-"""The row key of the detailed table (and of the report's finest grouping)."""
 
-USAGE_METRICS = '__name__=~"authorized_calls|limited_calls"'
+def detail_labels(schema: Schema) -> tuple[str, ...]:
+    """The detailed table's row key: namespace, user?, dimension, attribution, model (if on calls)."""
+    model = (MODEL,) if schema.calls_model else ()
+    return (contract.NAMESPACE, *schema.identity_labels, *model)
+
+
+DETAIL_LABELS = detail_labels(contract.SEED)
+"""The row key of the detailed table (and of the report's finest grouping) in the seed's schema."""
+
+
+def _names(schema: Schema, counters: tuple[str, ...]) -> str:
+    """`__name__=~"a|b"`: every name the schema reads the counters under."""
+    names = [n for c in counters for n in schema.names_of(c)]
+    return f'__name__=~"{"|".join(names)}"'
+
+
+NO_USER = (
+    "Needs the `user` label, which this schema does not capture (schema.capture_user: false, "
+    "as the platform does by default to keep the series count low)."
+)
+NO_MODEL_ON_CALLS = (
+    " The calls counters carry no `model` label in this schema (Limitador labels them before "
+    "the model is known), so this panel covers every model whatever the model filter says."
+)
+
+DIMENSION_WORDS = {contract.TIER: "service tier", contract.SUBSCRIPTION: "subscription"}
+
+#: Display names of the labels, for titles and filters.
+TITLES = {
+    contract.TIER: "Tier",
+    contract.SUBSCRIPTION: "Subscription",
+    contract.ORGANIZATION: "Organization",
+    contract.COST_CENTER: "Cost Centre",
+    contract.GROUP: "Group",
+    contract.TENANT: "Tenant",
+}
 
 DETAIL_USERS = 100
 """The detailed table lists the rows of this many users: the most active (policy checks) ones."""
 
 TABLE_USERS = 'user=~"$table_users"'
+USER_FILTER = label_filter(USER)
+
+USER_PANELS = frozenset(
+    {
+        "active_users",
+        "hourly_hits_by_user",
+        "hits_by_user_tier",
+        "top_users",
+        "top_cost_users",
+        "tier_distribution",
+        "quota_headroom",
+    }
+)
+"""Panels about single users: without `user` they keep their place and say why they are empty."""
+
+CALLS_PANELS = frozenset({"success_rate", "calls_by_tier", "success_rate_by_tier", "details"})
+"""Panels built on the calls counters (cover every model when those carry no `model`)."""
 
 TOP_USERS = 'user=~"$top_users"'
 """The per-user panels' users: the config's `dashboard.top_users` with the most hits; the rest is "others"."""
@@ -94,8 +159,10 @@ def build_catalogue(
     `detail_users`: how many of the most active users the detailed table lists.
     """
     day = price_date or date.today()
-    counters = Counters(recording_rules)
+    schema = config.contract
+    counters = Counters(recording_rules, schema)
     builder = _Builder(config, counters, price_vectors(config, day))
+    top = (table_users_variable(counters, detail_users, schema),) if schema.user else ()
     return Catalogue(
         title=config.dashboard.title,
         uid=config.dashboard.uid,
@@ -106,8 +173,12 @@ def build_catalogue(
         panels=builder.panels(),
         variables=(
             *variables(config),
-            table_users_variable(counters, detail_users),
-            top_users_variable(counters, config.dashboard.top_users),
+            *top,
+            *(
+                (top_users_variable(counters, config.dashboard.top_users, schema),)
+                if schema.user
+                else ()
+            ),
         ),
         tiers=tuple(TierStyle(t.name, t.level, t.colour) for t in config.tiers_by_level()),
         refresh=config.dashboard.refresh,
@@ -118,10 +189,13 @@ def build_catalogue(
 
 
 def variables(config: Config) -> tuple[Variable, ...]:
-    """The datasource, the four filters (multi-select, All = `.*`) and the request-namespace constant."""
+    """The datasource, the filters (multi-select, All = `.*`) and the request-namespace constant."""
+    schema = config.contract
+    dim = schema.dimension
+    calls = _names(schema, (CALLS, LIMITED))
 
-    def usage(*matchers: str) -> str:
-        return "{" + ", ".join((USAGE_METRICS, *matchers)) + "}"
+    def usage(*matchers: str, names: str = calls) -> str:
+        return "{" + ", ".join((names, *matchers)) + "}"
 
     def filter_variable(name: str, label: str, label_name: str, match: str, why: str) -> Variable:
         return Variable(
@@ -136,6 +210,31 @@ def variables(config: Config) -> tuple[Variable, ...]:
             all_value=ALL_VALUE,
         )
 
+    user: tuple[Variable, ...] = ()
+    if schema.user:
+        user = (
+            filter_variable(
+                "user",
+                "User",
+                "user",
+                usage(NAMESPACE, label_filter(dim)),
+                f"Users seen in the chosen namespaces and {dim}s, including users who were only "
+                "limited.",
+            ),
+        )
+    # `model` from the hits when the calls counters carry none.
+    model_names = calls if schema.calls_model else _names(schema, (HITS,))
+    attribution = tuple(
+        filter_variable(
+            contract.variable_name(label),
+            TITLES[label],
+            label,
+            usage(NAMESPACE),
+            f"The callers' {label} (attribution label; `{schema.missing_value}` for keys "
+            "without one).",
+        )
+        for label in schema.attribution
+    )
     return (
         Variable(
             name="datasource",
@@ -152,15 +251,14 @@ def variables(config: Config) -> tuple[Variable, ...]:
             "limitador_namespace: one per policy (and per tenant). Token panels never count the "
             "request policy's namespace, whatever is chosen here.",
         ),
-        filter_variable("tier", "Tier", "tier", usage(NAMESPACE), "The users' service tier."),
         filter_variable(
-            "user",
-            "User",
-            "user",
-            usage(NAMESPACE, TIER),
-            "Users seen in the chosen namespaces and tiers, including users who were only limited.",
+            dim, TITLES[dim], dim, usage(NAMESPACE), f"The users' {DIMENSION_WORDS[dim]}."
         ),
-        filter_variable("model", "Model", "model", usage(NAMESPACE), "The model requested."),
+        *user,
+        filter_variable(
+            "model", "Model", "model", usage(NAMESPACE, names=model_names), "The model requested."
+        ),
+        *attribution,
         Variable(
             name="request_namespace",
             label="Request-policy namespace",
@@ -172,7 +270,9 @@ def variables(config: Config) -> tuple[Variable, ...]:
     )
 
 
-def table_users_variable(counters: Counters, limit: int) -> Variable:
+def table_users_variable(
+    counters: Counters, limit: int, schema: Schema = contract.SEED
+) -> Variable:
     """The `limit` users with the most policy checks (allowed + limited) in the range and filters."""
     if limit < 1:
         raise ValueError("the detailed table needs at least one user")
@@ -182,13 +282,13 @@ def table_users_variable(counters: Counters, limit: int) -> Variable:
         kind="top",
         description=f"The {limit} users with the most allowed + limited calls: the detailed table's rows.",
         label_name="user",
-        expr=counters.checks_total(CALL_FILTER, ("user",)),
+        expr=counters.checks_total(Filters(schema).calls, ("user",)),
         limit=limit,
         hidden=True,
     )
 
 
-def top_users_variable(counters: Counters, limit: int) -> Variable:
+def top_users_variable(counters: Counters, limit: int, schema: Schema = contract.SEED) -> Variable:
     """The `limit` users with the most hits in the range and filters: the per-user panels' rows."""
     return Variable(
         name="top_users",
@@ -196,7 +296,7 @@ def top_users_variable(counters: Counters, limit: int) -> Variable:
         kind="top",
         description=f"The {limit} users with the most hits; per-user panels sum the rest as others.",
         label_name="user",
-        expr=counters.total(HITS, TOKEN_FILTER, ("user",)),
+        expr=counters.total(HITS, Filters(schema).tokens, (USER,)),
         limit=limit,
         hidden=True,
     )
@@ -207,46 +307,56 @@ class _Builder:
         self.config = config
         self.c = counters
         self.prices = prices
+        self.schema = config.contract
+        self.f = Filters(self.schema)
+        self.dim = self.schema.dimension
+        self.Dim = TITLES[self.dim]
+
+    def legend(self, *labels: str) -> str:
+        """`{{user}} · {{tier}}`: by-dimension legends end with the dimension (tier colours)."""
+        return " · ".join("{{" + label + "}}" for label in labels)
 
     # --- expressions shared by several panels ------------------------------------------------
 
     def hits(self, labels: tuple[str, ...]) -> str:
-        return self.c.total(HITS, TOKEN_FILTER, labels)
+        return self.c.total(HITS, self.f.tokens, labels)
 
     def top_hits(self, labels: tuple[str, ...]) -> str:
         """Hits by `labels` (with `user`) of the top users, plus one row for all the others."""
         return top_and_others(
-            self.c.total(HITS, (*TOKEN_FILTER, TOP_USERS), labels),
-            self.c.total(HITS, TOKEN_FILTER, labels),
+            self.c.total(HITS, (*self.f.tokens, TOP_USERS), labels),
+            self.c.total(HITS, self.f.tokens, labels),
         )
 
-    def cost(self, labels: tuple[str, ...], matchers: tuple[str, ...] = TOKEN_FILTER) -> str:
-        keys = tuple(dict.fromkeys((*labels, "tier", "model")))
+    def cost(self, labels: tuple[str, ...], matchers: tuple[str, ...] | None = None) -> str:
+        matchers = self.f.tokens if matchers is None else matchers
+        keys = tuple(dict.fromkeys((*labels, self.dim, MODEL)))
         return f"{by(labels)} {self.prices.cost(self.c.total(HITS, matchers, keys))}"
 
     def active(self, labels: tuple[str, ...]) -> str:
         """Users (by `labels`, which include `user`) with at least one allowed or limited call."""
-        calls = self.c.total(CALLS, CALL_FILTER, labels)
-        limited = self.c.total(LIMITED, CALL_FILTER, labels)
+        calls = self.c.total(CALLS, self.f.calls, labels)
+        limited = self.c.total(LIMITED, self.f.calls, labels)
         return f"(({calls}) > 0 or ({limited}) > 0)"
 
     # --- the panels ----------------------------------------------------------------------------
 
     def panels(self) -> tuple[Panel, ...]:
+        user = self._per_user
         panels = [
             self.total_hits(),
-            self.active_users(),
+            user(self.active_users),
             self.success_rate(),
             self.total_cost(),
             self.hits_rate_by_tier(),
             self.calls_by_tier(),
             self.success_rate_by_tier(),
-            self.hourly_hits_by_user(),
-            self.hits_by_user_tier(),
-            self.top_users(),
-            self.top_cost_users(),
+            user(self.hourly_hits_by_user),
+            user(self.hits_by_user_tier),
+            user(self.top_users),
+            user(self.top_cost_users),
             self.hits_by_tier(),
-            self.tier_distribution(),
+            user(self.tier_distribution),
             self.model_popularity(),
             self.revenue_by_tier(),
         ]
@@ -254,11 +364,31 @@ class _Builder:
         if headroom is not None:
             panels.append(headroom)
         panels.append(self.details())
+        panels += breakdowns.panels(self.schema, self.cost, self.hits)
         budget = budget_panel(self.config, bottom(panels))  # only with a budget configured
         if budget is not None:
             panels.append(budget)
-        panels.extend(latency_panels(bottom(panels)))  # the "Latency & health" row
-        return tuple(panels)
+        panels.extend(latency_panels(bottom(panels), self.dim))  # the "Latency & health" row
+        return tuple(self._schema_notes(p) for p in panels)
+
+    def _per_user(self, build: Callable[[], Panel]) -> Panel:
+        """A panel about single users; without `user` only its place and title are kept
+        (built from raw counters, as the recording rules keep no `user` then)."""
+        if self.schema.user:
+            return build()
+        saved, self.c = self.c, replace(self.c, recording_rules=False)
+        try:
+            return build()
+        finally:
+            self.c = saved
+
+    def _schema_notes(self, panel: Panel) -> Panel:
+        """What this schema changes: no `user` -> the panel says so; no `model` on calls -> noted."""
+        if not self.schema.user and panel.key in USER_PANELS:
+            return replace(panel, targets=(), description=NO_USER, no_data=NO_USER, columns=())
+        if not self.schema.calls_model and panel.key in CALLS_PANELS:
+            return replace(panel, description=panel.description + NO_MODEL_ON_CALLS)
+        return panel
 
     def total_hits(self) -> Panel:
         return Panel(
@@ -285,16 +415,16 @@ class _Builder:
             unit="short",
             targets=(
                 Target(
-                    "A", or_zero(f"count({self.active(('user',))})"), legend="users", instant=True
+                    "A", or_zero(f"count({self.active((USER,))})"), legend="users", instant=True
                 ),
             ),
             grid=Grid(6, 0, 6, 4),
         )
 
     def success_rate(self) -> Panel:
-        allowed = self.c.total(CALLS, CALL_FILTER, ())
-        limited = self.c.total(LIMITED, CALL_FILTER, ())
-        checks = self.c.checks_total(CALL_FILTER, ())
+        allowed = self.c.total(CALLS, self.f.calls, ())
+        limited = self.c.total(LIMITED, self.f.calls, ())
+        checks = self.c.checks_total(self.f.calls, ())
         return Panel(
             id=10,
             key="success_rate",
@@ -324,8 +454,8 @@ class _Builder:
             key="total_cost",
             title="🧾 Total Cost",
             description=(
-                "Authorized hits of the range times each tier's price per hit from the config "
-                "(every configured tier)."
+                f"Authorized hits of the range times each {self.dim}'s price per hit from the "
+                f"config (every configured {self.dim})."
             ),
             kind="stat",
             unit="currencyUSD",
@@ -338,11 +468,15 @@ class _Builder:
         return Panel(
             id=2,
             key="hits_rate_by_tier",
-            title="📈 Authorized Hits Rate by Tier",
-            description="Tokens admitted per second, per tier (token namespaces only).",
+            title=f"📈 Authorized Hits Rate by {self.Dim}",
+            description=f"Tokens admitted per second, per {self.dim} (token namespaces only).",
             kind="timeseries",
             unit="short",
-            targets=(Target("A", self.c.rate(HITS, TOKEN_FILTER, ("tier",)), legend="{{tier}}"),),
+            targets=(
+                Target(
+                    "A", self.c.rate(HITS, self.f.tokens, (self.dim,)), legend=self.legend(self.dim)
+                ),
+            ),
             grid=Grid(0, 4, 12, 8),
             colour_by_tier=True,
         )
@@ -351,21 +485,23 @@ class _Builder:
         return Panel(
             id=12,
             key="calls_by_tier",
-            title="🚦 Allowed vs Limited Calls by Tier",
+            title=f"🚦 Allowed vs Limited Calls by {self.Dim}",
             description=(
                 "Policy checks per second that were allowed (solid) or rate-limited with HTTP 429 "
-                "(dashed), per tier, for both the request and the token policy."
+                f"(dashed), per {self.dim}, for both the request and the token policy."
             ),
             kind="timeseries",
             unit="reqps",
             targets=(
                 Target(
-                    "A", self.c.rate(CALLS, CALL_FILTER, ("tier",)), legend="allowed · {{tier}}"
+                    "A",
+                    self.c.rate(CALLS, self.f.calls, (self.dim,)),
+                    legend="allowed · " + self.legend(self.dim),
                 ),
                 Target(
                     "B",
-                    self.c.rate(LIMITED, CALL_FILTER, ("tier",)),
-                    legend="limited · {{tier}}",
+                    self.c.rate(LIMITED, self.f.calls, (self.dim,)),
+                    legend="limited · " + self.legend(self.dim),
                     dashed=True,
                 ),
             ),
@@ -374,15 +510,16 @@ class _Builder:
         )
 
     def success_rate_by_tier(self) -> Panel:
-        allowed = self.c.rate(CALLS, CALL_FILTER, ("tier",))
-        limited = self.c.rate(LIMITED, CALL_FILTER, ("tier",))
-        checks = self.c.checks_rate(CALL_FILTER, ("tier",))
+        allowed = self.c.rate(CALLS, self.f.calls, (self.dim,))
+        limited = self.c.rate(LIMITED, self.f.calls, (self.dim,))
+        checks = self.c.checks_rate(self.f.calls, (self.dim,))
         return Panel(
             id=13,
             key="success_rate_by_tier",
-            title="✅ Success Rate by Tier",
+            title=f"✅ Success Rate by {self.Dim}",
             description=(
-                "authorized_calls / (authorized_calls + limited_calls) per tier over time; a tier "
+                f"authorized_calls / (authorized_calls + limited_calls) per {self.dim} over time; a "
+                f"{self.dim} "
                 "whose users are only limited shows 0 %."
             ),
             kind="timeseries",
@@ -390,7 +527,9 @@ class _Builder:
             decimals=1,
             min_value=0,
             max_value=1,
-            targets=(Target("A", success_ratio(allowed, limited, checks), legend="{{tier}}"),),
+            targets=(
+                Target("A", success_ratio(allowed, limited, checks), legend=self.legend(self.dim)),
+            ),
             grid=Grid(0, 12, 12, 8),
             colour_by_tier=True,
         )
@@ -413,8 +552,8 @@ class _Builder:
                 Target(
                     "A",
                     top_and_others(
-                        self.c.hourly(HITS, (*TOKEN_FILTER, TOP_USERS), ("user",)),
-                        self.c.hourly(HITS, TOKEN_FILTER, ("user",)),
+                        self.c.hourly(HITS, (*self.f.tokens, TOP_USERS), (USER,)),
+                        self.c.hourly(HITS, self.f.tokens, (USER,)),
                     ),
                     legend="{{user}}",
                     min_step="1h",
@@ -427,18 +566,18 @@ class _Builder:
         return Panel(
             id=3,
             key="hits_by_user_tier",
-            title="👥 Authorized Hits by User & Tier",
+            title=f"👥 Authorized Hits by User & {self.Dim}",
             description=(
-                "Tokens admitted per user in the selected range, coloured by the user's tier: the "
-                "top users, the rest summed as others."
+                f"Tokens admitted per user in the selected range, coloured by the user's {self.dim}: "
+                "the top users, the rest summed as others."
             ),
             kind="bargauge",
             unit="short",
             targets=(
                 Target(
                     "A",
-                    f"sort_desc({self.top_hits(('user', 'tier'))})",
-                    legend="{{user}} · {{tier}}",
+                    f"sort_desc({self.top_hits((USER, self.dim))})",
+                    legend=self.legend(USER, self.dim),
                     instant=True,
                 ),
             ),
@@ -457,8 +596,8 @@ class _Builder:
             targets=(
                 Target(
                     "A",
-                    f"sort_desc(topk(10, {self.hits(('user', 'tier'))}))",
-                    legend="{{user}} · {{tier}}",
+                    f"sort_desc(topk(10, {self.hits((USER, self.dim))}))",
+                    legend=self.legend(USER, self.dim),
                     instant=True,
                 ),
             ),
@@ -473,7 +612,7 @@ class _Builder:
             title="💰 Top 5 Users by Cost",
             description=(
                 "The five users whose admitted tokens cost most in the selected range, at their "
-                "tier's price per hit (model-specific prices where configured)."
+                f"{self.dim}'s price per hit (model-specific prices where configured)."
             ),
             kind="bargauge",
             unit="currencyUSD",
@@ -481,8 +620,8 @@ class _Builder:
             targets=(
                 Target(
                     "A",
-                    f"sort_desc(topk(5, {self.cost(('user', 'tier'))}))",
-                    legend="{{user}} · {{tier}}",
+                    f"sort_desc(topk(5, {self.cost((USER, self.dim))}))",
+                    legend=self.legend(USER, self.dim),
                     instant=True,
                 ),
             ),
@@ -494,11 +633,15 @@ class _Builder:
         return Panel(
             id=6,
             key="hits_by_tier",
-            title="📊 Total Authorized Hits by Tier",
-            description="Tokens admitted per tier in the selected range (usage by tier).",
+            title=f"📊 Total Authorized Hits by {self.Dim}",
+            description=(
+                f"Tokens admitted per {self.dim} in the selected range (usage by {self.dim})."
+            ),
             kind="bargauge",
             unit="short",
-            targets=(Target("A", self.hits(("tier",)), legend="{{tier}}", instant=True),),
+            targets=(
+                Target("A", self.hits((self.dim,)), legend=self.legend(self.dim), instant=True),
+            ),
             grid=Grid(0, 30, 6, 8),
             colour_by_tier=True,
         )
@@ -507,15 +650,15 @@ class _Builder:
         return Panel(
             id=14,
             key="tier_distribution",
-            title="🥧 Tier Distribution",
+            title=f"🥧 {self.Dim} Distribution",
             description="How the active users of the selected range are spread over the tiers.",
             kind="piechart",
             unit="short",
             targets=(
                 Target(
                     "A",
-                    f"count by (tier) ({self.active(('user', 'tier'))})",
-                    legend="{{tier}}",
+                    f"count by ({self.dim}) ({self.active((USER, self.dim))})",
+                    legend=self.legend(self.dim),
                     instant=True,
                 ),
             ),
@@ -539,12 +682,17 @@ class _Builder:
         return Panel(
             id=16,
             key="revenue_by_tier",
-            title="💵 Revenue by Tier",
-            description="Cost of the admitted tokens per tier in the selected range, at the config's prices.",
+            title=f"💵 Revenue by {self.Dim}",
+            description=(
+                f"Cost of the admitted tokens per {self.dim} in the selected range, at the "
+                "config's prices."
+            ),
             kind="bargauge",
             unit="currencyUSD",
             decimals=2,
-            targets=(Target("A", self.cost(("tier",)), legend="{{tier}}", instant=True),),
+            targets=(
+                Target("A", self.cost((self.dim,)), legend=self.legend(self.dim), instant=True),
+            ),
             grid=Grid(18, 30, 6, 8),
             colour_by_tier=True,
         )
@@ -567,7 +715,7 @@ class _Builder:
                     Target(
                         ref_id,
                         f"sort_desc(topk(10, {' or '.join(parts)}))",
-                        legend=f"{{{{user}}}} ({{{{tier}}}}) {policy}",
+                        legend=f"{{{{user}}}} ({{{{{self.dim}}}}}) {policy}",
                         instant=True,
                         description=f"Share of the {policy} limit used in the current window.",
                     )
@@ -580,7 +728,7 @@ class _Builder:
             title="⛽ Quota Headroom",
             description=(
                 "The ten users closest to their token and request limits: hits in the last window "
-                "of their tier's limit (window from the config) over the limit's maximum "
+                f"of their {self.dim}'s limit (window from the config) over the limit's maximum "
                 "(maas_limit_max). 100 % means the next request is limited. Limits count all "
                 "models, so the model filter does not apply."
             ),
@@ -596,20 +744,38 @@ class _Builder:
 
     def _quota(self, tier: Tier, policy: str, window_seconds: int) -> str:
         namespace = REQUEST_NAMESPACE if policy == "requests" else NOT_REQUEST_NAMESPACE
-        this_tier = f"tier={string_literal(tier.name)}"
-        used = selector(HITS, (NAMESPACE, namespace, this_tier, TIER, USER))
-        quota = selector("maas_limit_max", (f'policy="{policy}"', this_tier))
+        dim = self.dim
+        this_tier = f"{dim}={string_literal(tier.name)}"
+        attribution = tuple(label_filter(x) for x in self.schema.attribution)
+        matchers = (NAMESPACE, namespace, this_tier, label_filter(dim), *attribution, USER_FILTER)
+        used = preferred(
+            self.schema.names_of(HITS),
+            self.schema.labels_of(HITS),
+            lambda name: increase_exact(selector(name, matchers), f"{window_seconds}s"),
+            (contract.NAMESPACE, USER, dim),
+        )
+        quota = selector(contract.LIMIT_MAX, (f'policy="{policy}"', this_tier))
         return (
-            "(sum by (limitador_namespace, user, tier) "
-            f"({increase_exact(used, f'{window_seconds}s')})"
-            " / on (limitador_namespace, tier) group_left ()"
-            f" (max by (limitador_namespace, tier) ({quota}) > 0))"
+            f"({used}"
+            f" / on (limitador_namespace, {dim}) group_left ()"
+            f" (max by (limitador_namespace, {dim}) ({quota}) > 0))"
         )
 
     def details(self) -> Panel:
-        keys = DETAIL_LABELS
-        calls_filter = (*CALL_FILTER, TABLE_USERS)
-        tokens_filter = (*TOKEN_FILTER, TABLE_USERS)
+        schema = self.schema
+        keys = detail_labels(schema)
+        top = (TABLE_USERS,) if schema.user else ()
+        calls_filter = (*self.f.calls, *top)
+        tokens_filter = (*self.f.tokens, *top)
+        row = "user, " if schema.user else ""
+        row += ", ".join(
+            [self.dim, *schema.attribution, *(["model"] if schema.calls_model else [])]
+        )
+        most_active = (
+            "Lists the most active users of the selection (hidden variable $table_users); "
+            if schema.user
+            else ""
+        )
         allowed = self.c.total(CALLS, calls_filter, keys)
         limited = self.c.total(LIMITED, calls_filter, keys)
         return Panel(
@@ -617,10 +783,9 @@ class _Builder:
             key="details",
             title="📋 Detailed Metrics Table",
             description=(
-                "Per user, tier, model and namespace in the selected range: tokens admitted (token "
-                "namespaces only), allowed and limited policy checks, success rate and cost. Lists "
-                "the most active users of the selection (hidden variable $table_users); "
-                "`maas-metrics report` exports every row."
+                f"Per {row} and namespace in the selected range: tokens admitted (token "
+                "namespaces only), allowed and limited policy checks, success rate and cost. "
+                f"{most_active}`maas-metrics report` exports every row."
             ),
             kind="table",
             unit="short",
@@ -650,10 +815,11 @@ class _Builder:
                 ),
             ),
             columns=(
-                Column("User", label="user"),
-                Column("Tier", label="tier"),
-                Column("Model", label="model"),
-                Column("Namespace", label="limitador_namespace"),
+                *((Column("User", label="user"),) if schema.user else ()),
+                Column(self.Dim, label=self.dim),
+                *(Column(TITLES[a], label=a) for a in schema.attribution),
+                *((Column("Model", label="model"),) if schema.calls_model else ()),
+                Column("Namespace", label=contract.NAMESPACE),
                 Column("Hits", ref_id="A", unit="short", decimals=0),
                 Column("Allowed calls", ref_id="B", unit="short", decimals=0),
                 Column("Limited calls", ref_id="C", unit="short", decimals=0),

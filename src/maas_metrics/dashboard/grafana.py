@@ -27,6 +27,7 @@ from grafana_foundation_sdk.models import dashboard as models
 from grafana_foundation_sdk.models import piechart as piechart_models
 from grafana_foundation_sdk.models import prometheus as prometheus_models
 
+from maas_metrics import contract
 from maas_metrics.dashboard.model import (
     TIER_LEGEND_SEPARATOR,
     Catalogue,
@@ -233,7 +234,9 @@ def _table(panel: Panel, catalogue: Catalogue) -> PanelBuilder:
         if properties:
             builder = builder.override_by_name(column.title, properties)
     if panel.colour_by_tier:
-        tier_column = next((c.title for c in panel.columns if c.label == "tier"), None)
+        tier_column = next(
+            (c.title for c in panel.columns if c.label in contract.BILLING_DIMENSIONS), None
+        )
         if tier_column is not None:
             mapping = {
                 "type": "value",
@@ -277,6 +280,8 @@ def _panel(panel: Panel, catalogue: Catalogue) -> PanelBuilder:
         .thresholds(_thresholds(panel))
         .targets([_query(t) for t in panel.targets])
     )
+    if panel.no_data:
+        builder = builder.no_value(panel.no_data)
     if panel.decimals is not None:
         builder = builder.decimals(panel.decimals)
     if panel.min_value is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from maas_metrics.dashboard.model import Grid, Panel, Target
-from maas_metrics.dashboard.promql import MODEL, TIER, by, selector
+from maas_metrics.dashboard.promql import MODEL, TIER, by, label_filter, selector
 
 REQUEST_DURATION = "gen_ai_server_request_duration_seconds"
 TIME_TO_FIRST_TOKEN = "gen_ai_server_time_to_first_token_seconds"
@@ -39,6 +39,7 @@ LATENCY_KEYS = (
 
 FIRST_ID = 101
 FILTER = (MODEL, TIER)
+"""The seed schema's filters of the row; `latency_panels(dimension=...)` uses the schema's."""
 
 
 def _rate(series: str) -> str:
@@ -52,13 +53,16 @@ def quantile(q: float, histogram: str, labels: Sequence[str], matchers: Sequence
 
 
 def _quantiles(
-    histogram: str, quantiles: Sequence[float], labels: Sequence[str] = ("model",)
+    histogram: str,
+    quantiles: Sequence[float],
+    labels: Sequence[str] = ("model",),
+    matchers: Sequence[str] = FILTER,
 ) -> tuple[Target, ...]:
     legend = " · ".join(f"{{{{{label}}}}}" for label in labels)
     return tuple(
         Target(
             chr(ord("A") + i),
-            quantile(q, histogram, labels, FILTER),
+            quantile(q, histogram, labels, matchers),
             legend=f"p{q * 100:g} · {legend}" if legend else f"p{q * 100:g}",
             dashed=i > 0,
         )
@@ -79,8 +83,13 @@ def datastore_quantile(q: float) -> str:
     return f"{quantile(q, DATASTORE_LATENCY, (), ())} or max({summary})"
 
 
-def latency_panels(top: int) -> tuple[Panel, ...]:
-    """The row's panels, laid out from grid row `top` down (below every other panel)."""
+def latency_panels(top: int, dimension: str = "tier") -> tuple[Panel, ...]:
+    """The row's panels, laid out from grid row `top` down (below every other panel).
+
+    `dimension`: the billing dimension's label (`subscription` in today's schema),
+    which the histograms carry and the row filters on.
+    """
+    matchers = (MODEL, label_filter(dimension))
     wide, narrow, height = 12, 6, 8
     second = top + height
     return (
@@ -91,11 +100,11 @@ def latency_panels(top: int) -> tuple[Panel, ...]:
             description=(
                 "From the whole request received to the last byte of the upstream answer "
                 "(gen_ai.server.request.duration), failed requests included, per model. "
-                "Exact to within one histogram bucket. Model and tier filters apply."
+                f"Exact to within one histogram bucket. Model and {dimension} filters apply."
             ),
             kind="timeseries",
             unit="s",
-            targets=_quantiles(REQUEST_DURATION, (0.5, 0.95, 0.99)),
+            targets=_quantiles(REQUEST_DURATION, (0.5, 0.95, 0.99), matchers=matchers),
             grid=Grid(0, top, wide, height),
         ),
         Panel(
@@ -108,7 +117,7 @@ def latency_panels(top: int) -> tuple[Panel, ...]:
             ),
             kind="timeseries",
             unit="s",
-            targets=_quantiles(TIME_TO_FIRST_TOKEN, (0.5, 0.95)),
+            targets=_quantiles(TIME_TO_FIRST_TOKEN, (0.5, 0.95), matchers=matchers),
             grid=Grid(wide, top, wide, height),
         ),
         Panel(
@@ -121,7 +130,7 @@ def latency_panels(top: int) -> tuple[Panel, ...]:
             ),
             kind="timeseries",
             unit="s",
-            targets=_quantiles(TIME_PER_OUTPUT_TOKEN, (0.5, 0.95)),
+            targets=_quantiles(TIME_PER_OUTPUT_TOKEN, (0.5, 0.95), matchers=matchers),
             grid=Grid(0, second, narrow, height),
         ),
         Panel(
@@ -131,7 +140,7 @@ def latency_panels(top: int) -> tuple[Panel, ...]:
             description=(
                 "Share of admitted requests whose upstream failed: timeouts (504), bad gateway "
                 "(502: cannot connect, cut off, invalid answer) and the upstream's own 5xx "
-                "(maas_upstream_errors_total). Per model; the tier filter does not apply."
+                f"(maas_upstream_errors_total). Per model; the {dimension} filter does not apply."
             ),
             kind="timeseries",
             unit="percentunit",

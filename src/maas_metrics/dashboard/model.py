@@ -10,8 +10,9 @@ to run the very query Grafana runs.
 
 Conventions every renderer can rely on:
 
-* by-tier series carry a `tier` label; in Grafana their legend ends with the
-  tier name (`{{tier}}` or `... · {{tier}}`), which is how tier colours are
+* by-tier series carry a `tier` label (or `subscription`, the billing
+  dimension of today's schema: one of `contract.BILLING_DIMENSIONS`); in
+  Grafana their legend ends with the tier name (`{{tier}}` or `... · {{tier}}`), which is how tier colours are
   attached as overrides (see `TIER_LEGEND_SEPARATOR`);
 * an instant target returns one value per series (evaluate it at the end of
   the range); a range target is evaluated over the range with a step.
@@ -118,6 +119,8 @@ class Panel:
     thresholds: tuple[Threshold, ...] = ()
     min_value: float | None = None
     max_value: float | None = None
+    no_data: str = ""
+    """What to show instead of "No data" (e.g. why a panel has no query in this schema)."""
 
     def target(self, ref_id: str) -> Target:
         for target in self.targets:

@@ -23,8 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from maas_metrics import contract
 from maas_metrics.config import Config
-from maas_metrics.promql import growth, increase_exact, string_literal
+from maas_metrics.contract import Schema, variable_name
+from maas_metrics.promql import growth, increase_exact, preferred, string_literal
 from maas_metrics.rules import recording
 
 #: A label no series carries. `ABSENT_LABEL!~"$user"` holds exactly when specific users are
@@ -53,15 +55,53 @@ def by(labels: Sequence[str]) -> str:
 NAMESPACE = 'limitador_namespace=~"$namespace"'
 NOT_REQUEST_NAMESPACE = 'limitador_namespace!~"$request_namespace"'
 REQUEST_NAMESPACE = 'limitador_namespace=~"$request_namespace"'
-TIER = 'tier=~"$tier"'
-USER = 'user=~"$user"'
-MODEL = 'model=~"$model"'
 
-CALL_FILTER: tuple[str, ...] = (NAMESPACE, TIER, USER, MODEL)
-"""Rate-limit panels: calls of both policies (request and token namespaces)."""
 
-TOKEN_FILTER: tuple[str, ...] = (NAMESPACE, NOT_REQUEST_NAMESPACE, TIER, USER, MODEL)
-"""Token, hits and cost panels: never the request policy's namespace (its hits count requests)."""
+def label_filter(label: str) -> str:
+    """`label=~"$variable"`: the filter of a label by its dashboard variable (All = `.*`)."""
+    return f'{label}=~"${variable_name(label)}"'
+
+
+TIER = label_filter(contract.TIER)
+USER = label_filter(contract.USER)
+MODEL = label_filter(contract.MODEL)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The matchers each kind of panel applies, for one schema.
+
+    `tokens`: token, hits and cost panels (never the request policy's
+    namespace: its hits count requests). `calls`: rate-limit panels, calls of
+    both policies; without `model` when the calls counters carry none (those
+    panels then cover every model and say so). Both filter the billing
+    dimension, `user` when captured and every captured attribution label.
+    """
+
+    schema: Schema
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """Dimension, user (when captured), attribution: the seed's `tier`, `user` order."""
+        schema = self.schema
+        user = (contract.USER,) if schema.user else ()
+        return tuple(label_filter(x) for x in (schema.dimension, *user, *schema.attribution))
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return (NAMESPACE, NOT_REQUEST_NAMESPACE, *self.identity, MODEL)
+
+    @property
+    def calls(self) -> tuple[str, ...]:
+        model = (MODEL,) if self.schema.calls_model else ()
+        return (NAMESPACE, *self.identity, *model)
+
+
+CALL_FILTER: tuple[str, ...] = Filters(contract.SEED).calls
+"""Rate-limit panels of the seed's schema: calls of both policies (request and token namespaces)."""
+
+TOKEN_FILTER: tuple[str, ...] = Filters(contract.SEED).tokens
+"""Token, hits and cost panels of the seed's schema: never the request policy's namespace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +110,14 @@ class Counters:
 
     Every method returns an expression aggregated with `sum by (labels)`.
     Several counters are summed as one (`checks_*`: allowed + limited calls)
-    by a union of their series, so each is read once.
+    by a union of their series, so each is read once. A counter is read under
+    the names the schema gives it (`Schema.names_of`); with two (`auto`), the
+    aggregates are joined with `or`, so each key takes the preferred name's
+    value and falls back to the other's, never the sum of both.
     """
 
     recording_rules: bool = False
+    schema: Schema = contract.SEED
 
     def total(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """The increase of `counter` over `$__range`, summed by `labels`."""
@@ -90,37 +134,42 @@ class Counters:
         the one-minute rules cannot be cut at `$__from` without a variable
         window, and one hour per point reads each sample once anyway.
         """
-        series = selector(counter, matchers)
-        ahead = f"{series}[1h] offset -1h"
-        up_to_end = f"{series}[1h] @ {RANGE_TO}"
-        now = "vector(time())"
-        # The first hour starts at $__from; what grew before it is taken off `increase()`.
-        starts = (
-            (series, f"{now} >= {RANGE_FROM}", None),
-            (
-                f"{series} @ {RANGE_FROM}",
-                f"{now} < {RANGE_FROM}",
-                f"{series} @ {RANGE_FROM} - {series}",
-            ),
-        )
-        parts = []
-        for start, when_start, before in starts:
-            middle = growth(ahead, start, f"last_over_time({ahead})", before)
-            # The last hour ends at $__to: its samples are read up to there (a past range has
-            # data after it). That window also holds the hour before; it is used only when
-            # no counter reset happened in the hour before (else the hour ahead is read).
-            end = f"last_over_time({up_to_end})"
-            last = (
-                f"({growth(up_to_end, start, end)}) and (resets({series}[1h]) == 0)"
-                f" or ({growth(ahead, start, end, before)})"
+
+        def per_series(name: str) -> str:
+            series = selector(name, matchers)
+            ahead = f"{series}[1h] offset -1h"
+            up_to_end = f"{series}[1h] @ {RANGE_TO}"
+            now = "vector(time())"
+            # The first hour starts at $__from; what grew before it is taken off `increase()`.
+            starts = (
+                (series, f"{now} >= {RANGE_FROM}", None),
+                (
+                    f"{series} @ {RANGE_FROM}",
+                    f"{now} < {RANGE_FROM}",
+                    f"{series} @ {RANGE_FROM} - {series}",
+                ),
             )
-            parts.append(
-                f"(({middle}) and on () ({when_start}) and on () ({now} <= {RANGE_TO} - 3600))"
-            )
-            # (a point exactly at $__to, when it falls on an hour, holds an empty hour: none)
-            in_last_hour = f"{now} > {RANGE_TO} - 3600 and {now} < {RANGE_TO}"
-            parts.append(f"(({last}) and on () ({when_start}) and on () ({in_last_hour}))")
-        return f"{by(labels)} ({' or '.join(parts)})"
+            parts = []
+            for start, when_start, before in starts:
+                middle = growth(ahead, start, f"last_over_time({ahead})", before)
+                # The last hour ends at $__to: its samples are read up to there (a past range has
+                # data after it). That window also holds the hour before; it is used only when
+                # no counter reset happened in the hour before (else the hour ahead is read).
+                end = f"last_over_time({up_to_end})"
+                last = (
+                    f"({growth(up_to_end, start, end)}) and (resets({series}[1h]) == 0)"
+                    f" or ({growth(ahead, start, end, before)})"
+                )
+                parts.append(
+                    f"(({middle}) and on () ({when_start}) and on () ({now} <= {RANGE_TO} - 3600))"
+                )
+                # (a point exactly at $__to, when it falls on an hour, holds an empty hour: none)
+                in_last_hour = f"{now} > {RANGE_TO} - 3600 and {now} < {RANGE_TO}"
+                parts.append(f"(({last}) and on () ({when_start}) and on () ({in_last_hour}))")
+            return " or ".join(parts)
+
+        schema = self.schema
+        return preferred(schema.names_of(counter), schema.labels_of(counter), per_series, labels)
 
     def rate(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """The per-second rate of `counter` over `$__rate_interval`, summed by `labels`."""
@@ -149,27 +198,50 @@ class Counters:
         raw: Callable[[str], str],
         rule: Callable[[str], str],
     ) -> str:
+        schema = self.schema
         if not self.recording_rules:
-            return _sum_union(counters, labels, lambda c: raw(selector(c, matchers)))
-        if not set(labels) <= set(recording.USER_LABELS):
-            raise ValueError(f"the recording rules keep only {recording.USER_LABELS}, not {labels}")
-        if "user" in labels:
+
+            def read_raw(counter: str) -> str:
+                return preferred(
+                    schema.names_of(counter),
+                    schema.labels_of(counter),
+                    lambda n: raw(selector(n, matchers)),
+                    labels,
+                )
+
+            return _sum_union(counters, labels, read_raw)
+        kept = recording.user_labels(schema, counters[0])
+        if not set(labels) <= set(kept):
+            raise ValueError(f"the recording rules keep only {kept}, not {labels}")
+        if contract.USER in labels or not schema.user:
             return _sum_union(
-                counters, labels, lambda c: rule(selector(recording.per_user_series(c), matchers))
+                counters,
+                labels,
+                lambda c: (
+                    f"{by(labels)} ({rule(selector(recording.per_user_series(c, schema), matchers))})"
+                ),
             )
         # All users: the per-tier series (no `user` label, so `user=~".*"` matches them);
         # chosen users: the per-user series (the absent label differs from the chosen names).
         chosen = [*matchers, f'{ABSENT_LABEL}!~"$user"']
         per_tier = _sum_union(
-            counters, labels, lambda c: rule(selector(recording.per_tier_series(c), matchers))
+            counters,
+            labels,
+            lambda c: (
+                f"{by(labels)} ({rule(selector(recording.per_tier_series(c, schema), matchers))})"
+            ),
         )
         per_user = _sum_union(
-            counters, labels, lambda c: rule(selector(recording.per_user_series(c), chosen))
+            counters,
+            labels,
+            lambda c: (
+                f"{by(labels)} ({rule(selector(recording.per_user_series(c, schema), chosen))})"
+            ),
         )
         return f"({per_tier} or {per_user})"
 
 
-CHECKS = ("authorized_calls", "limited_calls")
+CHECKS = (contract.CALLS, contract.LIMITED)
 
 RANGE_FROM = "${__from:date:seconds}"
 RANGE_TO = "${__to:date:seconds}"
@@ -182,11 +254,11 @@ RATE_SECONDS = "($__rate_interval_ms / 1000)"
 def _sum_union(counters: Sequence[str], labels: Sequence[str], read: Callable[[str], str]) -> str:
     """`sum by (labels)` of one counter, or of several added up key by key.
 
-    Each counter is aggregated first (small vectors), then the parts are
+    `read(counter)` gives one counter's aggregate by `labels`; the parts are
     put side by side (each later one marked with a `maas_counter` label so
     `or` keeps it) and summed: a key that only one counter has still counts.
     """
-    parts = [f"{by(labels)} ({read(c)})" for c in counters]
+    parts = [read(c) for c in counters]
     if len(parts) == 1:
         return parts[0]
     marked = [parts[0]]
@@ -275,36 +347,41 @@ def _label(expr: str, label: str, value: str) -> str:
 class PriceVectors:
     """The config's per-hit prices on one day as PromQL vectors.
 
-    `per_tier`: `{tier="free"} 0.005`, one element per configured tier.
+    `per_tier`: `{tier="free"} 0.005`, one element per configured tier (or
+    subscription: the label is the billing dimension's, `dimension`).
     `per_tier_model`: `{tier, model}` elements only where a model-specific
     price differs from the tier's price that day, else None.
     """
 
     per_tier: str
     per_tier_model: str | None
+    dimension: str = contract.TIER
 
     def cost(self, hits_by_tier_model: str) -> str:
-        """Hits (aggregated by at least tier and model) times their price."""
-        general = f"{hits_by_tier_model} * on (tier) group_left () {self.per_tier}"
+        """Hits (aggregated by at least the dimension and model) times their price."""
+        dim = self.dimension
+        general = f"{hits_by_tier_model} * on ({dim}) group_left () {self.per_tier}"
         if self.per_tier_model is None:
             return f"({general})"
-        specific = f"{hits_by_tier_model} * on (tier, model) group_left () {self.per_tier_model}"
+        specific = f"{hits_by_tier_model} * on ({dim}, model) group_left () {self.per_tier_model}"
         return f"({specific} or {general})"
 
 
 def price_vectors(config: Config, day: date) -> PriceVectors:
     """Every configured tier's per-hit price on `day` (`Tier.price_per_hit_on`), as PromQL."""
+    dim = config.contract.dimension
     general: list[str] = []
     specific: list[str] = []
     for tier in config.tiers_by_level():
         base = tier.price_per_hit_on(day)
-        general.append(_label(f"vector({_price(base)})", "tier", tier.name))
+        general.append(_label(f"vector({_price(base)})", dim, tier.name))
         for model in config.models:
             price = tier.price_per_hit_on(day, model.name)
             if price != base:
-                inner = _label(f"vector({_price(price)})", "tier", tier.name)
-                specific.append(_label(inner, "model", model.name))
+                inner = _label(f"vector({_price(price)})", dim, tier.name)
+                specific.append(_label(inner, contract.MODEL, model.name))
     return PriceVectors(
         per_tier="(" + " or ".join(general) + ")",
         per_tier_model="(" + " or ".join(specific) + ")" if specific else None,
+        dimension=dim,
     )

@@ -49,6 +49,7 @@ ALL = _All()
 Choice = _All | tuple[str, ...]
 
 FILTER_VARIABLES = ("namespace", "tier", "user", "model")
+"""The seed schema's filters; another schema adds its own (`subscription`, `cost_center`, ...)."""
 
 
 def _choice(value: _All | Iterable[str]) -> Choice:
@@ -64,12 +65,18 @@ def _choice(value: _All | Iterable[str]) -> Choice:
 
 @dataclass(frozen=True, slots=True, init=False)
 class Selection:
-    """The values chosen for the filter variables: `ALL` or one or more values each."""
+    """The values chosen for the filter variables: `ALL` or one or more values each.
+
+    The seed's four filters are fields; any other filter variable of the
+    catalogue (the billing dimension `subscription`, attribution labels such
+    as `cost_center`) is a keyword argument. A filter not given is All.
+    """
 
     namespace: Choice
     tier: Choice
     user: Choice
     model: Choice
+    others: tuple[tuple[str, Choice], ...]
 
     def __init__(
         self,
@@ -77,17 +84,23 @@ class Selection:
         tier: _All | Iterable[str] = ALL,
         user: _All | Iterable[str] = ALL,
         model: _All | Iterable[str] = ALL,
+        **others: _All | Iterable[str],
     ) -> None:
         object.__setattr__(self, "namespace", _choice(namespace))
         object.__setattr__(self, "tier", _choice(tier))
         object.__setattr__(self, "user", _choice(user))
         object.__setattr__(self, "model", _choice(model))
+        chosen = ((k, _choice(v)) for k, v in others.items())
+        # All is the default: leaving it out keeps equal selections equal.
+        object.__setattr__(
+            self, "others", tuple(sorted((k, c) for k, c in chosen if not isinstance(c, _All)))
+        )
 
     def choice(self, name: str) -> Choice:
-        if name not in FILTER_VARIABLES:
-            raise KeyError(name)
-        value: Choice = getattr(self, name)
-        return value
+        if name in FILTER_VARIABLES:
+            value: Choice = getattr(self, name)
+            return value
+        return dict(self.others).get(name, ALL)
 
 
 def regular_escape(value: str) -> str:
@@ -304,7 +317,7 @@ def expand(
         if name not in by_name:
             raise ValueError(f"unknown variable ${name} in query")
         variable = by_name[name]
-        choice = selection.choice(name) if name in FILTER_VARIABLES else None
+        choice = selection.choice(name) if variable.kind == "query" else None
         return interpolate(variable, choice, (options or {}).get(name))
 
     return _VARIABLE_RE.sub(replace, expr)

@@ -68,8 +68,8 @@ class Gateway:
         policies = tier_policies(config)
         self.keys = KeyTable(config, policies)
         self.metering = config.gateway.metering
-        self.metrics = GatewayMetrics(self.metering.zero_hold_seconds)
-        self.latency = LatencyMetrics(self.metering.zero_hold_seconds)
+        self.metrics = GatewayMetrics(config.contract, self.metering.zero_hold_seconds)
+        self.latency = LatencyMetrics(self.metering.zero_hold_seconds, config.contract.dimension)
         self.background = Background()  # token reports and upstream drains a client cannot cancel
         self.metrics.publish_quotas(policies)
         self.exposition = Exposition(self.metrics.families())
@@ -228,9 +228,7 @@ class Gateway:
         if trace is not None:
             trace.missing = usage is None
         if usage is None:
-            self.metrics.usage_missing(
-                identity.token_namespace, identity.user, identity.tier, checked.model
-            )
+            self.metrics.usage_missing(identity.token_namespace, identity.labels, checked.model)
             if self.metering.usage_missing == "zero":
                 usage = Usage(0, 0, 0)
             else:

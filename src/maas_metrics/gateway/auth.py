@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.gateway import errors
 from maas_metrics.ledger.record import key_id
@@ -18,13 +19,20 @@ from maas_metrics.policies import TierPolicies
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who is calling and which limits apply: the source of every metric label but `model`."""
+    """Who is calling and which limits apply: the source of every metric label but `model`.
+
+    `tier` is the billing dimension's value (a tier or a subscription);
+    `labels` are the values of `contract.Schema.identity_labels` (user when
+    captured, the dimension, the captured attribution labels, a missing one
+    as `schema.missing_value`), built once per key.
+    """
 
     user: str
     tier: str
     requests: Limit | None
     tokens: Limit | None
     token_namespace: str  # where token usage is metered, with or without a token limit
+    labels: tuple[str, ...]
     key_id: str = ""  # short prefix of the key's SHA-256, for the ledger (never the key)
 
 
@@ -34,18 +42,25 @@ class KeyTable:
     def __init__(self, config: Config, policies: dict[str, TierPolicies]) -> None:
         self._identities: dict[str, Identity] = {}
         self._tierless: dict[str, str] = {}
+        schema = config.contract
         for key in config.api_keys:
             tier = config.tier_for_groups(key.groups)
             if tier is None:
                 self._tierless[key.sha256] = key.user
                 continue
             limits = policies[tier.name]
+            values = {
+                contract.USER: key.user,
+                schema.dimension: tier.name,
+                **config.attributes(key, config.matched_group(key.groups, tier)),
+            }
             self._identities[key.sha256] = Identity(
                 user=key.user,
                 tier=tier.name,
                 requests=limits.requests,
                 tokens=limits.tokens,
                 token_namespace=config.namespaces.tokens,
+                labels=tuple(values[label] for label in schema.identity_labels),
                 key_id=key_id(key.sha256),
             )
 

@@ -211,16 +211,12 @@ class Meter:
         if decision is not None:
             if not decision.allowed:
                 raise self._reject(decision, identity, model, "requests")
-            self.metrics.authorized(
-                decision.limit.namespace, identity.user, identity.tier, model, 1
-            )
+            self.metrics.authorized(decision.limit.namespace, identity.labels, model, 1)
         decision = result.tokens
         if decision is not None:
             if not decision.allowed:
                 raise self._reject(decision, identity, model, "tokens")
-            self.metrics.authorized(
-                decision.limit.namespace, identity.user, identity.tier, model, 0
-            )
+            self.metrics.authorized(decision.limit.namespace, identity.labels, model, 0)
         reservation = result.reservation
         if reservation is not None:
             held = self._outstanding.setdefault(identity.tier, [0, 0])
@@ -237,7 +233,7 @@ class Meter:
             # Failure mode `deny`: the store decided nothing, so no metric changes.
             return errors.store_unavailable()
         limit: Limit = decision.limit
-        self.metrics.limited(limit.namespace, identity.user, identity.tier, model, limit.name)
+        self.metrics.limited(limit.namespace, identity.labels, model, limit.name)
         return _rate_limited(decision, unit)
 
     def _take(self, admission: Admission | None) -> Reservation | None:
@@ -271,8 +267,7 @@ class Meter:
                 admission.tokens = after
         self.metrics.reported(
             identity.token_namespace,
-            identity.user,
-            identity.tier,
+            identity.labels,
             model,
             usage.prompt_tokens,
             usage.completion_tokens,

@@ -176,7 +176,7 @@ class SharedMetricsEndpoints:
 
     def __init__(self, config: Config, prefix: str) -> None:
         self.config = config
-        self.metrics = GatewayMetrics(config.gateway.metering.zero_hold_seconds)
+        self.metrics = GatewayMetrics(config.contract, config.gateway.metering.zero_hold_seconds)
         self.metrics.publish_quotas(tier_policies(config))
         self.shared = SharedCounters(self.metrics, config.storage.url, prefix)
         self.exposition = Exposition(self.metrics.families())

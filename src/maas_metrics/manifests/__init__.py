@@ -113,7 +113,7 @@ def build_manifests(config: Config, options: ManifestOptions | None = None) -> l
             out.append(monitoring.gateway_service_monitor(o.namespace, o.scrape_interval))
         out.append(monitoring.prometheus_rule(o.namespace, rule_groups(config, o.alerts)))
     if "kuadrant" in parts:
-        out.append(kuadrant.telemetry_policy(o.gateway_name, o.gateway_namespace))
+        out.append(kuadrant.telemetry_policy(o.gateway_name, o.gateway_namespace, config))
         out.append(auth.auth_policy(config, o.gateway_name, o.gateway_namespace))
         out += kuadrant.token_rate_limit_policies(config)
         out += kuadrant.rate_limit_policies(config)

@@ -22,7 +22,7 @@ from typing import Any
 from maas_metrics.config import Config
 from maas_metrics.durations import kuadrant_window
 from maas_metrics.limiter import Limit
-from maas_metrics.manifests.auth import TIER_EXPRESSION, USER_EXPRESSION
+from maas_metrics.manifests.auth import USER_EXPRESSION, identity_expression
 from maas_metrics.policies import tier_policies
 
 Manifest = dict[str, Any]
@@ -32,7 +32,23 @@ Manifest = dict[str, Any]
 #: i.e. on token `authorized_hits`, never on `authorized_calls`, `limited_calls` or request hits.
 MODEL_EXPRESSION = 'responseBodyJSON("/model")'
 
-TELEMETRY_LABELS = {"user": USER_EXPRESSION, "tier": TIER_EXPRESSION, "model": MODEL_EXPRESSION}
+
+def telemetry_labels(config: Config) -> dict[str, str]:
+    """Label -> CEL of the TelemetryPolicy, from the config's schema (the seed's: user, tier, model).
+
+    Attribution labels read the identity the AuthPolicy fills, with `has()`
+    and the missing value besides: a missing value must never make Limitador
+    drop the whole descriptor (and with it every count).
+    """
+    schema = config.contract
+    labels = {"user": USER_EXPRESSION} if schema.user else {}
+    labels[schema.dimension] = identity_expression(schema.dimension)
+    for label in schema.attribution:
+        path = identity_expression(label)
+        labels[label] = f"has({path}) ? {path} : {cel_string(schema.missing_value)}"
+    labels["model"] = MODEL_EXPRESSION
+    return labels
+
 
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 
@@ -42,8 +58,8 @@ def cel_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def tier_predicate(tier: str) -> str:
-    return f"{TIER_EXPRESSION} == {cel_string(tier)}"
+def tier_predicate(tier: str, dimension: str = "tier") -> str:
+    return f"{identity_expression(dimension)} == {cel_string(tier)}"
 
 
 def gateway_target(gateway_name: str) -> dict[str, str]:
@@ -64,23 +80,23 @@ def metadata(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def _limit(tier: str, limit: Limit) -> dict[str, Any]:
+def _limit(tier: str, limit: Limit, dimension: str) -> dict[str, Any]:
     return {
         "rates": [{"limit": limit.max_value, "window": kuadrant_window(limit.seconds)}],
-        "when": [{"predicate": tier_predicate(tier)}],
+        "when": [{"predicate": tier_predicate(tier, dimension)}],
         "counters": [{"expression": USER_EXPRESSION}],
     }
 
 
-def telemetry_policy(gateway_name: str, namespace: str) -> Manifest:
-    """Adds `user`, `tier` and `model` labels to Limitador's counters, as the dashboard expects."""
+def telemetry_policy(gateway_name: str, namespace: str, config: Config) -> Manifest:
+    """Adds the schema's labels (`user`, `tier`, `model` in the seed's) to Limitador's counters."""
     return {
         "apiVersion": "extensions.kuadrant.io/v1alpha1",
         "kind": "TelemetryPolicy",
         "metadata": metadata("maas-telemetry", namespace),
         "spec": {
             "targetRef": gateway_target(gateway_name),
-            "metrics": {"default": {"labels": dict(TELEMETRY_LABELS)}},
+            "metrics": {"default": {"labels": telemetry_labels(config)}},
         },
     }
 
@@ -104,7 +120,7 @@ def _route_policy(
 def rate_limit_policies(config: Config) -> list[Manifest]:
     """Request limits, one RateLimitPolicy per request route: per tier, counted per user."""
     limits = {
-        p.requests.name: _limit(tier, p.requests)
+        p.requests.name: _limit(tier, p.requests, config.contract.dimension)
         for tier, p in tier_policies(config).items()
         if p.requests is not None
     }
@@ -119,7 +135,7 @@ def rate_limit_policies(config: Config) -> list[Manifest]:
 def token_rate_limit_policies(config: Config) -> list[Manifest]:
     """Token limits, one TokenRateLimitPolicy per token route: hits are `usage.total_tokens`."""
     limits = {
-        p.tokens.name: _limit(tier, p.tokens)
+        p.tokens.name: _limit(tier, p.tokens, config.contract.dimension)
         for tier, p in tier_policies(config).items()
         if p.tokens is not None
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.report.model import (
@@ -55,8 +56,8 @@ def build_report(
         counters = [c for c in counters if not c.tokens_only]
     reader = WindowReader(api, config, request, counters)
     step = request.step or DEFAULT_STEP
-    tier_index = request.detail_labels.index("tier")
-    model_index = request.detail_labels.index("model")
+    tier_index = request.detail_labels.index(request.schema.dimension)
+    model_index = request.detail_labels.index(contract.MODEL)
     detail: dict[tuple[str, ...], Totals] = {}
     unknown: set[str] = set()
     for a, b in plan_windows(

@@ -29,7 +29,8 @@ def _colour(config: Config, tier: str) -> str:
 
 
 def cost_by_tier_figure(report: Report, config: Config) -> go.Figure:
-    by_tier = report.grouped("tier")
+    dim = config.contract.dimension
+    by_tier = report.grouped(dim)
     tiers = _tier_order(config, set(by_tier))
     figure = go.Figure(
         go.Bar(
@@ -41,7 +42,7 @@ def cost_by_tier_figure(report: Report, config: Config) -> go.Figure:
             hovertemplate="%{x}: %{text}<extra></extra>",
         )
     )
-    figure.update_layout(title="💰 Cost by tier", yaxis_title="USD", template="plotly_white")
+    figure.update_layout(title=f"💰 Cost by {dim}", yaxis_title="USD", template="plotly_white")
     return figure
 
 
@@ -50,7 +51,8 @@ def top_users_figure(report: Report, config: Config) -> go.Figure:
     users = report.grouped("user")
     top = sorted(users, key=lambda u: (-users[u].cost, -users[u].tokens, u))[:TOP_USERS]
     per: dict[tuple[str, str], Totals] = {}
-    user_i, tier_i = report.detail_labels.index("user"), report.detail_labels.index("tier")
+    dim = config.contract.dimension
+    user_i, tier_i = report.detail_labels.index("user"), report.detail_labels.index(dim)
     for key, totals in report.detail.items():
         if key[user_i] in top:
             per.setdefault((key[user_i], key[tier_i]), Totals()).add(totals)
@@ -112,10 +114,11 @@ tfoot { font-weight: bold; background: #f6f6f6; }
 
 def to_html(report: Report, config: Config) -> str:
     """A complete HTML document; requires a report built with `with_users=True`."""
-    charts = [
-        cost_by_tier_figure(report, config).to_html(full_html=False, include_plotlyjs=True),
-        top_users_figure(report, config).to_html(full_html=False, include_plotlyjs=False),
-    ]
+    charts = [cost_by_tier_figure(report, config).to_html(full_html=False, include_plotlyjs=True)]
+    if "user" in report.detail_labels:  # not when the schema does not capture `user`
+        charts.append(
+            top_users_figure(report, config).to_html(full_html=False, include_plotlyjs=False)
+        )
     filters = ", ".join(f"{k} = {' | '.join(v)}" for k, v in sorted(report.filters.items()))
     notes = f"<p>Filters: {escape(filters)}</p>" if filters else ""
     if report.unknown_tiers:

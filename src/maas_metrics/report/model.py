@@ -6,35 +6,62 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from maas_metrics import contract
+from maas_metrics.contract import Schema
 from maas_metrics.report.timerange import TimeRange
 
-#: `--by` / filter keys -> metric labels.
+#: `--by` / filter keys -> metric labels (the order of the detail labels); a schema offers
+#: those its series carry (`keys_of`).
 GROUP_KEYS: dict[str, str] = {
-    "user": "user",
-    "tier": "tier",
-    "model": "model",
-    "namespace": "limitador_namespace",
+    contract.USER: contract.USER,
+    contract.TIER: contract.TIER,
+    contract.SUBSCRIPTION: contract.SUBSCRIPTION,
+    contract.MODEL: contract.MODEL,
+    "namespace": contract.NAMESPACE,
+    **{label: label for label in contract.ATTRIBUTION_LABELS},
 }
-DEFAULT_BY = ("user", "tier", "model")
+
+
+def keys_of(schema: Schema) -> tuple[str, ...]:
+    """The `--by` / filter keys of `schema`: namespace, dimension, user if captured, model,
+    attribution labels."""
+    labels = {contract.NAMESPACE, *schema.identity_labels, contract.MODEL}
+    return tuple(k for k, label in GROUP_KEYS.items() if label in labels)
+
+
+def default_by(schema: Schema) -> tuple[str, ...]:
+    """`user, tier, model` in the seed; the dimension and model (and user when captured)."""
+    return (*((contract.USER,) if schema.user else ()), schema.dimension, contract.MODEL)
+
+
+DEFAULT_BY = default_by(contract.SEED)
 
 
 class ReportInputError(ValueError):
     """Bad report options; `str()` is one line naming the option and the value."""
 
 
-def parse_group_by(text: str) -> tuple[str, ...]:
+def parse_group_by(text: str, schema: Schema = contract.SEED) -> tuple[str, ...]:
     """`user,tier` -> ("user", "tier"); unknown, empty or repeated keys are errors."""
+    known = keys_of(schema)
     keys = tuple(k.strip() for k in text.split(",") if k.strip())
     if not keys:
-        raise ReportInputError(f"--by {text!r} names no key; choose from {', '.join(GROUP_KEYS)}")
+        raise ReportInputError(f"--by {text!r} names no key; choose from {', '.join(known)}")
     for key in keys:
-        if key not in GROUP_KEYS:
-            raise ReportInputError(
-                f"--by: unknown key {key!r}; choose from {', '.join(GROUP_KEYS)}"
-            )
+        _check_key(key, known, "--by")
     if len(set(keys)) != len(keys):
         raise ReportInputError(f"--by {text!r} repeats a key")
     return keys
+
+
+def _check_key(key: str, known: tuple[str, ...], option: str) -> None:
+    if key in known:
+        return
+    if key == contract.USER:
+        raise ReportInputError(
+            f"{option}: user is not captured in this schema (schema.capture_user: false)"
+        )
+    raise ReportInputError(f"{option}: unknown key {key!r}; choose from {', '.join(known)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +76,18 @@ class ReportRequest:
     step: float | None = None
     """Longest window per query in seconds; None: a day, halved while Prometheus refuses."""
     with_users: bool = False
-    """Keep per-user detail for charts (top users) whatever `by` is."""
+    """Keep per-user detail for charts (top users) whatever `by` is (when `user` is captured)."""
+    schema: Schema = contract.SEED
+    """The config's metric schema: which labels exist and which names are read."""
     recording_rules: bool = False
     """Read the per-user recording rules (one sample a minute) instead of the raw counters."""
 
     def __post_init__(self) -> None:
-        for key in (*self.by, *self.filters):
-            if key not in GROUP_KEYS:
-                raise ReportInputError(f"unknown key {key!r}; choose from {', '.join(GROUP_KEYS)}")
+        known = keys_of(self.schema)
+        for key in self.by:
+            _check_key(key, known, "--by")
+        for key in self.filters:
+            _check_key(key, known, f"--{key.replace('_', '-')}")
         if self.resolution <= 0 or 86400 % self.resolution:
             raise ReportInputError(
                 f"--resolution {self.resolution:g}s must divide a day (e.g. 5s, 15s, 30s, 1m)"
@@ -73,10 +104,10 @@ class ReportRequest:
 
     @property
     def detail_labels(self) -> tuple[str, ...]:
-        """The labels each query keeps: `by`, plus tier and model (prices depend on them)."""
-        wanted = {GROUP_KEYS[k] for k in self.by} | {"tier", "model"}
-        if self.with_users:
-            wanted.add("user")
+        """The labels each query keeps: `by`, plus the dimension and model (prices depend on them)."""
+        wanted = {GROUP_KEYS[k] for k in self.by} | {self.schema.dimension, contract.MODEL}
+        if self.with_users and self.schema.user:
+            wanted.add(contract.USER)
         return tuple(label for label in GROUP_KEYS.values() if label in wanted)
 
 

@@ -24,9 +24,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
+from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError
-from maas_metrics.promql import duration, increase_exact, matcher, selector, string_literal
+from maas_metrics.promql import (
+    duration,
+    increase_exact,
+    matcher,
+    preferred,
+    selector,
+    string_literal,
+)
 from maas_metrics.report.model import GROUP_KEYS, ReportRequest
 from maas_metrics.report.pricing import Usage
 from maas_metrics.rules.recording import per_user_series
@@ -50,16 +58,20 @@ class Counter:
     """Only the token namespaces (hits there are tokens; in the request namespace, requests)."""
 
 
-TOKENS = Counter("tokens", "authorized_hits", tokens_only=True)
-PROMPT = Counter("prompt_tokens", "maas_prompt_tokens_total", tokens_only=True)
-COMPLETION = Counter("completion_tokens", "maas_completion_tokens_total", tokens_only=True)
-ALLOWED = Counter("allowed", "authorized_calls", tokens_only=False)
-LIMITED = Counter("limited", "limited_calls", tokens_only=False)
+TOKENS = Counter("tokens", contract.HITS, tokens_only=True)
+PROMPT = Counter("prompt_tokens", contract.PROMPT_TOKENS, tokens_only=True)
+COMPLETION = Counter("completion_tokens", contract.COMPLETION_TOKENS, tokens_only=True)
+ALLOWED = Counter("allowed", contract.CALLS, tokens_only=False)
+LIMITED = Counter("limited", contract.LIMITED, tokens_only=False)
 
 
 def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[str]:
+    """The filters, but `model` on a counter without it (calls in today's schema: every model)."""
+    carried = request.schema.labels_of(counter.metric)
     out = [
-        matcher(GROUP_KEYS[key], list(values)) for key, values in sorted(request.filters.items())
+        matcher(GROUP_KEYS[key], list(values))
+        for key, values in sorted(request.filters.items())
+        if GROUP_KEYS[key] in carried
     ]
     if counter.tokens_only:
         out.insert(0, f"limitador_namespace!={string_literal(config.namespaces.requests)}")
@@ -69,19 +81,28 @@ def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[s
 def window_expr(config: Config, request: ReportRequest, counter: Counter, seconds: float) -> str:
     """The increase of `counter` over a window of `seconds` ending at the query time.
 
-    With `request.recording_rules` it is the sum of the per-user rule's
-    one-minute increases in the window (`rules.recording`): the rule samples
-    tile time as the windows do, so both paths count the same traffic, and a
-    query reads one sample a minute per user instead of every scrape.
+    Under each name the schema reads it (`Schema.names_of`; `promql.preferred`:
+    a series's preferred name, never both added up). With
+    `request.recording_rules` it is the sum of the per-user rule's one-minute
+    increases in the window (`rules.recording`): the rule samples tile time as
+    the windows do, so both paths count the same traffic, and a query reads one
+    sample a minute per user instead of every scrape.
     """
-    labels = ", ".join(request.detail_labels)
+    found = matchers(config, request, counter)
+    schema = request.schema
     if request.recording_rules:
-        sel = selector(per_user_series(counter.metric), matchers(config, request, counter))
+        labels = ", ".join(request.detail_labels)
+        sel = selector(per_user_series(counter.metric, schema), found)
         # (b - W, b]: a range selector also takes a sample at exactly b - W, which
         # belongs to the window before (it counts the minute that ends there).
         return f"sum by ({labels}) (sum_over_time({sel}[{duration(seconds - 0.001)}]))"
-    sel = selector(counter.metric, matchers(config, request, counter))
-    return f"sum by ({labels}) ({increase_exact(sel, duration(seconds))})"
+    window = duration(seconds)
+    return preferred(
+        schema.names_of(counter.metric),
+        schema.labels_of(counter.metric),
+        lambda name: increase_exact(selector(name, found), window),
+        request.detail_labels,
+    )
 
 
 def plan_windows(

@@ -1,4 +1,8 @@
-"""Alerting rules for SREs: rate limiter down, high limited ratio, users near quota, store partitioned.
+"""Alerting rules for SREs: rate limiter down, high limited ratio, users near quota, store
+partitioned, too many usage series (cardinality).
+
+Labels and counter names follow the config's schema (`contract.Schema`);
+without `user` there is no per-user usage, so no near-quota alert.
 
 Every tier, namespace and window comes from the config, so a tier added to
 the YAML file gets its quota alerts without code changes. Growth over a
@@ -11,14 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from maas_metrics import contract
 from maas_metrics.config import Config
+from maas_metrics.contract import Schema
 from maas_metrics.ledger.alerts import alert_rules as ledger_alerts
 from maas_metrics.policies import tier_policies
-from maas_metrics.promql import duration, increase_exact, matcher, selector
+from maas_metrics.promql import duration, increase_exact, matcher, preferred, selector
 from maas_metrics.rules.limits import policy_namespaces, quota
 from maas_metrics.services import GATEWAY_SERVICE, LIMITADOR_SERVICE
 
 ALERT_GROUP = "maas-metrics-alerts"
+UP = contract.LIMITADOR_UP
 
 #: Prometheus Operator names a ServiceMonitor's `job` label after the Service it scrapes.
 DEFAULT_LIMITER_JOBS = (LIMITADOR_SERVICE, GATEWAY_SERVICE)
@@ -38,6 +45,8 @@ class AlertSettings:
     """Alert when a user has used this fraction of a limit within its window."""
     down_for: str = "1m"
     partitioned_for: str = "2m"
+    series_for: str = "15m"
+    """How long the usage series count must stay over `schema.max_usage_series`."""
     limiter_jobs: tuple[str, ...] = DEFAULT_LIMITER_JOBS
     """`job` label values of the scrape targets that run a rate limiter (Limitador or the gateway)."""
 
@@ -56,7 +65,7 @@ def rate_limiter_down(settings: AlertSettings) -> Rule:
     jobs = selector("up", [matcher("job", list(settings.limiter_jobs))])
     return {
         "alert": "MaaSRateLimiterDown",
-        "expr": f"limitador_up == 0 or {jobs} == 0 or absent(limitador_up)",
+        "expr": f"{UP} == 0 or {jobs} == 0 or absent({UP})",
         "for": settings.down_for,
         "labels": {"severity": "critical"},
         "annotations": {
@@ -69,16 +78,31 @@ def rate_limiter_down(settings: AlertSettings) -> Rule:
     }
 
 
+def _growth(
+    schema: Schema, counter: str, by: tuple[str, ...], matchers: list[str], window: str
+) -> str:
+    """`sum by (by)` of the counter's growth over `window` (`increase_exact`), under each
+    name the schema reads (`preferred`)."""
+    return preferred(
+        schema.names_of(counter),
+        schema.labels_of(counter),
+        lambda n: increase_exact(selector(n, matchers), window),
+        by,
+    )
+
+
 def high_limited_ratio(config: Config, settings: AlertSettings) -> Rule:
     """Per tier and policy (namespace), since one request is checked once by each policy."""
+    schema = config.contract
+    dim = schema.dimension
     names = [config.namespaces.requests, config.namespaces.tokens]
-    ns = matcher("limitador_namespace", names)
+    ns = matcher(contract.NAMESPACE, names)
     window = settings.limited_ratio_window
-    by = "sum by (tier, limitador_namespace)"
+    by = (dim, contract.NAMESPACE)
     # Growth over the window (not rate): a ratio needs no per-second scale, and
     # increase_exact counts a user's series born inside the window.
-    limited = f"{by} ({increase_exact(selector('limited_calls', [ns]), window)})"
-    allowed = f"{by} ({increase_exact(selector('authorized_calls', [ns]), window)})"
+    limited = _growth(schema, contract.LIMITED, by, [ns], window)
+    allowed = _growth(schema, contract.CALLS, by, [ns], window)
     # A tier whose users are only ever limited has no authorized_calls series: count it as 0.
     expr = f"{limited} / ({limited} + ({allowed} or {limited} * 0)) > {settings.limited_ratio:g}"
     return {
@@ -87,10 +111,11 @@ def high_limited_ratio(config: Config, settings: AlertSettings) -> Rule:
         "for": settings.limited_ratio_for,
         "labels": {"severity": "warning"},
         "annotations": {
-            "summary": "Many requests of tier {{ $labels.tier }} are rate-limited",
+            "summary": f"Many requests of {dim} {{{{ $labels.{dim} }}}} are rate-limited",
             "description": (
                 "{{ $value | humanizePercentage }} of the policy checks in namespace "
-                "{{ $labels.limitador_namespace }} for tier {{ $labels.tier }} were limited over the last "
+                f"{{{{ $labels.limitador_namespace }}}} for {dim} {{{{ $labels.{dim} }}}} were "
+                "limited over the last "
                 f"{window} (threshold {settings.limited_ratio:.0%})."
             ),
         },
@@ -104,6 +129,10 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
     or the `maas_limit_max` gauge our gateway publishes, so the alert works on a
     Kuadrant-only cluster too; the window is the config's.
     """
+    schema = config.contract
+    dim = schema.dimension
+    if not schema.user:
+        return []  # usage per user is not recorded: nothing to compare with a per-user limit
     rules: list[Rule] = []
     for tier_name, policies in tier_policies(config).items():
         for policy, limit in (("requests", policies.requests), ("tokens", policies.tokens)):
@@ -113,19 +142,16 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
             if not namespaces:
                 continue
             where = [
-                matcher("limitador_namespace", list(namespaces)),
-                matcher("tier", [tier_name]),
+                matcher(contract.NAMESPACE, list(namespaces)),
+                matcher(dim, [tier_name]),
             ]
-            used = (
-                "sum by (limitador_namespace, tier, user) "
-                f"({increase_exact(selector('authorized_hits', where), duration(limit.seconds))})"
-            )
-            limit_max = quota([*where, matcher("policy", [policy])])
+            used = _used(schema, where, duration(limit.seconds))
+            limit_max = quota([*where, matcher("policy", [policy])], dim)
             rules.append(
                 {
                     "alert": "MaaSUserNearQuota",
                     "expr": (
-                        f"{used} >= on (limitador_namespace, tier) group_left () "
+                        f"{used} >= on (limitador_namespace, {dim}) group_left () "
                         f"({settings.near_quota:g} * {limit_max})"
                     ),
                     "labels": {
@@ -135,7 +161,7 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
                     },
                     "annotations": {
                         "summary": "User {{ $labels.user }} is near the "
-                        + f"{policy} quota of tier {{{{ $labels.tier }}}}",
+                        + f"{policy} quota of {dim} {{{{ $labels.{dim} }}}}",
                         "description": (
                             "{{ $labels.user }} used {{ $value | humanize }} "
                             + f"{policy} of {limit.max_value} per {limit.seconds}s "
@@ -147,10 +173,21 @@ def near_quota(config: Config, settings: AlertSettings) -> list[Rule]:
     return rules
 
 
+def _used(schema: Schema, where: list[str], window: str) -> str:
+    """Each user's hits within `window` (under each name the schema reads)."""
+    dim = schema.dimension
+    return preferred(
+        schema.names_of(contract.HITS),
+        schema.labels_of(contract.HITS),
+        lambda n: increase_exact(selector(n, where), window),
+        (contract.NAMESPACE, dim, contract.USER),
+    )
+
+
 def counter_store_partitioned(settings: AlertSettings) -> Rule:
     return {
         "alert": "MaaSCounterStorePartitioned",
-        "expr": "datastore_partitioned == 1",
+        "expr": f"{contract.DATASTORE_PARTITIONED} == 1",
         "for": settings.partitioned_for,
         "labels": {"severity": "critical"},
         "annotations": {
@@ -163,6 +200,33 @@ def counter_store_partitioned(settings: AlertSettings) -> Rule:
     }
 
 
+def usage_series_high(config: Config, settings: AlertSettings) -> Rule:
+    """Cardinality: the usage counters' series count over `schema.max_usage_series`.
+
+    Every label value (user, attribution) multiplies the series Prometheus
+    keeps; this fires before that hurts, e.g. when `user` capture meets a
+    user base far larger than planned.
+    """
+    schema = config.contract
+    counters = (*contract.LIMITADOR_COUNTERS, *contract.TOKEN_KIND_COUNTERS)
+    names = sorted({n for c in counters for n in schema.names_of(c)})
+    threshold = config.metrics_schema.max_usage_series
+    return {
+        "alert": "MaaSUsageSeriesHigh",
+        "expr": f'count({{__name__=~"{"|".join(names)}"}}) > {threshold}',
+        "for": settings.series_for,
+        "labels": {"severity": "warning"},
+        "annotations": {
+            "summary": "The usage counters have more series than planned",
+            "description": (
+                "{{ $value }} series of the usage counters (threshold "
+                f"{threshold}, schema.max_usage_series). Each captured label value multiplies "
+                "them: consider schema.capture_user: false or fewer attribution labels."
+            ),
+        },
+    }
+
+
 def alert_rules(config: Config, settings: AlertSettings | None = None) -> list[Rule]:
     settings = settings or AlertSettings()
     return [
@@ -170,6 +234,7 @@ def alert_rules(config: Config, settings: AlertSettings | None = None) -> list[R
         high_limited_ratio(config, settings),
         *near_quota(config, settings),
         counter_store_partitioned(settings),
+        usage_series_high(config, settings),
         *(ledger_alerts() if config.ledger.enabled else []),
     ]
 

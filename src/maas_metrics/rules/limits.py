@@ -5,7 +5,8 @@ Limitador publishes no limits at all. These rules write the config's limits
 into Prometheus with `vector()` and static labels, in both sources, so
 "near quota" alerts and "headroom" panels work with no gateway of ours:
 
-* `maas:limit_max{limitador_namespace, tier, policy, limit_name}`: the max;
+* `maas:limit_max{limitador_namespace, tier, policy, limit_name}`: the max
+  (`subscription` instead of `tier` when that is the billing dimension);
 * `maas:limit_window_seconds{...same labels}`: the window, in seconds.
 
 One series per limit and `limitador_namespace` that holds its hits: the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.policies import request_namespaces, tier_policies, token_namespaces
 from maas_metrics.promql import selector
@@ -24,7 +26,7 @@ from maas_metrics.promql import selector
 GROUP_NAME: Final = "maas-metrics-limits"
 LIMIT_MAX: Final = "maas:limit_max"
 LIMIT_WINDOW: Final = "maas:limit_window_seconds"
-GAUGE: Final = "maas_limit_max"
+GAUGE: Final = contract.LIMIT_MAX
 """The gateway's own gauge of the same numbers (labels limit_name, limitador_namespace, policy, tier)."""
 
 Rule = dict[str, object]
@@ -44,8 +46,8 @@ def limit_rules(config: Config) -> list[Rule]:
                 continue
             for namespace in policy_namespaces(config, policy):
                 labels = {
-                    "limitador_namespace": namespace,
-                    "tier": tier_name,
+                    contract.NAMESPACE: namespace,
+                    config.contract.dimension: tier_name,
                     "policy": policy,
                     "limit_name": limit.name,
                 }
@@ -61,14 +63,15 @@ def limits_group(config: Config) -> dict[str, Any]:
     return {"name": GROUP_NAME, "interval": "1m", "rules": limit_rules(config)}
 
 
-def quota(matchers: list[str]) -> str:
+def quota(matchers: list[str], dimension: str = "tier") -> str:
     """The max of the limits matching `matchers`, from the rules or else the gateway's gauge.
 
     `or` keeps the alert working where only one of the two exists; `max by`
     drops the gauge's instance labels so both have the same label set.
+    `dimension`: the billing dimension's label (`tier` or `subscription`).
     """
     both = f"{selector(LIMIT_MAX, matchers)} or {selector(GAUGE, matchers)}"
-    return f"max by (limitador_namespace, tier) ({both})"
+    return f"max by (limitador_namespace, {dimension}) ({both})"
 
 
 __all__ = [

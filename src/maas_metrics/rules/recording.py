@@ -18,6 +18,12 @@ A counter reset inside one interval falls back to `increase` (extrapolated).
   (limitador_namespace, tier, model) — a few dozen series, for panels that
   do not look at single users.
 
+Those are the seed schema's names; another schema (`contract.Schema`) names
+each level after its labels (e.g. `namespace_subscription_organization_id_
+cost_center_model`), keeps attribution labels on both levels, drops `model`
+from the calls counters' rules when they carry none, and has only the
+per-tier level when `user` is not captured.
+
 Both are computed from the raw counters (not one from the other) so that
 `promtool tsdb create-blocks-from rules` can backfill them too. The rules do
 not depend on the config: every namespace and tier is kept as a label.
@@ -27,7 +33,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from maas_metrics.promql import increase_exact
+from maas_metrics import contract
+from maas_metrics.contract import Schema
+from maas_metrics.promql import increase_exact, preferred
 
 if TYPE_CHECKING:
     from maas_metrics.config import Config
@@ -36,17 +44,12 @@ GROUP_NAME: Final = "maas-metrics-recording"
 INTERVAL_SECONDS: Final = 60
 INTERVAL: Final = "1m"
 
-COUNTERS: Final = (
-    "authorized_hits",
-    "authorized_calls",
-    "limited_calls",
-    "maas_prompt_tokens_total",
-    "maas_completion_tokens_total",
-)
-"""The counters of the metric contract that get recording rules."""
+COUNTERS: Final = (*contract.LIMITADOR_COUNTERS, *contract.TOKEN_KIND_COUNTERS)
+"""The counters of the metric contract that get recording rules (by their Limitador names)."""
 
-USER_LABELS: Final = ("limitador_namespace", "user", "tier", "model")
-TIER_LABELS: Final = ("limitador_namespace", "tier", "model")
+USER_LABELS: Final = contract.SEED.usage_labels
+TIER_LABELS: Final = tuple(x for x in USER_LABELS if x != contract.USER)
+"""The seed schema's two levels (`user_labels` / `tier_labels` give any schema's)."""
 
 Rule = dict[str, object]
 
@@ -56,42 +59,72 @@ def _check(counter: str) -> None:
         raise ValueError(f"no recording rule for {counter!r}; known: {', '.join(COUNTERS)}")
 
 
-def per_user_series(counter: str) -> str:
-    """Name of the per-user series: the counter's increase per minute by namespace, user, tier, model."""
+def user_labels(schema: Schema, counter: str) -> tuple[str, ...]:
+    """The per-user level's labels: the counter's own (`Schema.labels_of`) but `limit_name`."""
     _check(counter)
-    return f"namespace_user_tier_model:{counter}:increase1m"
+    return tuple(x for x in schema.labels_of(counter) if x != contract.LIMIT_NAME)
 
 
-def per_tier_series(counter: str) -> str:
-    """Name of the per-tier series: the counter's increase per minute by namespace, tier, model."""
-    _check(counter)
-    return f"namespace_tier_model:{counter}:increase1m"
+def tier_labels(schema: Schema, counter: str) -> tuple[str, ...]:
+    """The per-tier level's labels: the per-user level's without `user` (attribution stays)."""
+    return tuple(x for x in user_labels(schema, counter) if x != contract.USER)
 
 
-def _increase(counter: str, labels: tuple[str, ...]) -> str:
-    return f"sum by ({', '.join(labels)}) ({increase_exact(counter, INTERVAL)})"
+def _level(labels: tuple[str, ...]) -> str:
+    return "_".join("namespace" if x == contract.NAMESPACE else x for x in labels)
 
 
-def recording_rules() -> list[Rule]:
-    """The rules, per-user ones first, in a stable order."""
+def per_user_series(counter: str, schema: Schema = contract.SEED) -> str:
+    """Name of the per-user series (`namespace_user_tier_model:<counter>:increase1m` in the seed)."""
+    return f"{_level(user_labels(schema, counter))}:{counter}:increase1m"
+
+
+def per_tier_series(counter: str, schema: Schema = contract.SEED) -> str:
+    """Name of the per-tier series (`namespace_tier_model:<counter>:increase1m` in the seed)."""
+    return f"{_level(tier_labels(schema, counter))}:{counter}:increase1m"
+
+
+def _increase(schema: Schema, counter: str, labels: tuple[str, ...]) -> str:
+    """The counter's increase over one interval by `labels`, under each name the schema reads
+    (preferred name first, `or` so both names never add up)."""
+    return preferred(
+        schema.names_of(counter),
+        schema.labels_of(counter),
+        lambda name: increase_exact(name, INTERVAL),
+        labels,
+    )
+
+
+def recording_rules(schema: Schema = contract.SEED) -> list[Rule]:
+    """The rules, per-user ones first, in a stable order (one level when `user` is not captured)."""
     rules: list[Rule] = []
+    if schema.user:
+        for counter in COUNTERS:
+            rules.append(
+                {
+                    "record": per_user_series(counter, schema),
+                    "expr": _increase(schema, counter, user_labels(schema, counter)),
+                }
+            )
     for counter in COUNTERS:
-        rules.append({"record": per_user_series(counter), "expr": _increase(counter, USER_LABELS)})
-    for counter in COUNTERS:
-        rules.append({"record": per_tier_series(counter), "expr": _increase(counter, TIER_LABELS)})
+        rules.append(
+            {
+                "record": per_tier_series(counter, schema),
+                "expr": _increase(schema, counter, tier_labels(schema, counter)),
+            }
+        )
     return rules
 
 
-def recording_group() -> dict[str, Any]:
+def recording_group(schema: Schema = contract.SEED) -> dict[str, Any]:
     """The rule group (for a Prometheus rule file or a PrometheusRule's `spec.groups`)."""
     return {
         "name": GROUP_NAME,
         "interval": INTERVAL,
-        "rules": recording_rules(),
+        "rules": recording_rules(schema),
     }
 
 
 def recording_groups(config: Config | None = None) -> list[dict[str, Any]]:
-    """All recording rule groups (one today); `config` is accepted for symmetry, the rules need none."""
-    del config
-    return [recording_group()]
+    """All recording rule groups (one), for the config's schema (the seed's without a config)."""
+    return [recording_group(contract.SEED if config is None else config.contract)]

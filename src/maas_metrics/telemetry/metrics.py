@@ -1,5 +1,8 @@
 """The gateway's metrics: Limitador's set, named and labelled as Limitador names them.
 
+Names and labels come from `maas_metrics.contract`; with the seed's schema
+(the default) the families are:
+
 | family                    | kind    | labels                                              |
 |---------------------------|---------|-----------------------------------------------------|
 | authorized_hits           | counter | limitador_namespace, model, tier, user              |
@@ -14,6 +17,12 @@
 | maas_limit_max            | gauge   | limit_name, limitador_namespace, policy, tier       |
 | maas_limit_window_seconds | gauge   | limit_name, limitador_namespace, policy, tier       |
 
+Another schema renames `tier` (e.g. `subscription`), adds attribution
+labels, drops `user`, or drops `model` from the calls counters
+(`contract.Schema.usage_labels` / `calls_labels` / `limited_labels`).
+A usage key is (namespace, *identity labels, model): the identity's values
+come from `gateway.auth.Identity.labels`, in `Schema.identity_labels` order.
+
 Every counter series is born at zero (see `Family`), so Prometheus's
 `increase()` and `rate()` see its first increment.
 """
@@ -25,15 +34,14 @@ import time
 from collections.abc import Iterator
 from typing import Literal
 
+from maas_metrics import contract
+from maas_metrics.contract import Schema
 from maas_metrics.policies import TierPolicies
 from maas_metrics.telemetry.exposition import label_text
 
-BILLING_DIMENSION = "tier"
-"""The label naming what a user is billed by (the one place to read its name)."""
-
-USAGE_LABELS = ("limitador_namespace", "user", BILLING_DIMENSION, "model")
-LIMITED_LABELS = ("limitador_namespace", "user", BILLING_DIMENSION, "model", "limit_name")
-QUOTA_LABELS = ("limitador_namespace", BILLING_DIMENSION, "limit_name", "policy")
+BILLING_DIMENSION = contract.TIER
+"""The seed schema's billing dimension (a default for `telemetry.latency`; `contract.Schema` has
+the configured one)."""
 
 
 class Family:
@@ -171,28 +179,31 @@ class Family:
 class GatewayMetrics:
     """Counters for policy decisions and token usage, plus health and quota gauges."""
 
-    def __init__(self, hold_seconds: float = 0.0) -> None:
-        def counter(name: str, help: str, labels: tuple[str, ...] = USAGE_LABELS) -> Family:
+    def __init__(self, schema: Schema = contract.SEED, hold_seconds: float = 0.0) -> None:
+        usage = schema.usage_labels
+        self._calls_model = schema.calls_model
+
+        def counter(name: str, help: str, labels: tuple[str, ...] = usage) -> Family:
             return Family(name, help, "counter", labels, hold_seconds)
 
-        self.authorized_hits = counter("authorized_hits", "Authorized hits")
-        self.authorized_calls = counter("authorized_calls", "Authorized calls")
-        self.limited_calls = counter("limited_calls", "Limited calls", LIMITED_LABELS)
-        self.limitador_up = Family("limitador_up", "Limitador is running", "gauge", ())
+        self.authorized_hits = counter(contract.HITS, "Authorized hits")
+        self.authorized_calls = counter(contract.CALLS, "Authorized calls", schema.calls_labels)
+        self.limited_calls = counter(contract.LIMITED, "Limited calls", schema.limited_labels)
+        self.limitador_up = Family(contract.LIMITADOR_UP, "Limitador is running", "gauge", ())
         self.limitador_up.set((), 1)
         self.datastore_partitioned = Family(
-            "datastore_partitioned",
+            contract.DATASTORE_PARTITIONED,
             "Limitador is partitioned from backing datastore",
             "gauge",
             (),
         )
         self.datastore_partitioned.set((), 0)
         self.prompt_tokens = counter(
-            "maas_prompt_tokens_total",
+            contract.PROMPT_TOKENS,
             "Prompt (input) tokens of admitted requests, from the response usage",
         )
         self.completion_tokens = counter(
-            "maas_completion_tokens_total",
+            contract.COMPLETION_TOKENS,
             "Completion (output) tokens of admitted requests, from the response usage",
         )
         self.answers_without_usage = counter(
@@ -205,16 +216,16 @@ class GatewayMetrics:
             ("model",),
         )
         self.limit_max = Family(
-            "maas_limit_max",
+            contract.LIMIT_MAX,
             "Configured maximum hits per window of each limit",
             "gauge",
-            QUOTA_LABELS,
+            schema.quota_labels,
         )
         self.limit_window = Family(
-            "maas_limit_window_seconds",
+            contract.LIMIT_WINDOW,
             "Configured window length in seconds of each limit",
             "gauge",
-            QUOTA_LABELS,
+            schema.quota_labels,
         )
         self.changed_at = 0.0  # time.monotonic() of the last usage change (scrape-aware shutdown)
 
@@ -222,13 +233,13 @@ class GatewayMetrics:
             "maas_token_reservations_outstanding",
             "Token reservations this process holds for requests in flight (reservation mode)",
             "gauge",
-            ("tier",),
+            (schema.dimension,),
         )
         self.reserved_tokens = Family(
             "maas_token_reservations_outstanding_tokens",
             "Tokens held by the outstanding token reservations of this process",
             "gauge",
-            ("tier",),
+            (schema.dimension,),
         )
 
     def families(self) -> list[Family]:
@@ -254,37 +265,46 @@ class GatewayMetrics:
 
     # --- what the gateway reports --------------------------------------------------
 
-    def authorized(self, namespace: str, user: str, tier: str, model: str, hits: int) -> None:
-        """A policy check admitted a request (hits: 1 for a request policy, 0 for a token pre-check)."""
-        key = (namespace, user, tier, model)
-        self.authorized_calls.inc(key)
-        self.authorized_hits.inc(key, hits)
+    def _calls_key(self, namespace: str, identity: tuple[str, ...], model: str) -> tuple[str, ...]:
+        """The calls counters' key: `model` only when the schema puts it on calls."""
+        if self._calls_model:
+            return (namespace, *identity, model)
+        return (namespace, *identity)
+
+    def authorized(self, namespace: str, identity: tuple[str, ...], model: str, hits: int) -> None:
+        """A policy check admitted a request (hits: 1 for a request policy, 0 for a token pre-check).
+
+        `identity`: the caller's label values (`Identity.labels`).
+        """
+        self.authorized_calls.inc(self._calls_key(namespace, identity, model))
+        self.authorized_hits.inc((namespace, *identity, model), hits)
         self.changed_at = time.monotonic()
 
-    def limited(self, namespace: str, user: str, tier: str, model: str, limit_name: str) -> None:
-        self.limited_calls.inc((namespace, user, tier, model, limit_name))
+    def limited(
+        self, namespace: str, identity: tuple[str, ...], model: str, limit_name: str
+    ) -> None:
+        self.limited_calls.inc((*self._calls_key(namespace, identity, model), limit_name))
         self.changed_at = time.monotonic()
 
     def reported(
         self,
         namespace: str,
-        user: str,
-        tier: str,
+        identity: tuple[str, ...],
         model: str,
         prompt_tokens: int,
         completion_tokens: int,
         total_tokens: int,
     ) -> None:
         """A token policy report after the response: hits += total tokens."""
-        key = (namespace, user, tier, model)
+        key = (namespace, *identity, model)
         self.authorized_hits.inc(key, total_tokens)
         self.prompt_tokens.inc(key, prompt_tokens)
         self.completion_tokens.inc(key, completion_tokens)
         self.changed_at = time.monotonic()
 
-    def usage_missing(self, namespace: str, user: str, tier: str, model: str) -> None:
+    def usage_missing(self, namespace: str, identity: tuple[str, ...], model: str) -> None:
         """An answer came without usage (its tokens were estimated or counted as 0)."""
-        self.answers_without_usage.inc((namespace, user, tier, model))
+        self.answers_without_usage.inc((namespace, *identity, model))
         self.changed_at = time.monotonic()
 
     def event_too_large(self, model: str) -> None:

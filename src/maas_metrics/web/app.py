@@ -34,7 +34,7 @@ from maas_metrics.dashboard.model import Catalogue, Panel
 from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.web import figures
 from maas_metrics.web.data import duration_seconds
-from maas_metrics.web.layout import FILTERS, build_layout, panel_body_id
+from maas_metrics.web.layout import build_layout, filters, panel_body_id
 from maas_metrics.web.my_usage import default_gateway_url, register_my_usage
 from maas_metrics.web.queries import SharedQueries
 from maas_metrics.web.state import WebDashboard
@@ -44,7 +44,6 @@ from maas_metrics.web.urlstate import View, make_view, parse_query_string
 
 _LOG = logging.getLogger(__name__)
 HEALTH_PATH = "healthz"
-_FILTER_VALUES = [Input(f"filter-{name}", "value") for name, _ in FILTERS]
 UNREACHABLE = "No answer from Prometheus"
 
 _INDEX = (
@@ -142,22 +141,25 @@ def create_app(
 
 def _view_callback(app: Dash, catalogue: Catalogue) -> None:
     ranges = range_options(catalogue.time_from)
+    # The catalogue's filters (the schema's: e.g. subscription and cost_center, no user).
+    names = [name for name, _ in filters(catalogue)]
+    filter_values = [Input(f"filter-{name}", "value") for name in names]
 
     @app.callback(
         Output("url", "search"),
         Output("filter-range", "value"),
         Output("range-from", "value"),
         Output("range-to", "value"),
-        *(Output(f"filter-{name}", "value") for name, _ in FILTERS),
+        *(Output(f"filter-{name}", "value") for name in names),
         # A dropdown drops values missing from its options: offer the URL's until the real ones come.
-        *(Output(f"filter-{name}", "options", allow_duplicate=True) for name, _ in FILTERS),
+        *(Output(f"filter-{name}", "options", allow_duplicate=True) for name in names),
         Output("view", "data"),
         Output("range-error", "children"),
         Input("url", "search"),
         Input("filter-range", "value"),
         Input("range-from", "value"),
         Input("range-to", "value"),
-        *_FILTER_VALUES,
+        *filter_values,
         State("view", "data"),
         prevent_initial_call="initial_duplicate",
     )
@@ -166,15 +168,12 @@ def _view_callback(app: Dash, catalogue: Catalogue) -> None:
         preset: str | None,
         start: str | None,
         end: str | None,
-        namespace: list[str] | None,
-        tier: list[str] | None,
-        user: list[str] | None,
-        model: list[str] | None,
-        current: dict[str, Any] | None,
+        *values_and_current: Any,
     ) -> tuple[Any, ...]:
         """URL -> controls on load and navigation; controls -> URL and view otherwise."""
+        *chosen_values, current = values_and_current
         trigger = callback_context.triggered_id
-        keep = tuple(no_update for _ in FILTERS)
+        keep = tuple(no_update for _ in names)
         if trigger in (None, "url"):
             view = parse_query_string(search, catalogue.time_from)
             error = _invalid(view)
@@ -182,7 +181,7 @@ def _view_callback(app: Dash, catalogue: Catalogue) -> None:
                 view = View(catalogue.time_from)
             if current is not None and View.from_data(current) == view and not error:
                 raise PreventUpdate
-            chosen = tuple(view.chosen(name) for name, _ in FILTERS)
+            chosen = tuple(view.chosen(name) for name in names)
             return (
                 no_update,
                 _preset(view, ranges),
@@ -197,7 +196,7 @@ def _view_callback(app: Dash, catalogue: Catalogue) -> None:
             if preset is None:
                 raise PreventUpdate
             start, end = preset, "now"
-        values = {"namespace": namespace, "tier": tier, "user": user, "model": model}
+        values = dict(zip(names, chosen_values, strict=True))
         view = make_view(start or catalogue.time_from, end or "now", values)
         error = _invalid(view)
         if error:
@@ -268,27 +267,31 @@ def _status_callbacks(app: Dash, state: WebDashboard) -> None:
         message, kind = state.banner(state.window(view, float(request["now"])))
         return message, f"banner banner-{kind}", "updated " + _clock(float(request["now"]))
 
+    names = [name for name, _ in filters(state.catalogue)]
+    # The user filter searches its options as one types (only when the schema has `user`).
+    user_search = [Input("filter-user", "search_value")] if "user" in names else []
+
     @app.callback(
-        *(Output(f"filter-{name}", "options") for name, _ in FILTERS),
+        *(Output(f"filter-{name}", "options") for name in names),
         Input("request", "data"),
-        Input("filter-user", "search_value"),
+        *user_search,
     )
-    def options(request: dict[str, Any] | None, search: str | None) -> tuple[Any, ...]:
+    def options(request: dict[str, Any] | None, search: str | None = None) -> tuple[Any, ...]:
         if not request:
             raise PreventUpdate
         view = View.from_data(request["view"])
         window = state.window(view, float(request["now"]))
-        names: list[str] = [name for name, _ in FILTERS]
+        wanted: list[str] = list(names)
         if callback_context.triggered_id == "filter-user":
-            names = ["user"]
+            wanted = ["user"]
 
         def answer(name: str) -> Any:
-            return state.options(name, view, window, search) if name in names else no_update
+            return state.options(name, view, window, search) if name in wanted else no_update
 
         try:
-            return tuple(answer(name) for name, _ in FILTERS)
+            return tuple(answer(name) for name in names)
         except Exception:  # the banner tells what is wrong with Prometheus
-            return tuple(no_update for _ in FILTERS)
+            return tuple(no_update for _ in names)
 
 
 def _clock(timestamp: float) -> str:

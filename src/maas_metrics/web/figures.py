@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from dash import dcc, html
 from dash.dash_table.DataTable import DataTable
 
+from maas_metrics import contract
 from maas_metrics.dashboard.model import TIER_LEGEND_SEPARATOR, Panel, Threshold
 from maas_metrics.prometheus import Sample
 from maas_metrics.web.colours import NEUTRAL, css_colour, series_colour
@@ -44,7 +45,7 @@ def legend_text(legend: str, labels: Mapping[str, str]) -> str:
 
 
 def _colour(panel: Panel, labels: Mapping[str, str], tiers: Mapping[str, str], index: int) -> str:
-    tier = labels.get("tier", "")
+    tier = next((labels[d] for d in contract.BILLING_DIMENSIONS if d in labels), "")
     if panel.colour_by_tier and tier in tiers:
         return css_colour(tiers[tier])
     return series_colour(index)
@@ -75,7 +76,7 @@ def render(data: PanelData, tiers: Mapping[str, str], generation: str = "") -> h
     if data.error is not None:
         body: Any = html.Div(data.error, className="panel-message panel-error")
     elif not data.has_data:
-        body = html.Div("No data", className="panel-message")
+        body = html.Div(panel.no_data or "No data", className="panel-message")
     elif panel.kind == "stat":
         body = _stat(data, tiers)
     elif panel.kind == "table":
@@ -324,7 +325,9 @@ def _table(data: PanelData, tiers: Mapping[str, str]) -> DataTable:
         if column.ref_id is not None:
             spec.update(type="numeric", format=_column_format(column.unit, column.decimals))
         columns.append(spec)
-    tier_field = next((c.grafana_field for c in panel.columns if c.label == "tier"), None)
+    tier_field = next(
+        (c.grafana_field for c in panel.columns if c.label in contract.BILLING_DIMENSIONS), None
+    )
     conditional: list[dict[str, Any]] = []
     if tier_field is not None:
         conditional = [

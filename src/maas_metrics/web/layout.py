@@ -11,12 +11,25 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from maas_metrics import contract
 from maas_metrics.dashboard.model import Catalogue, Panel
 from maas_metrics.web.colours import css_colour
 from maas_metrics.web.figures import attributes
 from maas_metrics.web.timerange import range_options
 
 FILTERS = (("namespace", "Namespace"), ("tier", "Tier"), ("user", "User"), ("model", "Model"))
+"""The seed schema's filters; `filters(catalogue)` gives any schema's."""
+
+
+def filters(catalogue: Catalogue) -> tuple[tuple[str, str], ...]:
+    """(variable, label) of every filter of the catalogue, in its order (as Grafana shows them)."""
+    return tuple((v.name, v.label) for v in catalogue.variables if v.kind == "query")
+
+
+def _plans(catalogue: Catalogue) -> str:
+    """`Tiers` or `Subscriptions`: the billing dimension's filter label, plural."""
+    names = [v.label for v in catalogue.variables if v.name in contract.BILLING_DIMENSIONS]
+    return f"{names[0]}s" if names else "Tiers"
 
 
 def panel_body_id(key: str) -> dict[str, str]:
@@ -115,13 +128,13 @@ def build_layout(catalogue: Catalogue, prometheus_url: str, refresh_seconds: flo
                     _time_field("from", "From", "now-6h or 2025-06-01 08:00 (UTC)"),
                     _time_field("to", "To", "now"),
                     html.Span(id="range-error", className="range-error"),
-                    *(_filter(name, label, catalogue) for name, label in FILTERS),
+                    *(_filter(name, label, catalogue) for name, label in filters(catalogue)),
                 ],
                 className="filters",
             ),
             html.Div(
                 [
-                    html.Span("Tiers:"),
+                    html.Span(f"{_plans(catalogue)}:"),
                     *(
                         html.Span(
                             [

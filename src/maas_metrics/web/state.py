@@ -12,6 +12,7 @@ import math
 import time
 from typing import Any
 
+from maas_metrics import contract
 from maas_metrics.dashboard.model import Catalogue, Panel
 from maas_metrics.dashboard.variables import ALL as ALL_VALUES
 from maas_metrics.dashboard.variables import Selection
@@ -32,7 +33,7 @@ def selection_of(view: View) -> Selection:
     def choice(name: str) -> Any:
         return view.chosen(name) or ALL_VALUES
 
-    return Selection(*(choice(name) for name in FILTER_NAMES))
+    return Selection(**{name: choice(name) for name in FILTER_NAMES})
 
 
 class WebDashboard:
@@ -90,7 +91,7 @@ class WebDashboard:
         (case-insensitive substring), so 10,000 users never reach the page.
         """
         values = self.data.options(name, selection_of(view), window)
-        if name == "tier":  # configured tiers in level order first, like the legend
+        if name in contract.BILLING_DIMENSIONS:  # configured tiers in level order first
             order = {t.name: i for i, t in enumerate(self.catalogue.tiers)}
             values = sorted(values, key=lambda v: (order.get(v, len(order)), v))
         if name == "user":

@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-FILTER_NAMES = ("namespace", "tier", "user", "model")
+from maas_metrics import contract
+
+FILTER_NAMES = (
+    "namespace",
+    contract.TIER,
+    contract.SUBSCRIPTION,
+    contract.USER,
+    contract.MODEL,
+    *contract.ATTRIBUTION_LABELS,
+)
+"""Every filter a schema can have (`var-<name>` in the URL); a catalogue shows its own."""
 
 
 @dataclass(frozen=True, slots=True)
