@@ -5,9 +5,13 @@ A counter's window starts at its first hit and the key expires with it, so
 side for that window is then exact: the request counter holds the calls the
 request policy admitted, i.e. the user's records with that namespace in
 `requests_namespace` that it did not limit, admitted since the window start
-(the record's `started_ms`); the token counter holds the tokens charged
+(by the record's `started_ms`); the token counter holds the tokens charged
 since it started (`total_tokens` of records whose usage went to that
-namespace, placed at `ended_ms`, when the gateway charges them).
+namespace, by `ended_ms`, just after the gateway charged them). Both sums
+reach back `EARLY_MS` before the window start: the window's first hit is a
+request that started a few milliseconds before the gateway admitted it, and
+the window start (from Redis's millisecond PTTL) and the record's times
+(the gateway's clock) differ by a millisecond or two.
 
 The tolerance is computed like `reconcile`'s: the records that started (for
 calls) or ended (for tokens) within `edge` of the window start or of the read
@@ -36,6 +40,8 @@ from maas_metrics.policies import tier_policies
 
 Kind = Literal["requests", "tokens"]
 SCAN_COUNT = 1000
+EARLY_MS = 1000
+"""How far before the window start a record of the window's first hit may be placed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +170,7 @@ def compare(engine: Engine, counters: list[LiveCounter], edge_seconds: float) ->
     e = round(edge_seconds * 1000)
     diffs: list[CounterDifference] = []
     for c in counters:
-        ledger = _ledger_amount(engine, c, c.window_start_ms, c.read_ms)
+        ledger = _ledger_amount(engine, c, c.window_start_ms - EARLY_MS, c.read_ms)
         if ledger == c.value:
             continue
         slack = _ledger_amount(engine, c, c.window_start_ms - e, c.window_start_ms + e)
