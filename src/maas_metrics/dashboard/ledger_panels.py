@@ -33,9 +33,12 @@ ROW_TITLE = "Billing (from the ledger)"
 PANEL_HEIGHT = 9
 
 
+_DIALECT = PGDialect()  # type: ignore[no-untyped-call]
+
+
 def _lit(value: str) -> str:
     """A SQL string literal for PostgreSQL, quoted by SQLAlchemy."""
-    return str(literal(value).compile(dialect=PGDialect(), compile_kwargs={"literal_binds": True}))
+    return str(literal(value).compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
 
 
 def _ms(day: date) -> int:
