@@ -59,7 +59,7 @@ def _config_data(url: str) -> dict[str, Any]:
     for tier in data["tiers"]:
         tier["price_changes"] = prices.get(tier["name"], [])
     data["ledger"] = {"url": url}
-    return data
+    return dict(data)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_ledger_panels_json_and_sql_equal_the_ledger_report(
     assert len(panels) == len(plain["panels"]) + 1 + len(PANELS)  # a row and the panels
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids))
-    cells = set()
+    cells: set[tuple[int, int]] = set()
     for p in panels:
         g = p["gridPos"]
         assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0
