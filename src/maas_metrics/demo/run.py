@@ -152,7 +152,8 @@ def _print_addresses(stack: DemoStack, options: DemoOptions, console: Console) -
         cfg = stack.config_path
         for command in (
             f"maas-metrics report --source ledger -c {cfg} --from now-1h --by user,model",
-            f"maas-metrics reconcile -c {cfg} -p {stack.prometheus_url} --from now-10m --to now-1m",
+            f"maas-metrics reconcile -c {cfg} -p {stack.prometheus_url} --from now-5m --to now-1m"
+            "  (after a few minutes)",
         ):
             console.print(
                 Text.assemble("  ", (f"{'Try':<13}", "bold"), Text(command)), soft_wrap=True
