@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -153,6 +157,17 @@ class DemoProcess:
     def gateway_url(self) -> str:
         return self.address("Gateway").removesuffix("/v1")
 
+    @property
+    def ledger_db(self) -> Path:
+        """The SQLite file of the ledger the demo printed (`sqlite:///<path>`)."""
+        return Path(self.address("Ledger").removeprefix("sqlite:///"))
+
+    @property
+    def config_path(self) -> Path:
+        match = re.search(r"report --source ledger -c (\S+)", self.output)
+        assert match, f"the demo printed no ledger report command:\n{self.output}"
+        return Path(match.group(1))
+
     def stop(self, sig: signal.Signals) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -166,6 +181,47 @@ class DemoProcess:
             raise AssertionError(f"the demo did not stop on {sig.name}:\n{self.output}") from None
         self._reader.join(timeout=10)
         return code
+
+
+def check_demo_ledger(demo: DemoProcess) -> None:
+    """The demo's ledger fills with the traffic, and its printed report command reads it exactly.
+
+    Truth: the rows themselves, summed with plain SQL over the same (from, to] range.
+    """
+    db = demo.ledger_db
+    deadline = time.monotonic() + 60
+    count = 0
+    while time.monotonic() < deadline:
+        if db.is_file():
+            with sqlite3.connect(db) as conn:
+                count = conn.execute("SELECT count(*) FROM ledger_records").fetchone()[0]
+            if count >= 5:
+                break
+        time.sleep(0.5)
+    assert count >= 5, f"the demo's ledger holds {count} rows after 60 s of traffic"
+    # A closed range well behind the writer's flush interval (200 ms).
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
+    start = end - timedelta(hours=1)
+    time.sleep(1)
+    result = subprocess.run(
+        [*cli(), "report", "--source", "ledger", "-c", str(demo.config_path),
+         "--from", start.isoformat(), "--to", end.isoformat(), "--by", "user",
+         "--resolution", "1s", "--format", "json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    total = json.loads(result.stdout)["total"]
+    lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    with sqlite3.connect(db) as conn:
+        rows, tokens, limited = conn.execute(
+            "SELECT count(*), coalesce(sum(total_tokens), 0), "
+            "coalesce(sum(outcome = 'rate_limited'), 0) FROM ledger_records "
+            "WHERE ended_ms > ? AND ended_ms <= ?",
+            (lo, hi),
+        ).fetchone()
+    assert rows > 0
+    assert total["tokens"] == tokens
+    assert total["limited_calls"] == limited
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -188,6 +244,8 @@ def test_demo_serves_then_stops_every_child(sig: signal.Signals, tmp_path: Path)
         ).json()["data"]["result"]
         assert [(r["metric"]["job"], r["value"][1]) for r in up] == [("maas-gateway", "1")]
         assert httpx.get(f"{demo.gateway_url}/metrics", timeout=10).status_code == 404
+        if sig is signal.SIGTERM:
+            check_demo_ledger(demo)
         children = descendants(demo.process.pid)  # again: nothing started late is missed
     finally:
         code = demo.stop(sig)

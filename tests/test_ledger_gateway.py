@@ -26,6 +26,7 @@ from sqlalchemy import delete
 from maas_metrics.ledger import LedgerStore
 from maas_metrics.ledger.export import FOCUS_COLUMNS, focus_rows, to_focus_csv
 from maas_metrics.ledger.reconcile import reconcile
+from maas_metrics.ledger.reconcile_log import last_run
 from maas_metrics.ledger.report import build_ledger_report
 from maas_metrics.ledger.schema import records
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess, ScrapeTarget
@@ -182,6 +183,15 @@ def test_mixed_scenario_ledger_report_focus_and_reconcile(
             agreed = _run_cli("reconcile", *common)
             assert agreed.returncode == 0, agreed.stdout + agreed.stderr
             assert "0 differences" in agreed.stdout
+            recorded = last_run(store.engine)  # for the web dashboard
+            assert recorded is not None and recorded.ok and recorded.differences == 0
+            assert (recorded.start, recorded.end) == rng
+            assert (
+                recorded.ledger_tokens
+                == recorded.prometheus_tokens
+                == sum(r["total_tokens"] for r in measured)
+            )
+            assert recorded.limiter_checked is None  # counters in memory: not reachable
 
             # A lost record is found, with its likely cause, and fails the check.
             lost = next(r for r in measured if r["outcome"] == "ok")
@@ -192,3 +202,8 @@ def test_mixed_scenario_ledger_report_focus_and_reconcile(
             assert disagreed.returncode == 1, disagreed.stdout + disagreed.stderr
             assert "ledger records missing" in disagreed.stdout
             assert f"-{lost['total_tokens']}" in disagreed.stdout
+            again = LedgerStore(ledger_url)
+            recorded = last_run(again.engine)
+            again.close()
+            assert recorded is not None and not recorded.ok and recorded.beyond >= 1
+            assert recorded.prometheus_tokens - recorded.ledger_tokens == lost["total_tokens"]

@@ -66,6 +66,14 @@ def dashboard(
         str,
         typer.Option(help="grafana-operator: the Grafana datasource that DS_PROMETHEUS maps to."),
     ] = "Prometheus",
+    ledger_panels: Annotated[
+        bool | None,
+        typer.Option(
+            "--ledger-panels/--no-ledger-panels",
+            help="json: add billing panels that read the ledger through Grafana's PostgreSQL "
+            "data source (input DS_LEDGER). Default: on when ledger.url is PostgreSQL.",
+        ),
+    ] = None,
 ) -> None:
     """Generate the MaaS Token Metrics Grafana dashboard from CONFIG.
 
@@ -82,7 +90,18 @@ def dashboard(
     catalogue = build_catalogue(
         cfg, recording_rules=recording_rules, price_date=_price_date(price_date)
     )
+    if ledger_panels is None:
+        ledger_panels = output_format is OutputFormat.json and (cfg.ledger.url or "").startswith(
+            "postgres"
+        )
+    if ledger_panels and output_format is not OutputFormat.json:
+        fail("--ledger-panels: only with --format json (Grafana's Import maps DS_LEDGER)")
     match output_format:
+        case OutputFormat.json if ledger_panels:
+            from maas_metrics.dashboard.grafana import dashboard as dashboard_doc
+            from maas_metrics.dashboard.ledger_panels import render_with_ledger
+
+            text = render_with_ledger(dashboard_doc(catalogue), cfg)
         case OutputFormat.json:
             text = render_json(catalogue)
         case OutputFormat.configmap:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +19,8 @@ from maas_metrics.config import Config
 
 if TYPE_CHECKING:
     from maas_metrics.ledger import LedgerStore
+    from maas_metrics.ledger.limiter_check import LimiterCheck
+    from maas_metrics.ledger.reconcile import Reconciliation
     from maas_metrics.report import TimeRange
     from maas_metrics.report.model import Report
 
@@ -206,11 +209,20 @@ def reconcile(
             "twice the scrape interval.",
         ),
     ] = "30s",
+    limiter: Annotated[
+        bool,
+        typer.Option(
+            help="Also compare each live limiter counter in Redis (storage.url) with the "
+            "ledger's sum since its window start (skipped for in-memory counters).",
+        ),
+    ] = True,
 ) -> None:
     """Prove the ledger and the metrics agree: per user, model and namespace, tokens and calls.
 
     Exit status 0 when every difference is within the edge tolerance, 1 when
     any is not (each with its likely cause), 2 when the ledger cannot be read.
+    The verdict is recorded in the ledger database (the web dashboard shows
+    the last one).
     """
     from maas_metrics.ledger.reconcile import reconcile as run_reconcile
     from maas_metrics.prometheus import PrometheusAPI, PrometheusError
@@ -226,8 +238,12 @@ def reconcile(
         fail(str(error))
     store = _store(cfg)
     api = PrometheusAPI(prometheus)
+    live: LimiterCheck | None = None
     try:
         result = run_reconcile(store.engine, api, cfg, rng, res, edge_seconds)
+        if limiter and cfg.storage.url != "memory":
+            live = _limiter_check(store, cfg, edge_seconds)
+        _save(store, result, live)
     except PrometheusError as error:
         fail(str(error))
     finally:
@@ -270,13 +286,79 @@ def reconcile(
                 d.cause,
             )
         console.print(diffs)
-    verdict = "agree" if result.ok else "DISAGREE"
+    if live is not None:
+        _print_limiter(live, console)
+    ok = result.ok and (live is None or live.ok)
+    verdict = "agree" if ok else "DISAGREE"
     print(
         f"reconcile: {result.rows} rows, {len(result.differences)} differences, "
-        f"{sum(not d.within for d in result.differences)} beyond tolerance: {verdict}"
+        f"{sum(not d.within for d in result.differences)} beyond tolerance"
+        + (
+            ""
+            if live is None
+            else f"; limiter: {live.checked} live counters, {len(live.differences)} differences, "
+            f"{sum(not d.within for d in live.differences)} beyond tolerance"
+        )
+        + f": {verdict}"
     )
-    if not result.ok:
+    if not ok:
         raise typer.Exit(1)
+
+
+def _limiter_check(store: LedgerStore, cfg: Config, edge_seconds: float) -> LimiterCheck:
+    """The live Redis counters against the ledger (one line and exit 2 when Redis cannot be read)."""
+    from redis.exceptions import RedisError
+
+    from maas_metrics.ledger.limiter_check import compare, read_counters
+
+    try:
+        counters = read_counters(cfg.storage.url, cfg)
+    except RedisError as error:
+        fail(f"cannot read the limiter counters (storage.url): {type(error).__name__}", code=2)
+    return compare(store.engine, counters, edge_seconds)
+
+
+def _save(store: LedgerStore, result: Reconciliation, live: LimiterCheck | None) -> None:
+    from maas_metrics.ledger.reconcile_log import ReconcileRun, now, save_run
+
+    save_run(
+        store.engine,
+        ReconcileRun(
+            run=now(),
+            start=result.start,
+            end=result.end,
+            ok=result.ok and (live is None or live.ok),
+            differences=len(result.differences),
+            beyond=sum(not d.within for d in result.differences),
+            ledger_tokens=result.ledger_totals["tokens"],
+            prometheus_tokens=result.prometheus_totals["tokens"],
+            limiter_checked=None if live is None else live.checked,
+            limiter_differences=None if live is None else len(live.differences),
+        ),
+    )
+
+
+def _print_limiter(live: LimiterCheck, console: Console) -> None:
+    if not live.differences:
+        console.print(f"Live limiter counters: {live.checked} compared, all equal to the ledger")
+        return
+    table = Table(title="Live limiter counters (ledger - counter, since each window start)")
+    for column in ("user", "limit", "window start", "counter", "ledger", "diff", "tolerance"):
+        table.add_column(column, overflow="fold")
+    table.add_column("likely cause", overflow="fold")
+    for d in live.differences:
+        c = d.counter
+        table.add_row(
+            c.user,
+            c.limit.name,
+            datetime.fromtimestamp(c.window_start_ms / 1000, UTC).isoformat(timespec="seconds"),
+            str(c.value),
+            str(d.ledger),
+            f"{d.diff:+}",
+            str(d.slack),
+            d.cause,
+        )
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -133,6 +133,10 @@ def _print_addresses(stack: DemoStack, options: DemoOptions, console: Console) -
         ("Grafana JSON", f"{stack.grafana_json}  (Grafana → Dashboards → Import)"),
         ("Logs", f"{stack.logs_dir}  (removed on exit unless --keep-data)"),
     ]
+    if stack.ledger_url is not None:
+        lines.append(
+            ("Ledger", f"{stack.ledger_url}  (one row per request; config {stack.config_path})")
+        )
     console.print("\n[bold green]The demo is running.[/]")
     for name, value in lines:
         console.print(f"  [bold]{name:<13}[/]{value}", soft_wrap=True, highlight=False)
@@ -144,6 +148,16 @@ def _print_addresses(stack: DemoStack, options: DemoOptions, console: Console) -
             f"-H 'Content-Type: application/json' -d '{body}'"
         )
         console.print(Text.assemble("  ", (f"{'Try':<13}", "bold"), curl), soft_wrap=True)
+    if stack.ledger_url is not None:
+        cfg = stack.config_path
+        for command in (
+            f"maas-metrics report --source ledger -c {cfg} --from now-1h --by user,model",
+            f"maas-metrics reconcile -c {cfg} -p {stack.prometheus_url} --from now-5m --to now-1m"
+            "  (after a few minutes)",
+        ):
+            console.print(
+                Text.assemble("  ", (f"{'Try':<13}", "bold"), Text(command)), soft_wrap=True
+            )
     console.print("  Press Ctrl-C to stop everything.\n")
 
 

@@ -2,8 +2,10 @@
 
 Every component is a real process (Prometheus is the real binary); the stack
 only wires them together: a copy of the config whose model upstreams point at
-the mock, a Prometheus config scraping the gateway every few seconds, and the
-dashboard reading that Prometheus. `stop()` always leaves no process behind.
+the mock, a Prometheus config scraping the gateway every few seconds, the
+dashboard reading that Prometheus, and (unless the config names one) a
+SQLite usage ledger in the demo's temp folder, so every request is on record
+with no set-up. `stop()` always leaves no process behind.
 """
 
 from __future__ import annotations
@@ -96,6 +98,19 @@ def demo_config(
     return config.model_copy(update={"models": models, "gateway": gateway})
 
 
+def with_demo_ledger(config: Config, workdir: Path) -> Config:
+    """The config with a SQLite ledger in `workdir`, unless it already configures one."""
+    if config.ledger.enabled:
+        return config
+    ledger = config.ledger.model_copy(
+        update={
+            "url": f"sqlite:///{workdir / 'ledger.db'}",
+            "spool_path": str(workdir / "ledger.spool"),
+        }
+    )
+    return config.model_copy(update={"ledger": ledger})
+
+
 class DemoStack:
     def __init__(self, options: DemoOptions) -> None:
         self.options = options
@@ -133,6 +148,11 @@ class DemoStack:
         return f"http://{HOST}:{self.ports.prometheus}"
 
     @property
+    def ledger_url(self) -> str | None:
+        """The ledger the demo's gateway writes (set once the config is written)."""
+        return self.config.ledger.url
+
+    @property
     def logs_dir(self) -> Path:
         return self.workdir / "logs"
 
@@ -160,6 +180,7 @@ class DemoStack:
         config = config.model_copy(
             update={"gateway": config.gateway.model_copy(update={"usage": usage})}
         )
+        config = with_demo_ledger(config, self.workdir)
         self.config_path.write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         )

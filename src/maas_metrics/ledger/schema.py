@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -91,6 +91,24 @@ daily = _rollup("ledger_daily")
 ROLLUPS: tuple[tuple[Table, int], ...] = ((daily, DAY_MS), (hourly, HOUR_MS))
 """Roll-up tables and their bucket sizes, coarsest first (the report tiles a range with them)."""
 
+reconciliations = Table(
+    "ledger_reconciliations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_ms", BigInteger, nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("differences", Integer, nullable=False),  # any difference, within the edge slack or not
+    Column("beyond", Integer, nullable=False),  # differences beyond the slack (exit status 1)
+    Column("limiter_checked", Integer),  # live limiter counters compared (None: not compared)
+    Column("limiter_differences", Integer),
+    Column("ledger_tokens", BigInteger, nullable=False),
+    Column("prometheus_tokens", BigInteger, nullable=False),
+    Index("ledger_reconciliations_run", "run_ms"),
+)
+"""One row per `maas-metrics reconcile` run: the web dashboard shows the last one."""
+
 schema_version = Table(
     "ledger_schema",
     metadata,
@@ -110,6 +128,7 @@ ROLLUP_VALUES = (
 #: version -> step that brings a database at version - 1 to it (version 1: create all).
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: lambda conn: metadata.create_all(conn),
+    2: lambda conn: reconciliations.create(conn, checkfirst=True),
 }
 
 

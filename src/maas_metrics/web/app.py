@@ -35,6 +35,7 @@ from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.web import figures
 from maas_metrics.web.data import duration_seconds
 from maas_metrics.web.layout import build_layout, filters, panel_body_id
+from maas_metrics.web.ledger_view import add_ledger_view
 from maas_metrics.web.my_usage import default_gateway_url, register_my_usage
 from maas_metrics.web.queries import SharedQueries
 from maas_metrics.web.state import WebDashboard
@@ -136,6 +137,7 @@ def create_app(
     for panel in catalogue.panels:
         _panel_callback(app, state, panel)
     _status_callbacks(app, state)
+    add_ledger_view(app, config)
     return app
 
 
