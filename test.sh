@@ -9,4 +9,6 @@ echo "==> ruff"
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"
-exec .venv/bin/pytest "$@"
+# Three workers: most tests wait on real servers (Prometheus scrapes, streams), not on the CPU.
+# Each test file stays on one worker, in order (module fixtures are built once).
+exec .venv/bin/pytest -n 3 --dist loadfile "$@"
