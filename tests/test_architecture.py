@@ -43,12 +43,12 @@ COMMAND_EXTRAS: dict[str, set[str]] = {
     "maas_metrics.cli.config_cmds": set(),
     "maas_metrics.cli.rules_cmds": set(),
     "maas_metrics.cli.manifests_cmds": set(),
-    "maas_metrics.cli.report_cmds": {"web"},
+    "maas_metrics.cli.report_cmds": {"web", "postgres", "gateway"},  # --source ledger: as ledger
     "maas_metrics.cli.gateway_cmds": {"gateway"},
     "maas_metrics.cli.sim_cmds": {"gateway"},
     "maas_metrics.cli.dashboard_cmds": {"grafana"},
     "maas_metrics.cli.demo_cmds": {"gateway", "web", "grafana", "demo"},
-    "maas_metrics.cli.ledger_cmds": {"postgres"},
+    "maas_metrics.cli.ledger_cmds": {"postgres", "gateway"},  # gateway: reconcile reads Redis
 }
 
 

@@ -307,6 +307,7 @@ def reconcile(
 
 def _limiter_check(store: LedgerStore, cfg: Config, edge_seconds: float) -> LimiterCheck:
     """The live Redis counters against the ledger (one line and exit 2 when Redis cannot be read)."""
+    require_extra("gateway")  # the Redis client: a config whose counters live in Redis has it
     from redis.exceptions import RedisError
 
     from maas_metrics.ledger.limiter_check import compare, read_counters
