@@ -10,6 +10,7 @@ Everything before the policies changes no counter and no metric.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -30,6 +31,19 @@ from maas_metrics.gateway.validation import InferenceRequest, parse_request
 from maas_metrics.ledger.trace import LedgerHook, Trace
 from maas_metrics.telemetry import GatewayMetrics, LatencyMetrics
 from maas_metrics.telemetry.latency import OPERATIONS
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One admitted request on its way upstream: what `_complete` and `_stream` both need."""
+
+    identity: Identity
+    checked: InferenceRequest
+    url: str
+    body: bytes
+    admission: Admission
+    trace: Trace | None
+    timer: RequestTimer
 
 
 class InferenceFlow:
@@ -99,14 +113,8 @@ class InferenceFlow:
             raise
         response: Response | None = None
         try:
-            if checked.stream:
-                response = await self._stream(
-                    identity, checked, base + path, body, admission, trace, timer
-                )
-            else:
-                response = await self._complete(
-                    identity, checked, base + path, body, admission, trace, timer
-                )
+            call = Call(identity, checked, base + path, body, admission, trace, timer)
+            response = await (self._stream(call) if checked.stream else self._complete(call))
         except errors.GatewayError as error:
             timer.failed(error.status)
             if trace is not None:
@@ -154,20 +162,11 @@ class InferenceFlow:
             report, identity, checked.model, usage, together=self.storage_kind != "memory"
         )
 
-    async def _complete(
-        self,
-        identity: Identity,
-        checked: InferenceRequest,
-        url: str,
-        body: bytes,
-        admission: Admission,
-        trace: Trace | None,
-        timer: RequestTimer,
-    ) -> Response:
-        reply = await self.upstreams.post(url, body)
+    async def _complete(self, call: Call) -> Response:
+        reply = await self.upstreams.post(call.url, call.body)
         if reply.status >= 400:
-            if trace is not None:
-                trace.finish("upstream_error", reply.status)
+            if call.trace is not None:
+                call.trace.finish("upstream_error", reply.status)
             return upstream_error(reply.status, reply.content)
         if not 200 <= reply.status < 300:
             raise errors.upstream_unreachable(f"unexpected HTTP {reply.status}")
@@ -178,55 +177,48 @@ class InferenceFlow:
         if not isinstance(answer, dict):
             raise errors.upstream_unreachable("the answer is not a JSON object")
         usage = parse_usage(answer.get("usage"))
-        timer.answered(usage, streamed=False)
+        call.timer.answered(usage, streamed=False)
         chars = 0 if usage is not None else answer_chars(answer)
-        account = self._account(identity, checked, usage, chars, admission, trace)
+        account = self._account(
+            call.identity, call.checked, usage, chars, call.admission, call.trace
+        )
         if self.storage_kind == "memory":
             await account  # in-memory counters never wait: no cancel can land inside the report
         else:  # shielded: a cancel while Redis answers cannot stop the report half-way
             await self.background.shielded(account)
-        if trace is not None:
-            trace.finish("usage_missing" if trace.missing else "ok", reply.status)
+        if call.trace is not None:
+            call.trace.finish("usage_missing" if call.trace.missing else "ok", reply.status)
         return Response(
             reply.content,
             status_code=reply.status,
-            headers=admission.headers(),
+            headers=call.admission.headers(),
             media_type=reply.content_type,
         )
 
-    async def _stream(
-        self,
-        identity: Identity,
-        checked: InferenceRequest,
-        url: str,
-        body: bytes,
-        admission: Admission,
-        trace: Trace | None,
-        timer: RequestTimer,
-    ) -> Response:
-        hide = not checked.include_usage
+    async def _stream(self, call: Call) -> Response:
+        hide = not call.checked.include_usage
         if hide:
-            options = checked.payload.get("stream_options") or {}
+            options = call.checked.payload.get("stream_options") or {}
             asked = orjson.dumps(
-                {**checked.payload, "stream_options": {**options, "include_usage": True}}
+                {**call.checked.payload, "stream_options": {**options, "include_usage": True}}
             )
-            upstream = await self.upstreams.open_stream(url, asked)
+            upstream = await self.upstreams.open_stream(call.url, asked)
             if upstream.status == 400:
                 content = await upstream.read()
                 if b"stream_options" not in content:
-                    if trace is not None:
-                        trace.finish("upstream_error", 400)
+                    if call.trace is not None:
+                        call.trace.finish("upstream_error", 400)
                     return upstream_error(400, content)
                 # This upstream rejects what the gateway added: ask as the client did, count
                 # the answer through the no-usage path.
                 hide = False
-                upstream = await self.upstreams.open_stream(url, body)
+                upstream = await self.upstreams.open_stream(call.url, call.body)
         else:
-            upstream = await self.upstreams.open_stream(url, body)
+            upstream = await self.upstreams.open_stream(call.url, call.body)
         status = upstream.status
         if status >= 400:
-            if trace is not None:
-                trace.finish("upstream_error", status)
+            if call.trace is not None:
+                call.trace.finish("upstream_error", status)
             return upstream_error(status, await upstream.read())
         content_type = upstream.content_type
         if not 200 <= status < 300 or not content_type.startswith("text/event-stream"):
@@ -239,36 +231,43 @@ class InferenceFlow:
             # Runs in the reader task: no client disconnect can cancel it. A stream cut
             # after its usage chunk is counted; one cut before it counts no tokens.
             if error is None:
-                timer.answered(capture.usage, streamed=True)
+                call.timer.answered(capture.usage, streamed=True)
             else:
-                timer.failed(error.status)
+                call.timer.failed(error.status)
             if capture.usage is not None or error is None:
                 await self._account(
-                    identity, checked, capture.usage, capture.answer_chars, admission, trace
+                    call.identity,
+                    call.checked,
+                    capture.usage,
+                    capture.answer_chars,
+                    call.admission,
+                    call.trace,
                 )
-            elif admission.holding:  # no usage: give the token reservation back, charge nothing
-                await self.meter.release(admission)
-            if trace is not None:
+            elif (
+                call.admission.holding
+            ):  # no usage: give the token reservation back, charge nothing
+                await self.meter.release(call.admission)
+            if call.trace is not None:
                 if error is not None:
-                    trace.finish("upstream_error", 502)
+                    call.trace.finish("upstream_error", 502)
                 elif relay.client_left:
-                    trace.finish("client_disconnect", 200)
+                    call.trace.finish("client_disconnect", 200)
                 else:
-                    trace.finish("usage_missing" if trace.missing else "ok", 200)
+                    call.trace.finish("usage_missing" if call.trace.missing else "ok", 200)
 
         def too_large() -> None:
-            self.metrics.event_too_large(checked.model)
+            self.metrics.event_too_large(call.checked.model)
 
         relay = RelayResponse(
             upstream,
             UsageCapture(hide, self.metering.max_sse_event_bytes),
             finish,
-            {**SSE_HEADERS, **admission.headers()},
+            {**SSE_HEADERS, **call.admission.headers()},
             self.background,
             self.config.gateway.upstream_timeout_seconds,
             too_large,
-            timer,
+            call.timer,
         )
-        if trace is not None:
-            relay.on_first_piece = trace.first_chunk
+        if call.trace is not None:
+            relay.on_first_piece = call.trace.first_chunk
         return relay
