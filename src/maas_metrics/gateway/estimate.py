@@ -40,28 +40,24 @@ def prompt_chars(payload: dict[str, Any]) -> int:
 
 def answer_chars(answer: dict[str, Any]) -> int:
     """Characters of answer text in a JSON completion (`message.content` or `text` per choice)."""
-    choices = answer.get("choices")
-    if not isinstance(choices, list):
-        return 0
-    total = 0
-    for choice in choices:
-        if isinstance(choice, dict):
-            message = choice.get("message")
-            text = message.get("content") if isinstance(message, dict) else choice.get("text")
-            total += _text_length(text)
-    return total
+    return _choices_chars(answer, "message")
 
 
 def chunk_chars(payload: dict[str, Any]) -> int:
     """Characters of answer text in one stream chunk (chat `delta.content` or completions `text`)."""
+    return _choices_chars(payload, "delta")
+
+
+def _choices_chars(payload: dict[str, Any], part: str) -> int:
+    """Text length over `choices`: each choice's `<part>.content` (chat), else its `text`."""
     choices = payload.get("choices")
     if not isinstance(choices, list):
         return 0
     total = 0
     for choice in choices:
         if isinstance(choice, dict):
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            holder = choice.get(part)
+            text = holder.get("content") if isinstance(holder, dict) else choice.get("text")
             total += _text_length(text)
     return total
 
