@@ -281,7 +281,8 @@ class SchemaSettings(_Strict):
     billing_dimension: BillingDimension = "tier"
     attribution: list[AttributionLabel] = []
     capture_user: bool = True
-    calls_carry_model: bool = True
+    calls_carry_model: bool | None = None
+    """None: the source's (true behind our gateway; false on Kuadrant, where it must be)."""
     metric_names: MetricNames = "limitador"
     missing_value: Annotated[Text, Field(min_length=1)] = MISSING_VALUE
     groups: dict[Text, Attributes] = {}
@@ -299,7 +300,7 @@ class SchemaSettings(_Strict):
             dimension=self.billing_dimension,
             attribution=tuple(self.attribution),
             user=self.capture_user,
-            calls_model=self.calls_carry_model,
+            calls_model=self.calls_carry_model is not False,
             names=self.metric_names,
             missing_value=self.missing_value,
         )
@@ -656,10 +657,7 @@ class Config(_Strict):
         if self.source == "gateway" and self.namespaces.requests == self.namespaces.tokens:
             raise ValueError("namespaces: requests and tokens must differ when source is gateway")
         if self.source == "kuadrant":
-            if (
-                "calls_carry_model" in self.metrics_schema.model_fields_set
-                and self.metrics_schema.calls_carry_model
-            ):
+            if self.metrics_schema.calls_carry_model:
                 raise ValueError(
                     "schema.calls_carry_model: must be false with source kuadrant (Limitador "
                     "labels the calls before the response names the model)"
