@@ -41,6 +41,7 @@ from maas_metrics.dashboard.catalogue import GATEWAY_PANELS, NO_GATEWAY, build_c
 from maas_metrics.dashboard.latency_panels import LATENCY_KEYS
 from maas_metrics.dashboard.variables import Selection
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.promql import duration, increase_exact
 from maas_metrics.report import ReportRequest, TimeRange, build_report
 from maas_metrics.rules.alerts import AlertSettings, alert_rules
 from maas_metrics.rules.limits import limits_group
@@ -59,6 +60,7 @@ from tests.history import (
     _seconds,
     build_history,
 )
+from tests.test_exact_counts import fold_others
 from tests.test_schema_panels import (
     READS_RAW,
     Case,
@@ -67,6 +69,7 @@ from tests.test_schema_panels import (
     Shape,
     at,
     expectations,
+    key_of,
     run,
 )
 
@@ -82,13 +85,14 @@ NEWCOMER, ONCE, GONE = "newcomer", "once", "gone"
 RESTART = 7650  # seconds after the start: inside both ranges
 JOINERS = (
     (NEWCOMER, RESTART + 900, 9000),  # born inside the 1 h range, after the restart
-    (ONCE, 9000 - 20, 9000 - 20),  # one request: a single sample at the 1 h range's end
+    (ONCE, 9000 - 10, 9000 - 10),  # one request: a single sample at the 1 h range's end
     (GONE, RESTART - 10, RESTART - 10),  # one request, then the restart: never re-created
 )
-RANGES = {"1h": (9000, HOUR), "3h": (3 * HOUR + 1800, 3 * HOUR)}
-"""One hour with the restart in it (ending at the quota burst), and three hours from after the
-first hits (see the report: `increase_exact` cannot be exact for a series born inside a window
-that also restarts and then outgrows its old peak)."""
+RANGES = {"1h": (9000, HOUR), "2h": (7500, 2 * HOUR)}
+"""One hour with the restart in it (ending at the quota burst), and the two hours before the
+restart, in which every series is born. Not one range with both a series' birth and the restart:
+`increase_exact` falls back to `increase()` for a series born in the window that restarts and then
+outgrows its old peak, and loses its first value (see `test_birth_and_restart_in_one_window`)."""
 
 
 def route(model: str) -> str:
@@ -234,7 +238,7 @@ def tolerance(config: Config, panel: str, ref_id: str, want: float) -> float:
 def check_close(
     config: Config, target: tuple[str, str], actual: dict[Any, float], expected: Expect
 ) -> None:
-    want = expected.values
+    want = fold_others(actual, expected.values)
     if expected.top is not None:
         assert len(actual) <= expected.top
         for key, value in actual.items():
@@ -289,8 +293,10 @@ def test_panel_equals_the_truth(
     env: Env, target: tuple[str, str], selection_name: str, range_name: str, variant: str
 ) -> None:
     _, history, config = variant_of(env)
-    if target not in supported(config):
-        pytest.skip("not a target of this variant's dashboard (checked by the test above)")
+    catalogue = build_catalogue(config, recording_rules=variant == "rules", price_date=PRICE_DAY)
+    if target not in supported(config):  # the request quota of a token-only setup
+        assert target[1] not in {t.ref_id for t in catalogue.panel(target[0]).targets}
+        return
     shape = shape_of(config)
     offset, length = RANGES[range_name]
     rules = variant == "rules" and target[0] not in READS_RAW
@@ -300,7 +306,6 @@ def test_panel_equals_the_truth(
     expected = supported(config)[target](case)
     if selection_name == "all":
         assert expected.values, "the history must give every panel something to show"
-    catalogue = build_catalogue(config, recording_rules=variant == "rules", price_date=PRICE_DAY)
     check_close(config, target, run(env, catalogue, case, *target), expected)
 
 
@@ -312,12 +317,14 @@ def test_the_history_is_shaped_as_limitador_exposes_it(env: Env) -> None:
     assert once and {s.value for s in once} == {1.0}
     born = api.query(f'min_over_time({HITS}{{user="{NEWCOMER}"}}[1h]) > 0', time=end)
     assert born
-    namespaces = {s.labels["limitador_namespace"] for s in api.query(f"{HITS}[6h]", time=end)}
+    namespaces = {
+        s.labels["limitador_namespace"] for s in api.query(f"count_over_time({HITS}[6h])", time=end)
+    }
     routes = {route(m) for m in MODELS}
     assert namespaces == (routes | {REQUEST_ROUTE} if name == "request-route" else routes)
     assert not api.query("count({__name__=~'maas_.+'})", time=end)
     for metric in (CALLS, LIMITED):
-        assert not api.query(f'{metric}{{model!=""}}[6h]', time=end)
+        assert not api.query(f'count_over_time({metric}{{model!=""}}[6h])', time=end)
     assert not api.query(f'{HITS}{{limitador_namespace="{REQUEST_ROUTE}", model!=""}}', time=end)
 
 
@@ -403,7 +410,7 @@ def test_report_equals_the_truth(env: Env, range_name: str, selection_name: str)
 def test_alerts_read_the_sources_namespaces(env: Env) -> None:
     """HighLimitedRatio and NearQuota fire for exactly the (route, tier[, user]) the events say."""
     name, history, config = variant_of(env)
-    settings = AlertSettings()
+    settings = AlertSettings(limited_ratio=0.05)  # the history's limited shares are low
     when = history.start + 9000  # the end of the quota burst
     rules = {r["alert"]: r for r in alert_rules(config, settings) if "alert" in r}
 
@@ -416,7 +423,7 @@ def test_alerts_read_the_sources_namespaces(env: Env) -> None:
         tuple(sorted((n, s.labels[n]) for n in by))
         for s in env.api.query(str(rules["MaaSHighLimitedRatio"]["expr"]), time=when)
     }
-    clear = {k for k, r in ratios.items() if abs(r - settings.limited_ratio) > 0.02}
+    clear = {k for k, r in ratios.items() if abs(r - settings.limited_ratio) > 0.005}
     want = {k for k in clear if ratios[k] > settings.limited_ratio}
     assert want, "the burst must limit some tier"
     assert fired & clear == want
@@ -453,3 +460,25 @@ def test_alerts_read_the_sources_namespaces(env: Env) -> None:
                 got.add((s.labels["limitador_namespace"], s.labels["user"], s.labels["tier"]))
     assert near, "the burst must bring some user near a quota"
     assert got - borderline == near
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "known limit of promql.increase_exact: a series born inside the window that restarts "
+        "and then outgrows its pre-restart peak falls back to increase(), losing its first value"
+    ),
+)
+def test_birth_and_restart_in_one_window(env: Env) -> None:
+    """Every token series over (first hit - 5 min, end]: its birth and the restart in one window."""
+    _, history, _ = variant_of(env)
+    after, until = history.start + 600, history.end
+    window = duration(until - after)
+    by = ("limitador_namespace", "tier", "user")  # a token route is one model
+    truth = history.total(HITS, after, until, by=by)
+    query = f"sum by ({', '.join(by)}) ({increase_exact(HITS, window)})"
+    got = {key_of(s.labels): s.value for s in env.api.query(query, time=until)}
+    for key in {*truth, *got}:
+        g, w = got.get(key, 0.0), truth.get(key, 0.0)
+        assert abs(g - w) <= max(0.01 * w, 1.0), (key, g, w)
