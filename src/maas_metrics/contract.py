@@ -13,7 +13,11 @@ that differ between the seed's platform and today's:
   carry `model` (Limitador labels them at request time, before the model
   is known from the response, so today's platform has no `model` there);
 * the counter names consumers read: Limitador's suffix-less names, the
-  `*_total` names an OpenTelemetry collector writes, or `auto`.
+  `*_total` names an OpenTelemetry collector writes, or `auto`;
+* whether our gateway's own series exist (`gateway_series`): the token-kind
+  counters, `maas_limit_max`, the latency histograms and the budget gauges.
+  Not on a Kuadrant cluster (config `source: kuadrant`), where only
+  Limitador's counters and health gauges are scraped.
 
 This module imports nothing from the project, so anything may import it.
 """
@@ -80,6 +84,7 @@ class Schema:
     calls_model: bool = True
     names: MetricNames = "limitador"
     missing_value: str = MISSING_VALUE
+    gateway_series: bool = True
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.attribution if a not in ATTRIBUTION_LABELS]

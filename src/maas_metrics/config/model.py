@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,8 +88,16 @@ class Config(_Strict):
 
     @property
     def contract(self) -> Schema:
-        """The metric contract of this config (`contract.Schema`)."""
-        return self.metrics_schema.contract()
+        """The metric contract of this config (`contract.Schema`).
+
+        With `source: kuadrant` Limitador produces the metrics: the calls
+        counters carry no `model` (labelled before the response names it) and
+        none of our gateway's `maas_` series exist.
+        """
+        schema = self.metrics_schema.contract()
+        if self.source == "kuadrant":
+            return replace(schema, calls_model=False, gateway_series=False)
+        return schema
 
     @property
     def dimension_name(self) -> str:
@@ -132,6 +141,18 @@ class Config(_Strict):
         if self.source == "gateway" and self.namespaces.requests == self.namespaces.tokens:
             raise ValueError("namespaces: requests and tokens must differ when source is gateway")
         if self.source == "kuadrant":
+            if self.metrics_schema.calls_carry_model:
+                raise ValueError(
+                    "schema.calls_carry_model: must be false with source kuadrant (Limitador "
+                    "labels the calls before the response names the model)"
+                )
+            for index, tier in enumerate(self.tiers):
+                if any(c.per_prompt_token is not None for c in tier.price_changes):
+                    raise ValueError(
+                        f"tiers[{index}].price_changes: prompt/completion prices need the "
+                        "gateway's token-kind counters, which Limitador does not have "
+                        "(source kuadrant)"
+                    )
             if not self.kuadrant.token_routes:
                 raise ValueError(
                     "kuadrant.token_routes: source kuadrant needs the HTTPRoutes "

@@ -31,7 +31,8 @@ class SchemaSettings(_Strict):
     billing_dimension: BillingDimension = "tier"
     attribution: list[AttributionLabel] = []
     capture_user: bool = True
-    calls_carry_model: bool = True
+    calls_carry_model: bool | None = None
+    """None: the source's (true behind our gateway; false on Kuadrant, where it must be)."""
     metric_names: MetricNames = "limitador"
     missing_value: Annotated[Text, Field(min_length=1)] = MISSING_VALUE
     groups: dict[Text, Attributes] = {}
@@ -49,7 +50,7 @@ class SchemaSettings(_Strict):
             dimension=self.billing_dimension,
             attribution=tuple(self.attribution),
             user=self.capture_user,
-            calls_model=self.calls_carry_model,
+            calls_model=self.calls_carry_model is not False,
             names=self.metric_names,
             missing_value=self.missing_value,
         )

@@ -7,11 +7,20 @@ headroom — with their queries, units and layout. Renderers (Grafana JSON,
 the built-in web page) and the report read it; none defines queries itself.
 
 Namespaces: hits of the request policy count requests, not tokens, so every
-token / hits / cost query excludes the config's request namespace through
-the hidden constant variable `$request_namespace` (`limitador_namespace!~`),
-whatever `$namespace` is set to; any other namespace (several token
-namespaces in a multi-tenant deployment) counts. Rate-limit and
-success-rate queries cover the calls of both policies.
+token / hits / cost query excludes the source's request namespaces
+(`policies.request_namespaces`: the gateway's request namespace, or the
+Kuadrant request routes, possibly none) through the hidden constant variable
+`$request_namespace` (`limitador_namespace!~`), whatever `$namespace` is set
+to; any other namespace (several token namespaces or routes) counts.
+Rate-limit and success-rate queries cover the calls of both policies.
+
+Source (`config.source`): with `kuadrant`, Limitador produces the metrics,
+so the schema has no `model` on calls and none of our gateway's series
+(`Schema.gateway_series`): quota headroom reads the limits-as-data rules
+(`rules.limits`), and the gateway-only panels (`GATEWAY_PANELS`: latency
+histograms, upstream errors, budget) keep their place with no query and a
+description that says why, rather than an empty chart that looks like no
+traffic.
 
 Schema (`contract.Schema`, from the config): the billing dimension (`tier`
 or `subscription`) names the by-tier panels, the dimension filter and the
@@ -75,7 +84,9 @@ from maas_metrics.dashboard.promql import (
     top_and_others,
 )
 from maas_metrics.dashboard.variables import ALL_VALUE
+from maas_metrics.policies import request_namespaces
 from maas_metrics.promql import increase_exact, preferred, string_literal
+from maas_metrics.rules.limits import quota
 
 HITS = contract.HITS
 CALLS = contract.CALLS
@@ -139,6 +150,22 @@ USER_PANELS = frozenset(
     }
 )
 """Panels about single users: without `user` they keep their place and say why they are empty."""
+
+NO_GATEWAY = (
+    "Needs the maas-metrics gateway's own series, which a Kuadrant cluster does not have "
+    "(source: kuadrant: Limitador produces the metrics and has no latency histograms, "
+    "upstream error counters or budgets)."
+)
+GATEWAY_PANELS = frozenset(
+    {
+        "request_duration",
+        "time_to_first_token",
+        "time_per_output_token",
+        "upstream_error_rate",
+        "budget_used",
+    }
+)
+"""Panels read only from our gateway's series: without them (source kuadrant) they say why."""
 
 CALLS_PANELS = frozenset({"success_rate", "calls_by_tier", "success_rate_by_tier", "details"})
 """Panels built on the calls counters (cover every model when those carry no `model`)."""
@@ -248,8 +275,8 @@ def variables(config: Config) -> tuple[Variable, ...]:
             "Namespace",
             "limitador_namespace",
             usage(),
-            "limitador_namespace: one per policy (and per tenant). Token panels never count the "
-            "request policy's namespace, whatever is chosen here.",
+            "limitador_namespace: one per policy (gateway) or per HTTPRoute (Kuadrant). Token "
+            "panels never count the request policy's namespaces, whatever is chosen here.",
         ),
         filter_variable(
             dim, TITLES[dim], dim, usage(NAMESPACE), f"The users' {DIMENSION_WORDS[dim]}."
@@ -263,8 +290,11 @@ def variables(config: Config) -> tuple[Variable, ...]:
             name="request_namespace",
             label="Request-policy namespace",
             kind="constant",
-            description="Regex of the request policy's limitador_namespace, excluded from token panels.",
-            value=re2_escape(config.namespaces.requests),
+            description=(
+                "Regex of the request policy's limitador_namespaces, excluded from token panels "
+                "(empty: no request policy, as on a Kuadrant cluster with token routes only)."
+            ),
+            value="|".join(re2_escape(n) for n in request_namespaces(config)),
             hidden=True,
         ),
     )
@@ -384,6 +414,8 @@ class _Builder:
 
     def _schema_notes(self, panel: Panel) -> Panel:
         """What this schema changes: no `user` -> the panel says so; no `model` on calls -> noted."""
+        if not self.schema.gateway_series and panel.key in GATEWAY_PANELS:
+            return replace(panel, targets=(), description=NO_GATEWAY, no_data=NO_GATEWAY)
         if not self.schema.user and panel.key in USER_PANELS:
             return replace(panel, targets=(), description=NO_USER, no_data=NO_USER, columns=())
         if not self.schema.calls_model and panel.key in CALLS_PANELS:
@@ -707,7 +739,7 @@ class _Builder:
         requests = [
             self._quota(t, "requests", t.request_limit.window_seconds)
             for t in self.config.tiers_by_level()
-            if t.request_limit is not None
+            if t.request_limit is not None and request_namespaces(self.config)
         ]
         for ref_id, policy, parts in (("A", "tokens", tokens), ("B", "requests", requests)):
             if parts:
@@ -729,7 +761,8 @@ class _Builder:
             description=(
                 "The ten users closest to their token and request limits: hits in the last window "
                 f"of their {self.dim}'s limit (window from the config) over the limit's maximum "
-                "(maas_limit_max). 100 % means the next request is limited. Limits count all "
+                "(the limits-as-data rules' maas:limit_max, else the gateway's maas_limit_max). "
+                "100 % means the next request is limited. Limits count all "
                 "models, so the model filter does not apply."
             ),
             kind="bargauge",
@@ -754,12 +787,8 @@ class _Builder:
             lambda name: increase_exact(selector(name, matchers), f"{window_seconds}s"),
             (contract.NAMESPACE, USER, dim),
         )
-        quota = selector(contract.LIMIT_MAX, (f'policy="{policy}"', this_tier))
-        return (
-            f"({used}"
-            f" / on (limitador_namespace, {dim}) group_left ()"
-            f" (max by (limitador_namespace, {dim}) ({quota}) > 0))"
-        )
+        limit_max = quota([f'policy="{policy}"', this_tier], dim)
+        return f"({used} / on (limitador_namespace, {dim}) group_left () ({limit_max} > 0))"
 
     def details(self) -> Panel:
         schema = self.schema

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from maas_metrics import contract
 from maas_metrics.config import Config
+from maas_metrics.policies import request_namespaces
 from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.report.model import (
     DEFAULT_BY,
@@ -50,7 +51,7 @@ def build_report(
     if uses_token_prices(config):
         counters[1:1] = [PROMPT, COMPLETION]
     if "namespace" in request.filters and not (
-        set(request.filters["namespace"]) - {config.namespaces.requests}
+        set(request.filters["namespace"]) - set(request_namespaces(config))
     ):
         # Only the request namespace is selected: it holds no tokens.
         counters = [c for c in counters if not c.tokens_only]

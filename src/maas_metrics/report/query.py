@@ -26,12 +26,14 @@ from itertools import pairwise
 
 from maas_metrics import contract
 from maas_metrics.config import Config
+from maas_metrics.policies import request_namespaces
 from maas_metrics.prometheus import PrometheusAPI, PrometheusError
 from maas_metrics.promql import (
     duration,
     increase_exact,
     matcher,
     preferred,
+    regex_alternation,
     selector,
     string_literal,
 )
@@ -73,8 +75,9 @@ def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[s
         for key, values in sorted(request.filters.items())
         if GROUP_KEYS[key] in carried
     ]
-    if counter.tokens_only:
-        out.insert(0, f"limitador_namespace!={string_literal(config.namespaces.requests)}")
+    excluded = request_namespaces(config)  # the source's: hits there count requests
+    if counter.tokens_only and excluded:
+        out.insert(0, f"limitador_namespace!~{string_literal(regex_alternation(excluded))}")
     return out
 
 

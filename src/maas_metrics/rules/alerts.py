@@ -19,7 +19,7 @@ from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.contract import Schema
 from maas_metrics.ledger.alerts import alert_rules as ledger_alerts
-from maas_metrics.policies import tier_policies
+from maas_metrics.policies import request_namespaces, tier_policies, token_namespaces
 from maas_metrics.promql import duration, increase_exact, matcher, preferred, selector
 from maas_metrics.rules.limits import policy_namespaces, quota
 from maas_metrics.services import GATEWAY_SERVICE, LIMITADOR_SERVICE
@@ -95,7 +95,7 @@ def high_limited_ratio(config: Config, settings: AlertSettings) -> Rule:
     """Per tier and policy (namespace), since one request is checked once by each policy."""
     schema = config.contract
     dim = schema.dimension
-    names = [config.namespaces.requests, config.namespaces.tokens]
+    names = [*request_namespaces(config), *token_namespaces(config)]  # the source's
     ns = matcher(contract.NAMESPACE, names)
     window = settings.limited_ratio_window
     by = (dim, contract.NAMESPACE)
