@@ -147,7 +147,8 @@ class RelayResponse(Response):
         if self._detached:
             return
         self._detached = True
-        self.client_left = not self._ended
+        # A client that closes once it has read `[DONE]` has the whole answer: it did not leave.
+        self.client_left = not self._ended and not self._capture.done
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(_GONE)
