@@ -176,7 +176,8 @@ def test_redis_killed_under_load_and_restarted(
     before_kill = [r for r in replies if r.received < killed]
     after_back = [r for r in replies if r.sent > recovered]
     assert before_kill and all(r.status == 200 for r in before_kill)
-    assert len(after_back) >= 20 and all(r.status == 200 for r in after_back)
+    bad = [(r.status, round(r.sent - recovered, 3)) for r in after_back if r.status != 200]
+    assert len(after_back) >= 20 and not bad, bad
 
     assert during[PARTITIONED] == 1
     assert health_during.status_code == 200

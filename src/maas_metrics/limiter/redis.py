@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -58,12 +60,18 @@ class RedisStore:
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             health_check_interval=0,
+            # A pooled connection left over from before a Redis restart fails once on use:
+            # retry that call on a fresh connection (connection errors only, no back-off).
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._script = self._redis.register_script(BATCH)
         self._batch = batch
         self._queue: list[_Op] = []
         self._flushes: set[asyncio.Task[None]] = set()
+        # After a connection failure every pooled connection may be stale (Redis restarted):
+        # the next successful ping drops them all, so no request fails on one afterwards.
+        self._stale_pool = False
 
     # --- batching ----------------------------------------------------------------------
 
@@ -112,6 +120,7 @@ class RedisStore:
         try:
             return await future
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            self._stale_pool = True
             raise StoreUnavailable(str(error) or type(error).__name__) from error
         except RedisError as error:
             # A server that is loading, read-only or out of memory cannot count either.
@@ -179,7 +188,11 @@ class RedisStore:
         try:
             await self._redis.ping()
         except (RedisError, OSError) as error:
+            self._stale_pool = True
             raise StoreUnavailable(str(error)) from error
+        if self._stale_pool:
+            self._stale_pool = False
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     async def close(self) -> None:
         if self._flushes:
