@@ -47,10 +47,11 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from maas_metrics.prometheus.process import find_binary
-from maas_metrics.rules.recording import recording_groups
+from maas_metrics.rules import recording
 from maas_metrics.telemetry.exposition import escape_label_value
 
 SCRAPE_INTERVAL = 15
@@ -416,23 +417,26 @@ def backfill_recording_rules_at(
     within its interval: choose `start` off the scrape grid to test that,
     or on it. The expressions are the real rules', evaluated by the real
     server's engine (a range query: the same evaluation as the rule
-    manager's instant query at each time), stored at their evaluation times.
+    manager's instant query at each time), stored at their evaluation times,
+    in the passes `backfill_passes` gives (rules that read other rules' output
+    after those are loaded).
     `config`: whose schema's rules (the seed's without one).
     """
-    lines: list[str] = []
-    with PrometheusAPI(prometheus.url) as api:
-        for group in recording_groups(config):
-            step = _seconds(str(group["interval"]))
-            for rule in group["rules"]:
+    schema = contract.SEED if config is None else config.contract
+    step = _seconds(recording.INTERVAL)
+    for rules in recording.backfill_passes(schema):
+        lines: list[str] = []
+        with PrometheusAPI(prometheus.url) as api:
+            for rule in rules:
                 for series in api.query_range(str(rule["expr"]), start, end, step):
                     text = _label_text(tuple(sorted(series.labels.items())))
                     lines.extend(
                         f"{rule['record']}{text} {v!r} {t:.3f}\n" for t, v in series.points
                     )
-    lines.append("# EOF\n")
-    prometheus.stop()
-    prometheus.backfill("".join(lines))
-    prometheus.start()
+        lines.append("# EOF\n")
+        prometheus.stop()
+        prometheus.backfill("".join(lines))
+        prometheus.start()
 
 
 def _seconds(interval: str) -> int:
@@ -443,38 +447,41 @@ def _seconds(interval: str) -> int:
 def backfill_recording_rules(prometheus: PrometheusProcess, start: int, end: int) -> None:
     """Evaluate the recording rules over [start, end] with promtool and load the blocks.
 
-    promtool queries the running `prometheus` for the raw series; the server
-    is then restarted so that it picks the new blocks up. Evaluations happen
-    at `start`, `start + 60`, ... (the group interval).
+    promtool queries the running `prometheus` for its inputs; the server
+    is then restarted so that it picks the new blocks up, once per pass of
+    `backfill_passes`. Evaluations happen at `start`, `start + 60`, ... (the
+    group interval).
     """
-    rules = prometheus.data_dir / "recording-rules.yml"
-    rules.write_text(yaml.safe_dump({"groups": recording_groups()}, sort_keys=False))
-    output = prometheus.data_dir / "rule-blocks"
-    result = subprocess.run(
-        [
-            find_binary("promtool"),
-            "tsdb",
-            "create-blocks-from",
-            "rules",
-            "--quiet",
-            f"--start={start}",
-            f"--end={end}",
-            f"--url={prometheus.url}",
-            f"--output-dir={output}",
-            str(rules),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"promtool rule backfill failed: {result.stderr.strip() or result.stdout.strip()}"
+    for number, rules in enumerate(recording.backfill_passes()):
+        group = {"name": recording.GROUP_NAME, "interval": recording.INTERVAL, "rules": rules}
+        path = prometheus.data_dir / f"recording-rules-{number}.yml"
+        path.write_text(yaml.safe_dump({"groups": [group]}, sort_keys=False))
+        output = prometheus.data_dir / f"rule-blocks-{number}"
+        result = subprocess.run(
+            [
+                find_binary("promtool"),
+                "tsdb",
+                "create-blocks-from",
+                "rules",
+                "--quiet",
+                f"--start={start}",
+                f"--end={end}",
+                f"--url={prometheus.url}",
+                f"--output-dir={output}",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
         )
-    prometheus.stop()
-    for block in sorted(output.iterdir()):
-        if block.is_dir():
-            shutil.move(str(block), str(prometheus.data_dir / "tsdb" / block.name))
-    prometheus.start()
+        if result.returncode != 0:
+            raise RuntimeError(
+                "promtool rule backfill failed: " + (result.stderr.strip() or result.stdout.strip())
+            )
+        prometheus.stop()
+        for block in sorted(output.iterdir()):
+            if block.is_dir():
+                shutil.move(str(block), str(prometheus.data_dir / "tsdb" / block.name))
+        prometheus.start()
 
 
 backfill_recording_rules_aligned = backfill_recording_rules_at

@@ -408,7 +408,12 @@ def top_options(
     for variable in catalogue.variables:
         if variable.kind == "top":
             expr = expand(
-                variable.top_expr, s, RANGE_SECONDS, RATE_SECONDS, variables=catalogue.variables
+                variable.top_expr,
+                s,
+                RANGE_SECONDS,
+                RATE_SECONDS,
+                variables=catalogue.variables,
+                range_end=end,
             )
             options[variable.name] = top_values(
                 variable, [x.labels for x in api.query(expr, time=end)]

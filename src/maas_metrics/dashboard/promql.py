@@ -27,7 +27,7 @@ from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.contract import Schema, variable_name
 from maas_metrics.promql import growth, increase_exact, preferred, string_literal
-from maas_metrics.rules import recording
+from maas_metrics.rules import reading, recording
 
 #: A label no series carries. `ABSENT_LABEL!~"$user"` holds exactly when specific users are
 #: chosen (the absent label is "", which the All value `.*` matches), and `user=~"$user"` on a
@@ -120,8 +120,13 @@ class Counters:
     schema: Schema = contract.SEED
 
     def total(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
-        """The increase of `counter` over `$__range`, summed by `labels`."""
-        return self._sum((counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"))
+        """The increase of `counter` over `$__range`, summed by `labels`.
+
+        From the rules, per user: hours and edge minutes (`rules.reading.range_total`).
+        """
+        return self._sum(
+            (counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"), _range_total
+        )
 
     def hourly(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Growth per clock hour, for a range query at a 1 h step (Grafana aligns it to hours).
@@ -130,10 +135,23 @@ class Counters:
         clipped to the dashboard's range: the first hour counts from
         `$__from`, the last (the current hour, partial) up to `$__to`, so the
         bars add up to the range's total. Time conditions pick one of the
-        four (start, end) forms at each step (`growth`, the `increase_exact` technique). Always from the raw counters:
-        the one-minute rules cannot be cut at `$__from` without a variable
-        window, and one hour per point reads each sample once anyway.
+        four (start, end) forms at each step (`growth`, the `increase_exact` technique).
+        With recording rules, per user: the hour samples, and the minutes of the
+        clipped first and last hours (`rules.reading.hourly_points`).
         """
+        schema = self.schema
+        if self.recording_rules and schema.user and contract.USER in labels:
+            return _sum_union(
+                (counter,),
+                labels,
+                lambda c: (
+                    f"{by(labels)} ("
+                    + reading.hourly_points(
+                        *_user_levels(c, schema, matchers), RANGE_FROM, RANGE_TO
+                    )
+                    + ")"
+                ),
+            )
 
         def per_series(name: str) -> str:
             series = selector(name, matchers)
@@ -168,7 +186,6 @@ class Counters:
                 parts.append(f"(({last}) and on () ({when_start}) and on () ({in_last_hour}))")
             return " or ".join(parts)
 
-        schema = self.schema
         return preferred(schema.names_of(counter), schema.labels_of(counter), per_series, labels)
 
     def rate(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
@@ -177,7 +194,9 @@ class Counters:
 
     def checks_total(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) over `$__range`, summed by `labels`."""
-        return self._sum(CHECKS, matchers, labels, _increase("$__range"), _sum_over("$__range"))
+        return self._sum(
+            CHECKS, matchers, labels, _increase("$__range"), _sum_over("$__range"), _range_total
+        )
 
     def checks_rate(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) per second, summed by `labels`."""
@@ -197,7 +216,10 @@ class Counters:
         labels: Sequence[str],
         raw: Callable[[str], str],
         rule: Callable[[str], str],
+        user_rule: Callable[[str, str], str] | None = None,
     ) -> str:
+        """`raw` reads a raw counter selector; `rule` a minute-level rule selector;
+        `user_rule` (minute selector, hour selector) the per-user levels, when set."""
         schema = self.schema
         if not self.recording_rules:
 
@@ -213,14 +235,14 @@ class Counters:
         kept = recording.user_labels(schema, counters[0])
         if not set(labels) <= set(kept):
             raise ValueError(f"the recording rules keep only {kept}, not {labels}")
+
+        def per_user(c: str, chosen: Sequence[str]) -> str:
+            if user_rule is not None and schema.user:
+                return f"{by(labels)} ({user_rule(*_user_levels(c, schema, chosen))})"
+            return f"{by(labels)} ({rule(selector(recording.per_user_series(c, schema), chosen))})"
+
         if contract.USER in labels or not schema.user:
-            return _sum_union(
-                counters,
-                labels,
-                lambda c: (
-                    f"{by(labels)} ({rule(selector(recording.per_user_series(c, schema), matchers))})"
-                ),
-            )
+            return _sum_union(counters, labels, lambda c: per_user(c, matchers))
         # All users: the per-tier series (no `user` label, so `user=~".*"` matches them);
         # chosen users: the per-user series (the absent label differs from the chosen names).
         chosen = [*matchers, f'{ABSENT_LABEL}!~"$user"']
@@ -231,14 +253,8 @@ class Counters:
                 f"{by(labels)} ({rule(selector(recording.per_tier_series(c, schema), matchers))})"
             ),
         )
-        per_user = _sum_union(
-            counters,
-            labels,
-            lambda c: (
-                f"{by(labels)} ({rule(selector(recording.per_user_series(c, schema), chosen))})"
-            ),
-        )
-        return f"({per_tier} or {per_user})"
+        users = _sum_union(counters, labels, lambda c: per_user(c, chosen))
+        return f"({per_tier} or {users})"
 
 
 CHECKS = (contract.CALLS, contract.LIMITED)
@@ -267,6 +283,18 @@ def _sum_union(counters: Sequence[str], labels: Sequence[str], read: Callable[[s
         for p, c in zip(parts[1:], counters[1:], strict=True)
     ]
     return f"{by(labels)} ({' or '.join(marked)})"
+
+
+def _user_levels(counter: str, schema: Schema, matchers: Sequence[str]) -> tuple[str, str]:
+    """Selectors of the per-user minute and hour series of `counter`."""
+    return (
+        selector(recording.per_user_series(counter, schema), matchers),
+        selector(recording.per_user_hour_series(counter, schema), matchers),
+    )
+
+
+def _range_total(minutes: str, hours: str) -> str:
+    return reading.range_total(minutes, hours, RANGE_FROM, RANGE_TO, "$__range")
 
 
 def _increase(window: str) -> Callable[[str], str]:

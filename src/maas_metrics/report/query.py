@@ -39,7 +39,8 @@ from maas_metrics.promql import (
 )
 from maas_metrics.report.model import GROUP_KEYS, ReportRequest
 from maas_metrics.report.pricing import Usage
-from maas_metrics.rules.recording import per_user_series
+from maas_metrics.rules.reading import range_total
+from maas_metrics.rules.recording import per_user_hour_series, per_user_series
 
 DEFAULT_STEP = 86400.0
 """Seconds per query window unless `--step` says otherwise; halved while Prometheus refuses."""
@@ -81,7 +82,13 @@ def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[s
     return out
 
 
-def window_expr(config: Config, request: ReportRequest, counter: Counter, seconds: float) -> str:
+def window_expr(
+    config: Config,
+    request: ReportRequest,
+    counter: Counter,
+    seconds: float,
+    end: float | None = None,
+) -> str:
     """The increase of `counter` over a window of `seconds` ending at the query time.
 
     Under each name the schema reads it (`Schema.names_of`; `promql.preferred`:
@@ -89,13 +96,21 @@ def window_expr(config: Config, request: ReportRequest, counter: Counter, second
     `request.recording_rules` it is the sum of the per-user rule's one-minute
     increases in the window (`rules.recording`): the rule samples tile time as
     the windows do, so both paths count the same traffic, and a query reads one
-    sample a minute per user instead of every scrape.
+    sample a minute per user instead of every scrape. Given the window's `end`
+    (unix seconds), whole hours are read from the per-user hour samples and
+    only the edge hours' minutes from the minute samples (`rules.reading`):
+    the same count, 24 samples a day per user and model instead of 1,440.
     """
     found = matchers(config, request, counter)
     schema = request.schema
     if request.recording_rules:
         labels = ", ".join(request.detail_labels)
         sel = selector(per_user_series(counter.metric, schema), found)
+        if end is not None and schema.user:
+            hours = selector(per_user_hour_series(counter.metric, schema), found)
+            start = end - seconds
+            total = range_total(sel, hours, repr(start), repr(end), duration(seconds))
+            return f"sum by ({labels}) ({total})"
         # (b - W, b]: a range selector also takes a sample at exactly b - W, which
         # belongs to the window before (it counts the minute that ends there).
         return f"sum by ({labels}) (sum_over_time({sel}[{duration(seconds - 0.001)}]))"
@@ -160,7 +175,7 @@ class WindowReader:
         seconds = (b - a).total_seconds()
         out: Detail = {}
         for counter in self.counters:
-            expr = window_expr(self.config, self.request, counter, seconds)
+            expr = window_expr(self.config, self.request, counter, seconds, b.timestamp())
             self.queries += 1
             for sample in self.api.query(expr, time=b.timestamp()):
                 key = tuple(sample.labels.get(label, "") for label in self.request.detail_labels)

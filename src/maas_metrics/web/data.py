@@ -167,6 +167,7 @@ class DashboardData:
                     grafana_interval(window.range_seconds), window.scrape_interval_seconds
                 ),
                 variables=self.catalogue.variables,
+                range_end=window.end,
             )
             samples = self.api.query(expr, time=window.end)
             resolved[variable.name] = top_values(variable, (s.labels for s in samples))

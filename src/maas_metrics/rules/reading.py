@@ -1,0 +1,131 @@
+"""Reading the recording rules exactly over any range: one-minute samples at the edges, hours between.
+
+The per-user level records each minute's growth (`...:increase1m`) and, once
+an hour, the hour's (`...:increase1h`, `rules.recording`). Summing a 24 h
+range from the minute level reads 1,440 samples per user and model (72 M at
+10,000 users x 5 models, seconds per query); from the hour level it reads 24,
+plus the minutes of the two partial hours at the edges.
+
+Every expression here counts **minute steps**: the whole minutes `s` (UTC)
+of a range; step `s` holds the one minute sample stamped in (s - 1m, s]
+(`last_over_time(x[59s999ms])` at `s`: Prometheus 2's ranges are closed at
+both ends, so a full minute could hold two samples when the rules are
+evaluated on the whole minute, as `promtool` backfills do). The hour sample
+of the hour ending at the clock hour `H` is the sum of the minute steps in
+(H - 1h, H], whatever second of the minute Prometheus evaluates the group at
+(its offset is a hash of the group, not the clock). So hour samples and
+minute steps tile time the same way, and a range (a, b] is:
+
+* the hours ending at `H`, for every whole hour a < H <= b - 1h, which cover
+  (floor_hour(a), Ht - 1h] with Ht = floor_hour(b) (an hour sample is written a
+  few seconds after its hour, so the last hour before `b` is read from minutes);
+* plus the minute steps in (max(Ht - 1h, floor_hour(a)), b];
+* minus the minute steps in (floor_hour(a), a] (the first hour's part before a).
+
+Which hours and minutes take part is decided by comparing each subquery step
+(`time()`) with a and b, so `a` and `b` may be numbers or Grafana's
+`${__from:date:seconds}` / `${__to:date:seconds}` (Grafana has no arithmetic
+on them, and a custom date format would use the browser's time zone). Each
+part is a per-series sum; the parts are added series by series with `or` so a
+series missing from one part (no sample at an edge) still counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+#: One minute step's sample (see the module docstring).
+MINUTE: Final = "59s999ms"
+#: An hour sample: stamped within a minute after its clock hour; read from the hour's start.
+HOUR: Final = "59m59s999ms"
+NOW: Final = "vector(time())"
+PART_LABEL: Final = "maas_part"
+
+
+def hour_of(t: str) -> str:
+    """The clock hour (UTC) at or before the unix time `t`, as a one-element vector."""
+    return f"(floor(vector({t}) / 3600) * 3600)"
+
+
+def _when(*conditions: str) -> str:
+    return "".join(f" and on () ({c})" for c in conditions)
+
+
+def minute_steps(minute_series: str, conditions: Sequence[str], window: str, at: str) -> str:
+    """Per series, the sum of the minute steps in `[window] @ at` that meet every condition."""
+    inner = f"last_over_time({minute_series}[{MINUTE}]){_when(*conditions)}"
+    return f"sum_over_time(({inner})[{window}:1m] @ {at})"
+
+
+def hour_sample_recorded(minute_series: str) -> str:
+    """The expression of an hour sample, at the evaluation in the hour's first minute.
+
+    The sum of the minute steps in (H - 1h, H], H the clock hour just begun;
+    at any other evaluation it is empty (nothing is recorded).
+    """
+    steps = f"sum_over_time(last_over_time({minute_series}[{MINUTE}])[{HOUR}:1m])"
+    return f"{steps} and on () (minute() == 0)"
+
+
+def range_total(minute_series: str, hour_series: str, start: str, end: str, range_text: str) -> str:
+    """Per series, the minute steps in (start, end], read mostly from the hour samples.
+
+    `range_text`: the range as a PromQL duration, at least `end - start - 1s`
+    (Grafana's `$__range`). Exact for any start and end (see the module docstring).
+    """
+    hours = (
+        f"sum_over_time((last_over_time({hour_series}[{HOUR}] offset -{HOUR})"
+        f"{_when(f'{NOW} > {start}', f'{NOW} <= {end} - 3600')})[{range_text}:1h] @ {end})"
+    )
+    last = minute_steps(
+        minute_series,
+        (f"{NOW} > {hour_of(end)} - 3600", f"{NOW} > {hour_of(start)}"),
+        "2h",
+        end,
+    )
+    first = minute_steps(minute_series, (f"{NOW} > {hour_of(start)}",), "1h", start)
+    return add_up(hours, last, f"-({first})")
+
+
+def add_up(*parts: str) -> str:
+    """The series-by-series sum of per-series parts (a series missing from some still counts).
+
+    Each part is tagged with its own `maas_part` so `or` keeps them all; the
+    caller's `sum by (...)` drops the tag.
+    """
+    tagged = [
+        f'label_replace({part}, "{PART_LABEL}", "{i}", "", "")' for i, part in enumerate(parts)
+    ]
+    return "(" + " or ".join(tagged) + ")"
+
+
+def hourly_points(minute_series: str, hour_series: str, start: str, end: str) -> str:
+    """Per series, at each hour step `X` of a range query, the minute steps in (X, X + 1h] ∩ (start, end].
+
+    For bars of clock hours: a full hour is its hour sample (of the hour
+    ending X + 1h); the first hour (X < start) and the last (X + 1h > end) are
+    clipped to the range from the minutes; the hour before the last is read
+    from minutes too until its hour sample is written (a few seconds past the hour).
+    """
+    full = f"last_over_time({hour_series}[{HOUR}] offset -1h{HOUR})"
+    inside = (f"{NOW} >= {start}", f"{NOW} + 3600 <= {end}")
+    first = minute_steps(
+        minute_series,
+        (f"{NOW} > {start}", f"{NOW} <= {end}", f"{NOW} <= {hour_of(start)} + 3600"),
+        "1h",
+        f"{start} offset -1h",
+    )
+    last = minute_steps(minute_series, (f"{NOW} > {hour_of(end)}",), "1h", end)
+    pending = minute_steps(
+        minute_series,
+        (f"{NOW} > {hour_of(end)} - 3600", f"{NOW} <= {hour_of(end)}", f"{NOW} > {start}"),
+        "2h",
+        end,
+    )
+    return (
+        f"({full}{_when(*inside)})"
+        f" or ({first}{_when(f'{NOW} < {start}')})"
+        f" or ({last}{_when(f'{NOW} >= {start}', f'{NOW} + 3600 > {end}')})"
+        f" or ({pending}{_when(*inside, f'{NOW} + 3600 >= {hour_of(end)}')})"
+    )
