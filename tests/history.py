@@ -39,19 +39,21 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+import re
 import shutil
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
-from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from maas_metrics.prometheus.process import find_binary
 from maas_metrics.rules import recording
+from maas_metrics.rules.recording import recording_groups
 from maas_metrics.telemetry.exposition import escape_label_value
 
 SCRAPE_INTERVAL = 15
@@ -415,21 +417,40 @@ def backfill_recording_rules_at(
 
     A Prometheus server evaluates a group at a fixed, hash-based offset
     within its interval: choose `start` off the scrape grid to test that,
-    or on it. The expressions are the real rules', evaluated by the real
-    server's engine (a range query: the same evaluation as the rule
-    manager's instant query at each time), stored at their evaluation times,
-    in the passes `backfill_passes` gives (rules that read other rules' output
-    after those are loaded).
-    `config`: whose schema's rules (the seed's without one).
+    or on it. `config`: whose schema's rules (the seed's without one).
     """
-    schema = contract.SEED if config is None else config.contract
-    step = _seconds(recording.INTERVAL)
-    for rules in recording.backfill_passes(schema):
+    backfill_rule_groups(prometheus, start, end, recording_groups(config))
+
+
+def backfill_rule_groups(
+    prometheus: PrometheusProcess, start: int, end: int, groups: Sequence[Mapping[str, Any]]
+) -> None:
+    """Evaluate rule groups every interval from `start` with the real engine and load the results.
+
+    The expressions are the real rules', evaluated by the real server's engine
+    (a range query: the same evaluation as the rule manager's instant query
+    at each time), stored at their evaluation times. Rules that read another
+    rule's output (the hour level reads the minute level) are evaluated in a
+    second pass, once the first pass's samples are loaded.
+    """
+    rules = [(group, rule) for group in groups for rule in group["rules"]]
+    records = {str(rule["record"]) for _, rule in rules}
+
+    def reads_rules(rule: Mapping[str, Any]) -> bool:
+        expr = str(rule["expr"])
+        return any(re.search(rf"(?<![\w:]){re.escape(r)}(?![\w:])", expr) for r in records)
+
+    passes = [[x for x in rules if not reads_rules(x[1])], [x for x in rules if reads_rules(x[1])]]
+    for chosen in passes:
+        if not chosen:
+            continue
         lines: list[str] = []
         with PrometheusAPI(prometheus.url) as api:
-            for rule in rules:
+            for group, rule in chosen:
+                step = _seconds(str(group["interval"]))
                 for series in api.query_range(str(rule["expr"]), start, end, step):
-                    text = _label_text(tuple(sorted(series.labels.items())))
+                    labels = {**series.labels, **rule.get("labels", {})}
+                    text = _label_text(tuple(sorted(labels.items())))
                     lines.extend(
                         f"{rule['record']}{text} {v!r} {t:.3f}\n" for t, v in series.points
                     )

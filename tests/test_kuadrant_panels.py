@@ -56,8 +56,8 @@ from tests.history import (
     Event,
     History,
     Labels,
-    _label_text,
     _seconds,
+    backfill_rule_groups,
     build_history,
 )
 from tests.test_exact_counts import fold_others
@@ -156,27 +156,6 @@ def reshape(seed: History, config: Config, requests: str) -> History:
     )
 
 
-def backfill_rules(
-    prometheus: PrometheusProcess, start: int, end: int, groups: list[dict[str, Any]]
-) -> None:
-    """Evaluate recording rule groups every interval from `start` with the real engine; load them."""
-    lines: list[str] = []
-    with PrometheusAPI(prometheus.url) as api:
-        for group in groups:
-            step = _seconds(str(group["interval"]))
-            for rule in group["rules"]:
-                for series in api.query_range(str(rule["expr"]), start, end, step):
-                    labels = {**series.labels, **rule.get("labels", {})}
-                    text = _label_text(tuple(sorted(labels.items())))
-                    lines.extend(
-                        f"{rule['record']}{text} {v!r} {t:.3f}\n" for t, v in series.points
-                    )
-    lines.append("# EOF\n")
-    prometheus.stop()
-    prometheus.backfill("".join(lines))
-    prometheus.start()
-
-
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     name: str = request.param
@@ -192,7 +171,7 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     prometheus.start()
     try:
         groups = [*recording_groups(config), limits_group(config)]
-        backfill_rules(prometheus, start + RULE_OFFSET, history.end, groups)
+        backfill_rule_groups(prometheus, start + RULE_OFFSET, history.end, groups)
         with PrometheusAPI(prometheus.url) as api:
             yield Env({name: history}, api, prometheus.url)
     finally:

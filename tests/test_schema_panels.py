@@ -284,7 +284,7 @@ class Case:
         """Per clock hour, at its start: (max(hour, range start), min(hour end, range end)]."""
         after = self.end - self.length
         hours = self.steps(HOUR)
-        windows = [(max(h, after), min(h + HOUR, self.end)) for h in hours]
+        windows = [self.edges(max(h, after), min(h + HOUR, self.end)) for h in hours]
         per_hour = self.windows_totals(metric, windows, by, tokens_only=True)
         return {
             (k, h): v for h, totals in zip(hours, per_hour, strict=True) for k, v in totals.items()
