@@ -88,6 +88,15 @@ from maas_metrics.policies import request_namespaces
 from maas_metrics.promql import increase_exact, preferred, string_literal
 from maas_metrics.rules.limits import quota
 
+#: Max data points of the per-tier rate panels. Their raw queries compute each
+#: series' exact growth at every step before summing by tier, so Prometheus
+#: holds about 4 x series x steps samples: 50 points keep 10,000 users x 5
+#: models (210,000 series) at 30 s scrapes within 40-60 % of its default
+#: 50,000,000-sample limit for any range (1 h: 1 min steps; 24 h: 30 min;
+#: 7 days: 3 h), where Grafana's default (the panel's width, ~1,000 points) is
+#: refused. Measured: tests/test_scale_sample_limit.py, benchmarks/bench_scale.py.
+RATE_PANEL_POINTS = 50
+
 HITS = contract.HITS
 CALLS = contract.CALLS
 LIMITED = contract.LIMITED
@@ -511,6 +520,7 @@ class _Builder:
             ),
             grid=Grid(0, 4, 12, 8),
             colour_by_tier=True,
+            max_data_points=RATE_PANEL_POINTS,
         )
 
     def calls_by_tier(self) -> Panel:
@@ -539,6 +549,7 @@ class _Builder:
             ),
             grid=Grid(12, 4, 12, 8),
             colour_by_tier=True,
+            max_data_points=RATE_PANEL_POINTS,
         )
 
     def success_rate_by_tier(self) -> Panel:
@@ -564,6 +575,7 @@ class _Builder:
             ),
             grid=Grid(0, 12, 12, 8),
             colour_by_tier=True,
+            max_data_points=RATE_PANEL_POINTS,
         )
 
     def hourly_hits_by_user(self) -> Panel:

@@ -288,6 +288,8 @@ def _panel(panel: Panel, catalogue: Catalogue) -> PanelBuilder:
         builder = builder.min(panel.min_value)
     if panel.max_value is not None:
         builder = builder.max(panel.max_value)
+    if panel.max_data_points is not None:
+        builder = builder.max_data_points(panel.max_data_points)
     if panel.colour_by_tier and panel.kind != "table":
         for tier in catalogue.tiers:
             builder = builder.override_by_regexp(

@@ -101,7 +101,11 @@ class Panel:
     `colour_by_tier` means every series has a `tier` label and takes that
     tier's colour; `columns` lists a table's columns in order; `stacked`
     stacks series (timeseries, barchart); `thresholds` colour single values
-    (e.g. quota usage green / orange / red); `max_value`/`min_value` bound gauges.
+    (e.g. quota usage green / orange / red); `max_value`/`min_value` bound gauges;
+    `max_data_points` caps a range panel's points (Grafana's panel option of that
+    name; None: Grafana's default, about the panel's width in pixels), which
+    sets the step: how many samples a query over thousands of series keeps in
+    memory at once (Prometheus refuses a query over `--query.max-samples`).
     """
 
     id: int
@@ -118,6 +122,7 @@ class Panel:
     stacked: bool = False
     thresholds: tuple[Threshold, ...] = ()
     min_value: float | None = None
+    max_data_points: int | None = None
     max_value: float | None = None
     no_data: str = ""
     """What to show instead of "No data" (e.g. why a panel has no query in this schema)."""

@@ -52,6 +52,7 @@ class PrometheusProcess:
         retention: str = "30d",
         log_file: Path | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="maas-prometheus-"))
         self.port = port or _free_port()
@@ -64,6 +65,7 @@ class PrometheusProcess:
         self.preexec_fn = (
             preexec_fn  # e.g. die-with-parent, so even `kill -9` of a demo leaves no orphan
         )
+        self.extra_args = extra_args  # e.g. `--query.max-samples=...` for a scaled-down limit
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -128,6 +130,7 @@ class PrometheusProcess:
                 f"--storage.tsdb.retention.time={self.retention}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--web.enable-lifecycle",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

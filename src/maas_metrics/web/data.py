@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from maas_metrics.dashboard.model import Catalogue, Panel, Target
@@ -201,6 +201,8 @@ class DashboardData:
 
         `options`: resolved `top` variables (`top_options`); resolved here when not given.
         """
+        if panel.max_data_points is not None:  # the panel's own cap, as Grafana applies it
+            window = replace(window, max_data_points=panel.max_data_points)
         try:
             if options is None:
                 options = self.top_options(selection, window, (panel,))
