@@ -120,14 +120,17 @@ def step_of(panel: Panel, target: Target, range_seconds: int) -> float:
 def run(env: Env, catalogue: Catalogue, panel: Panel, target: Target, range_seconds: int) -> str:
     """Run `target` as Grafana would; "" when Prometheus answers, else its error."""
     step = step_of(panel, target, range_seconds)
-    common = {
-        "variables": catalogue.variables,
-        "range_end": env.end,
-    }
     options = {}
     for variable in catalogue.variables:
         if variable.kind == "top":
-            top = expand(variable.top_expr, Selection(), range_seconds, 4 * SCRAPE, **common)
+            top = expand(
+                variable.top_expr,
+                Selection(),
+                range_seconds,
+                4 * SCRAPE,
+                variables=catalogue.variables,
+                range_end=env.end,
+            )
             samples = env.api.query(top, time=env.end)
             options[variable.name] = top_values(variable, [s.labels for s in samples])
     expr = expand(
@@ -137,7 +140,8 @@ def run(env: Env, catalogue: Catalogue, panel: Panel, target: Target, range_seco
         rate_interval(step, SCRAPE),
         interval_seconds=step,
         options=options,
-        **common,
+        variables=catalogue.variables,
+        range_end=env.end,
     )
     params: dict[str, str | float] = {"query": expr}
     if target.instant:
