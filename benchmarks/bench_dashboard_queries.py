@@ -239,13 +239,23 @@ def run_target(
     target: Target,
     end: int,
     options: dict[str, list[str]],
+    max_data_points: int | None = None,
+    values: dict[tuple[tuple[str, str], ...], float] | None = None,
 ) -> Timing:
-    step = 3600 if target.min_step == "1h" else grafana_interval(VIEW_RANGE)
+    """Time one target as Grafana runs it (its panel's max data points set the step).
+
+    `values`: filled with an instant target's result (labels -> value).
+    """
+    step = (
+        3600
+        if target.min_step == "1h"
+        else grafana_interval(VIEW_RANGE, max_data_points=max_data_points or 1000)
+    )
     expr = expand(
         target.expr,
         Selection(),
         VIEW_RANGE,
-        rate_interval(grafana_interval(VIEW_RANGE)),
+        rate_interval(step),
         variables=catalogue.variables,
         interval_seconds=step,
         options=options,
@@ -254,7 +264,9 @@ def run_target(
     began = time.perf_counter()
     try:
         if target.instant:
-            api.query(expr, time=end)
+            samples = api.query(expr, time=end)
+            if values is not None:
+                values.update({tuple(sorted(s.labels.items())): s.value for s in samples})
         else:
             api.query_range(expr, (end - VIEW_RANGE) // step * step, end // step * step, step)
     except PrometheusError as error:
@@ -286,6 +298,7 @@ def resolve_variables(
                         VIEW_RANGE,
                         60,
                         variables=catalogue.variables,
+                        range_end=end,
                     )
                     samples = api.query(expr, time=end)
                     options[variable.name] = top_values(variable, [s.labels for s in samples])
@@ -302,10 +315,22 @@ def resolve_variables(
     return options, timings
 
 
+Values = dict[tuple[str, str], dict[tuple[tuple[str, str], ...], float]]
+
+
 def measure(
-    api: PrometheusAPI, catalogue: Catalogue, end: int, repeat: int, progress: Progress, label: str
+    api: PrometheusAPI,
+    catalogue: Catalogue,
+    end: int,
+    repeat: int,
+    progress: Progress,
+    label: str,
+    values: Values | None = None,
 ) -> tuple[dict[str, Timing], dict[str, Timing]]:
-    """Per panel (by key) and per variable (by name) timings of the default view."""
+    """Per panel (by key) and per variable (by name) timings of the default view.
+
+    `values`: filled with every instant target's result, by (panel key, ref id).
+    """
     options, variable_timings = resolve_variables(api, catalogue, end, repeat)
     targets = [(p, t) for p in catalogue.panels for t in p.targets]
     task = progress.add_task(f"queries ({label})", total=len(targets) * repeat)
@@ -314,8 +339,11 @@ def measure(
         total, error = 0.0, ""
         for target in panel.targets:
             runs = []
+            result = None if values is None else values.setdefault((panel.key, target.ref_id), {})
             for _ in range(repeat):
-                timing = run_target(api, catalogue, target, end, options)
+                timing = run_target(
+                    api, catalogue, target, end, options, panel.max_data_points, result
+                )
                 progress.advance(task)
                 if timing.seconds is None:
                     error = timing.error
