@@ -125,12 +125,12 @@ def source_tree(ref: str, into: Path) -> Path:
 
 
 def serve(
-    src: Path, prometheus: str, log: Path, extra: list[str]
+    src: Path, prometheus: str, log: Path, extra: list[str], scrape: int = SCRAPE
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = benchlib.free_port()
     env = {**os.environ, "PYTHONPATH": str(src)}
     command = [sys.executable, "-m", "maas_metrics", "serve", "--config", str(dq.CONFIG), *extra]
-    command += ["--prometheus", prometheus, "--port", str(port), "--scrape-interval", str(SCRAPE)]
+    command += ["--prometheus", prometheus, "--port", str(port), "--scrape-interval", str(scrape)]
     process = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     benchlib.wait_for_port(port, timeout=120, process=process)
     return process, f"http://127.0.0.1:{port}/"
@@ -341,9 +341,19 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "maas-bench-web"
     )
+    parser.add_argument(
+        "--scrape", type=int, default=SCRAPE, help="the history's sample interval in seconds"
+    )
+    parser.add_argument(
+        "--recording-rules",
+        action="store_true",
+        help="serve 'after' with --recording-rules (the data dir must hold the rules, e.g. "
+        "bench_scale.py's: --data-dir /tmp/maas-bench-scale --hours 24 --scrape 30 --before none)",
+    )
+    parser.add_argument("--section", default="web-browser", help="section of the results file")
     args = parser.parse_args()
     dq.MODELS = MODELS  # type: ignore[assignment]
-    dq.SCRAPE = SCRAPE
+    dq.SCRAPE = args.scrape
     args.data_dir.mkdir(parents=True, exist_ok=True)
     marker = args.data_dir / "raw.ready"
     start = (
@@ -364,13 +374,16 @@ def main() -> None:
     tabs: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="maas-bench-web-"))
     try:
-        trees: dict[str, tuple[Path, list[str]]] = {
-            f"before ({args.before})": (source_tree(args.before, work / "before"), []),
-            "after": (benchlib.ROOT / "src", []),
-        }
+        trees: dict[str, tuple[Path, list[str]]] = {}
+        if args.before != "none":
+            trees[f"before ({args.before})"] = (source_tree(args.before, work / "before"), [])
+        rules = ["--recording-rules"] if args.recording_rules else []
+        trees["after" + (", recording rules" if rules else "")] = (benchlib.ROOT / "src", rules)
         with sync_playwright() as playwright:
             for variant, (src, extra) in trees.items():
-                server, url = serve(src, prometheus.url, work / f"{variant[:5]}.log", extra)
+                server, url = serve(
+                    src, prometheus.url, work / f"{variant[:5]}.log", extra, args.scrape
+                )
                 try:
                     results[variant] = {}
                     for view, query in VIEWS.items():
@@ -447,7 +460,13 @@ def write(
         "",
         info.markdown(),
         f"History: {args.users:,} users x {len(MODELS)} models x 2 namespaces, {args.hours} h sampled "
-        f"every {SCRAPE} s, raw counters, Prometheus 2.42 with default limits; "
+        f"every {args.scrape} s, "
+        + (
+            "recording rules (`serve --recording-rules`)"
+            if args.recording_rules
+            else "raw counters"
+        )
+        + ", Prometheus 2.42 with default limits; "
         f"building it took {built:.0f} s (0 when reused). Headless Debian Chromium, fresh profile per view, "
         f"views opened by URL. Static scripts (the same for both): {static / 1e6:.1f} MB, not in the payload.",
         "",
@@ -465,7 +484,7 @@ def write(
             f"queries it ran {tabs['queries']:.0f}.",
             "",
         ]
-    benchlib.update_section("web-browser", "\n".join(body), RESULTS)
+    benchlib.update_section(args.section, "\n".join(body), RESULTS)
     benchlib.print_table("Web dashboard at scale", headers, rows)
     benchlib.console.print(f"written to {RESULTS}")
 
