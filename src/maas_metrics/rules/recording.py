@@ -30,22 +30,26 @@ cost_center_model`), keeps attribution labels on both levels, drops `model`
 from the calls counters' rules when they carry none, and has only the
 per-tier level when `user` is not captured.
 
-The minute levels are computed from the raw counters (not one from the
-other); the hour level reads the per-user minutes written earlier in the
-same group evaluation (rules of a group run in order), so a
-`promtool tsdb create-blocks-from rules` backfill takes two passes (minutes,
-then hours: `backfill_passes`). The rules do
+The per-user minutes are computed from the raw counters; the per-tier
+minutes and the hours read the per-user minutes written earlier in the same
+group evaluation (rules of a group run in order, each seeing the ones
+before), which costs Prometheus one raw-counter pass a minute instead of two
+and gives the same numbers (each series's growth, summed). Without `user`
+the per-tier level reads the raw counters. A `promtool tsdb
+create-blocks-from rules` backfill therefore takes two passes
+(`backfill_passes`). The rules do
 not depend on the config: every namespace and tier is kept as a label.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 from maas_metrics import contract
 from maas_metrics.contract import Schema
 from maas_metrics.promql import increase_exact, preferred
-from maas_metrics.rules.reading import hour_sample_recorded
+from maas_metrics.rules.reading import MINUTE, hour_sample_recorded
 
 if TYPE_CHECKING:
     from maas_metrics.config import Config
@@ -122,12 +126,12 @@ def recording_rules(schema: Schema = contract.SEED) -> list[Rule]:
                 }
             )
     for counter in COUNTERS:
-        rules.append(
-            {
-                "record": per_tier_series(counter, schema),
-                "expr": _increase(schema, counter, tier_labels(schema, counter)),
-            }
-        )
+        if schema.user:  # the per-user minutes just written, summed: the same count, cheaply
+            minute = f"last_over_time({per_user_series(counter, schema)}[{MINUTE}])"
+            expr = f"sum by ({', '.join(tier_labels(schema, counter))}) ({minute})"
+        else:
+            expr = _increase(schema, counter, tier_labels(schema, counter))
+        rules.append({"record": per_tier_series(counter, schema), "expr": expr})
     if schema.user:
         for counter in COUNTERS:
             rules.append(
@@ -146,8 +150,15 @@ def backfill_passes(schema: Schema = contract.SEED) -> list[list[Rule]]:
     server it queries, so the hour level needs the minute level loaded first.
     """
     rules = recording_rules(schema)
-    hours = [r for r in rules if str(r["record"]).endswith(":increase1h")]
-    return [[r for r in rules if r not in hours], hours] if hours else [rules]
+    records = {str(r["record"]) for r in rules}
+
+    def reads_rules(rule: Rule) -> bool:
+        return any(
+            re.search(rf"(?<![\w:]){re.escape(n)}(?![\w:])", str(rule["expr"])) for n in records
+        )
+
+    later = [r for r in rules if reads_rules(r)]
+    return [[r for r in rules if r not in later], later] if later else [rules]
 
 
 def recording_group(schema: Schema = contract.SEED) -> dict[str, Any]:
