@@ -1,0 +1,140 @@
+"""The recording rules' series for bench_scale.py's history, written by the generator itself.
+
+Why: evaluating the real rules over 24 h of 210,000 series with `promtool
+tsdb create-blocks-from rules` takes Prometheus hours on this shared 2-core
+machine (about 400 s per 2 h block and rule under load). The panels' query
+cost depends on how many rule series and samples Prometheus reads, not on
+who computed them, so for the speed figures the generator writes what the
+rules record for its deterministic traffic: each minute's exact growth per
+(namespace, user, tier, model) as a rule group evaluated 23 s past each
+minute would (a counter reset counted exactly), the per-tier sums, and the
+hour samples. That the real rules record exactly these values is what the
+tests prove against a real Prometheus (`tests/test_exact_counts.py`,
+`tests/test_rules_reading.py`, `tests/test_rules_live_group.py`).
+
+Per-user minutes are written for the last `minute_hours` only: the panels
+over the last 1 h and 24 h read per-user minutes of their edge hours alone
+(`rules.reading`), the rest from the hour samples and the per-tier minutes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import bench_dashboard_queries as dq
+from maas_metrics.prometheus.process import find_binary
+from maas_metrics.rules.recording import per_tier_series, per_user_hour_series, per_user_series
+
+OFFSET = 23  # seconds past each minute at which "the group" is evaluated (not the scrape grid)
+
+
+def _growth(values: list[int]) -> list[int]:
+    """Per scrape, what the counter grew by since the one before (a reset counts its new value)."""
+    out = [values[0]]
+    out += [b - a if b >= a else b for a, b in itertools.pairwise(values)]
+    return out
+
+
+def write(data: dq.DataSet, path: Path, minute_hours: int = 3) -> int:
+    """Every rule series of `data` as OpenMetrics in `path`; returns the number of samples."""
+    scrape = dq.SCRAPE
+    per_minute = 60 // scrape
+    traffic = dq.Traffic()
+    times = list(range(data.start, data.end + 1, scrape))
+    steps = len(times)
+    restart = data.start + data.hours * 1800 + scrape
+    reset = times.index(restart) if restart in times else None
+    # minute i ends at data.start + 60 i (minute 0: the first scrape, a series born with it)
+    minute_ends = [data.start + 60 * i for i in range(len(range(0, steps, per_minute)))]
+    minute_stamps = [m + OFFSET for m in minute_ends]
+    first_recent = next(i for i, m in enumerate(minute_ends) if m >= data.end - minute_hours * 3600)
+    # the hour ending at H sums the minutes ending in [H - 1h, H - 1 min]
+    hour_slices = [
+        ((h - 3600 - data.start) // 60, h + OFFSET)
+        for h in range(data.start + 3600, data.end + 1, 3600)
+    ]
+    tier_sums: dict[str, list[int]] = defaultdict(lambda: [0] * len(minute_ends))
+    samples = 0
+    with path.open("w", encoding="utf-8", buffering=1 << 22) as out:
+        for user in range(data.users):
+            tier = dq.tier_of(user)
+            for m, model in enumerate(dq.MODELS):
+                pair = user * len(dq.MODELS) + m
+                counts = list(traffic.steps(pair, 0, steps))
+                kinds = {
+                    ("authorized_calls", "maas/requests"): [c[0] for c in counts],
+                    ("authorized_hits", "maas/requests"): [c[0] for c in counts],
+                    ("authorized_calls", "maas/tokens"): [c[0] for c in counts],
+                    ("authorized_hits", "maas/tokens"): [c[1] for c in counts],
+                }
+                if user % 10 == 3:
+                    limited = [1 if c[0] >= 2 else 0 for c in counts]
+                    kinds[("limited_calls", "maas/requests")] = limited
+                    kinds[("limited_calls", "maas/tokens")] = limited
+                for (counter, ns), increments in kinds.items():
+                    values = list(itertools.accumulate(increments))
+                    if reset is not None:  # the restart: 0 there (its step lost), then on from 0
+                        base = values[reset]
+                        values[reset:] = [v - base for v in values[reset:]]
+                    growth = _growth(values)
+                    # The minute ending at M (whole minute) holds the scrapes in (M - 60, M];
+                    # its sample is stamped M + OFFSET and is minute step M + 60 for `reading`.
+                    minutes = [growth[0]] + [
+                        sum(growth[k - per_minute + 1 : k + 1])
+                        for k in range(per_minute, steps, per_minute)
+                    ]
+                    labels = (
+                        f'limitador_namespace="{ns}",model="{model}",tier="{tier}",'
+                        f'user="user-{user:05d}"'
+                    )
+                    tier_key = f'limitador_namespace="{ns}",model="{model}",tier="{tier}"'
+                    sums = tier_sums[f"{per_tier_series(counter)}{{{tier_key}}}"]
+                    for i, v in enumerate(minutes):
+                        sums[i] += v
+                    name = per_user_series(counter)
+                    lines = [
+                        f"{name}{{{labels}}} {minutes[i]} {minute_stamps[i]}\n"
+                        for i in range(first_recent, len(minutes))
+                    ]
+                    # The hour ending at H: minute steps in (H - 1h, H], the minutes ending in
+                    # [H - 1h, H - 1 min]; stamped at the evaluation in H's first minute.
+                    name = per_user_hour_series(counter)
+                    lines += [
+                        f"{name}{{{labels}}} {sum(minutes[i : i + 60])} {stamp}\n"
+                        for i, stamp in hour_slices
+                    ]
+                    out.write("".join(lines))
+                    samples += len(lines)
+        for series, sums in tier_sums.items():
+            out.write(
+                "".join(f"{series} {v} {t}\n" for v, t in zip(sums, minute_stamps, strict=True))
+            )
+            samples += len(sums)
+        out.write("# EOF\n")
+    return samples
+
+
+def build(data: dq.DataSet, data_dir: Path) -> None:
+    """Write the rule series and backfill them into `data_dir`'s TSDB (Prometheus stopped)."""
+    marker = data_dir / "rules.ready"
+    if marker.exists() and marker.read_text() == data.key() + "synthetic":
+        return
+    path = data_dir / "rules.om"
+    write(data, path)
+    subprocess.run(
+        [
+            find_binary("promtool"),
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            str(path),
+            str(data_dir / "tsdb"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    path.unlink()
+    marker.write_text(data.key() + "synthetic")
