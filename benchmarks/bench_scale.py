@@ -295,9 +295,10 @@ def write(
     benchlib.print_table("Report at scale", report_headers, report_rows)
     agree_headers = [
         "target (instant)",
-        "rows (raw > 0)",
+        "rows in both (raw > 0)",
         "rules within 1 % of raw",
         "largest difference",
+        "rows in one list only",
     ]
     agree = {view: agreement(values, view) for view in VIEWS}
     for view, rows_of_view in agree.items():
