@@ -5,29 +5,33 @@ gateway   req/s at concurrency 16 (wrk, one mock model, no added latency) for th
           ledger, interleaved round by round (rotated order), median per target,
           shown as a ratio to "off". After the load, the ledger must hold one row
           per answered request (checked: a ledger that falls behind would show).
-report    `build_ledger_report` over 24 h by user on N generated records (10,000
-          users, 3 models, 5 % limited), on SQLite and PostgreSQL: the range on
-          whole hours (roll-ups only) and off the hour (roll-ups + raw edges);
-          median of 3. Records are generated with one INSERT ... SELECT
-          (generate_series / recursive CTE) and the roll-ups rebuilt from them
-          (`ledger.rollups.rebuild`, timed too).
+report    `build_ledger_report` by user over "the last 24 h" ending at two moments off the
+          hour (crossing midnight) on N generated records (10,000 users, 3 models,
+          5 % limited, 24 h from 12:00 UTC), on SQLite and PostgreSQL, before (the
+          baseline commit's reader, loaded from git) and after (this tree),
+          interleaved, median of --repeat. The two must give identical rows.
+          Records are generated with one INSERT ... SELECT (generate_series /
+          recursive CTE) and the roll-ups rebuilt from them (`ledger.rollups.rebuild`).
 reconcile the ledger side of `reconcile` (per user/model/namespace amounts + edge
-          slack) over the same 24 h at 10,000 users. The Prometheus side is the
-          report's `build_report`, measured at this scale by bench_scale.py.
+          slack) over the same ranges, before and after. The Prometheus side is
+          the report's `build_report`, measured at this scale by bench_scale.py.
 
 Run: .venv/bin/python benchmarks/bench_ledger.py [--part gateway|report|all] [--rows 10000000]
-Results go to benchmarks/results/ledger.md (the lead merges them into BENCHMARKS.md).
+Results go to benchmarks/results/ledger-fast.md (the lead merges them into BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 from sqlalchemy import Engine, text
@@ -38,16 +42,20 @@ from tests.postgres_server import PostgresServer
 
 import benchlib
 from bench_gateway_overhead import BENCH_KEY, gateway_config, maas_cli, script
-from maas_metrics.config import parse_config
+from maas_metrics.config import Config, parse_config
 from maas_metrics.ledger import LedgerStore
 from maas_metrics.ledger.reconcile import edge_slack, ledger_side
 from maas_metrics.ledger.report import build_ledger_report
 from maas_metrics.ledger.rollups import rebuild
+from maas_metrics.ledger.schema import DAY_MS, HOUR_MS, ROLLUPS, daily, hourly
+from maas_metrics.report.model import Report
 from services import Service
 from wrkload import require_wrk, run_wrk
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ledger.md"
-DAY0 = datetime(2026, 11, 2, tzinfo=UTC)
+RESULTS = Path(__file__).resolve().parent / "results" / "ledger-fast.md"
+DATA0 = datetime(2026, 11, 2, 12, tzinfo=UTC)
+END_A = datetime(2026, 11, 3, 11, 37, 3, tzinfo=UTC)
+END_B = datetime(2026, 11, 3, 6, 29, 58, tzinfo=UTC)
 USERS = 10_000
 
 
@@ -139,10 +147,30 @@ def gateway_bench(rounds: int, seconds: float, pg: PostgresServer, workdir: Path
 
 # --- report and reconcile at scale -----------------------------------------------------------
 
+BASELINE = "45f665dcfe013064eab8ca671a6898e2b781454a"
+"""The commit before the ledger-fast branch: its report read whole days, whole hours and raw
+edges (no complement, no 6-hour level, one query per piece, no common snapshot)."""
+
+
+def _baseline() -> ModuleType:
+    """The baseline's `ledger/report.py`, loaded from git and pointed at its two roll-up levels."""
+    code = subprocess.run(
+        ["git", "show", f"{BASELINE}:src/maas_metrics/ledger/report.py"],
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    module = ModuleType("baseline_ledger_report")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(code, "baseline_ledger_report.py", "exec"), module.__dict__)
+    module.__dict__["ROLLUPS"] = ((daily, DAY_MS), (hourly, HOUR_MS))
+    return module
+
 
 def _generate(engine: Engine, rows: int) -> float:
-    """`rows` records over DAY0's 24 h by one INSERT ... SELECT; returns seconds."""
-    start_ms = int(DAY0.timestamp() * 1000)
+    """`rows` records over the 24 h from DATA0 by one INSERT ... SELECT; returns seconds."""
+    start_ms = int(DATA0.timestamp() * 1000)
     span = 86_400_000
     pg = engine.dialect.name == "postgresql"
     hexid = "md5(i::text)" if pg else "printf('%032x', i)"
@@ -184,17 +212,20 @@ def _generate(engine: Engine, rows: int) -> float:
     return time.perf_counter() - began
 
 
-def _median_seconds(action: object, repeat: int = 3) -> float:
-    assert callable(action)
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+def _seconds(action: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
 
 
-def scale_bench(rows: int, pg: PostgresServer, workdir: Path) -> list[str]:
+def _in_range(engine: Engine, rng: tuple[datetime, datetime]) -> int:
+    a, b = (round(t.timestamp() * 1000) for t in rng)
+    stmt = text("SELECT count(*) FROM ledger_records WHERE ended_ms > :a AND ended_ms <= :b")
+    with engine.connect() as conn:
+        return int(conn.execute(stmt, {"a": a, "b": b}).scalar_one())
+
+
+def scale_bench(rows: int, repeat: int, pg: PostgresServer, workdir: Path) -> list[str]:
     config = parse_config(
         {
             "tiers": [
@@ -209,48 +240,106 @@ def scale_bench(rows: int, pg: PostgresServer, workdir: Path) -> list[str]:
             ],
         }
     )
+    old = _baseline()
+    ranges = {  # "last 24 h" at two moments off the hour, both crossing midnight
+        "last 24 h to 11:37:03": END_A,
+        "last 24 h to 06:29:58": END_B,
+    }
     lines = [
-        f"Ledger at scale: {rows:,} records over 24 h, {USERS:,} users, 3 models (median of 3):",
+        f"Ledger at scale: {rows:,} records over 24 h (12:00 to 12:00 UTC), {USERS:,} users, "
+        f"3 models; median of {repeat} interleaved runs; before = commit {BASELINE[:7]} "
+        "(daily + hourly roll-ups + raw edges), after = this branch:",
         "",
-        "| store | generate (INSERT ... SELECT) | rebuild roll-ups | report 24 h by user, whole UTC day (daily roll-ups) | report 24 h by user, off the hour (hourly + raw edges) | reconcile ledger side 24 h |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| store | generate | rebuild roll-ups | range | records in range | report by user before | after | after / before | reconcile ledger side before | after | after / before |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    whole = (DAY0, DAY0 + timedelta(days=1))
-    off = (DAY0 + timedelta(minutes=17, seconds=3), DAY0 + timedelta(days=1, minutes=-23))
     for name, url in (("SQLite", f"sqlite:///{workdir}/scale.db"), ("PostgreSQL", pg.url)):
         store = LedgerStore(url)
         store.open()
-        generate = _generate(store.engine, rows)
+        engine = store.engine
+        generate = _generate(engine, rows)
         if store.dialect == "postgresql":
-            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE ledger_records"))
         began = time.perf_counter()
-        rollup_rows = rebuild(store.engine)
+        rollup_rows = rebuild(engine)
         rebuild_s = time.perf_counter() - began
         if store.dialect == "postgresql":
-            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE ledger_hourly"))
-                conn.execute(text("VACUUM ANALYZE ledger_daily"))
-        reports = []
-        for a, b in (whole, off):
-            report = build_ledger_report(store.engine, config, a, b, ("user",), {})
-            assert len(report.rows) == USERS, len(report.rows)
-            reports.append(
-                _median_seconds(
-                    lambda a=a, b=b, e=store.engine: build_ledger_report(
-                        e, config, a, b, ("user",), {}
-                    )
-                )
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                for table, _ in ROLLUPS:
+                    conn.execute(text(f"VACUUM ANALYZE {table.name}"))
+        first = True
+        for label, end in ranges.items():
+            rng = (end - timedelta(days=1), end)
+            new_report = build_ledger_report(engine, config, *rng, ("user",), {})
+            old_report = old.build_ledger_report(engine, config, *rng, ("user",), {})
+            _same(new_report, old_report)
+            assert ledger_side(engine, *rng) == _old_ledger_side(old, engine, rng)
+            times: dict[str, list[float]] = {k: [] for k in ("old", "new", "old_rec", "new_rec")}
+            for r in range(repeat):
+                steps = _steps(old, engine, config, rng)
+                if r % 2:
+                    steps.reverse()
+                for key, action in steps:
+                    times[key].append(_seconds(action))
+            m = {k: statistics.median(v) for k, v in times.items()}
+            head = (
+                f"| {name} | {generate:.1f} s | {rebuild_s:.1f} s ({rollup_rows:,} rows) "
+                if first
+                else "| | | "
             )
-        recon = _median_seconds(
-            lambda e=store.engine: (ledger_side(e, *off), edge_slack(e, list(off), 30.0))
-        )
-        lines.append(
-            f"| {name} | {generate:.1f} s | {rebuild_s:.1f} s ({rollup_rows:,} rows) | {reports[0]:.2f} s | {reports[1]:.2f} s | {recon:.2f} s |"
-        )
-        benchlib.console.print(lines[-1])
+            first = False
+            lines.append(
+                f"{head}| {label} | {_in_range(engine, rng):,} | {m['old']:.2f} s | {m['new']:.2f} s "
+                f"| {m['new'] / m['old']:.2f} | {m['old_rec']:.2f} s | {m['new_rec']:.2f} s "
+                f"| {m['new_rec'] / m['old_rec']:.2f} |"
+            )
+            benchlib.console.print(lines[-1])
         store.close()
     return lines
+
+
+def _same(new: Report, old: Report) -> None:
+    """The same rows (integers exact; costs are float sums, added in another order)."""
+    assert len(new.rows) == len(old.rows) == USERS, (len(new.rows), len(old.rows))
+    mine = {row.key: row.totals for row in new.rows}
+    for row in old.rows:
+        got = mine[row.key]
+        assert (got.tokens, got.allowed, got.limited) == (
+            row.totals.tokens,
+            row.totals.allowed,
+            row.totals.limited,
+        ), row.key
+        assert abs(got.cost - row.totals.cost) <= 1e-9 * max(1.0, row.totals.cost), row.key
+
+
+def _steps(
+    old: ModuleType, engine: Engine, config: Config, rng: tuple[datetime, datetime]
+) -> list[tuple[str, Callable[[], object]]]:
+    """Before and after, report and reconcile's ledger side, over one range."""
+    by = ("user",)
+    return [
+        ("old", lambda: old.build_ledger_report(engine, config, *rng, by, {})),
+        ("new", lambda: build_ledger_report(engine, config, *rng, by, {})),
+        (
+            "old_rec",
+            lambda: (_old_ledger_side(old, engine, rng), edge_slack(engine, list(rng), 30.0)),
+        ),
+        ("new_rec", lambda: (ledger_side(engine, *rng), edge_slack(engine, list(rng), 30.0))),
+    ]
+
+
+def _old_ledger_side(
+    old: ModuleType, engine: Engine, rng: tuple[datetime, datetime]
+) -> dict[tuple[str, str, str], dict[str, int]]:
+    """`reconcile.ledger_side` over the baseline's reader (the same sums, its way)."""
+    out: dict[tuple[str, str, str], dict[str, int]] = {}
+    for (user, _tier, model, ns, _day), a in old.read_cells(engine, *rng, {}).items():
+        row = out.setdefault((user, model, ns), {"tokens": 0, "allowed": 0, "limited": 0})
+        row["tokens"] += a.tokens
+        row["allowed"] += a.allowed
+        row["limited"] += a.limited
+    return out
 
 
 def main() -> None:
@@ -259,6 +348,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     command = " ".join([".venv/bin/python benchmarks/bench_ledger.py", *sys.argv[1:]])
     info = benchlib.RunInfo.begin(command)
@@ -272,7 +362,7 @@ def main() -> None:
                 out += [*gateway_bench(args.rounds, args.seconds, pg, workdir), ""]
                 pg.reset()
             if args.part in ("report", "all"):
-                out += [*scale_bench(args.rows, pg, workdir), ""]
+                out += [*scale_bench(args.rows, args.repeat, pg, workdir), ""]
         finally:
             pg.remove()
     info.end()
