@@ -196,3 +196,19 @@ def test_rebuilt_rollups_equal_the_incremental_ones(store: LedgerStore) -> None:
     incremental = both()
     assert rebuild(store.engine) == sum(len(rows) for rows in incremental)
     assert both() == incremental
+
+
+def test_new_ids_are_unique_and_time_ordered() -> None:
+    import time
+
+    from maas_metrics.ledger import new_id
+
+    ids = []
+    for _ in range(5):
+        ids += [new_id() for _ in range(2000)]
+        time.sleep(0.002)  # the next millisecond
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    stamps = [int(i[:12], 16) for i in ids]
+    assert stamps == sorted(stamps)
+    assert abs(stamps[-1] - time.time() * 1000) < 60_000
