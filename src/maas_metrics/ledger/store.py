@@ -2,7 +2,7 @@
 
 A batch is written in one transaction: the records with
 `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id` (SQLAlchemy's dialect
-insert constructs), then the hourly and daily roll-ups of exactly the records that
+insert constructs), then the hourly, 6-hour and daily roll-ups of exactly the records that
 were new, with `ON CONFLICT DO UPDATE SET x = x + excluded.x`. A record
 written twice (retry, spool replay, two replicas) therefore counts once in
 both tables, and the roll-ups always equal the records.
