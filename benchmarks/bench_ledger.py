@@ -3,8 +3,10 @@
 gateway   req/s at concurrency 16 (wrk, one mock model, no added latency) for the
           gateway with no ledger, with a SQLite ledger and with a PostgreSQL
           ledger, interleaved round by round (rotated order), median per target,
-          shown as a ratio to "off". After the load, the ledger must hold one row
-          per answered request (checked: a ledger that falls behind would show).
+          shown as a ratio to "off". With --baseline (the default) the same two
+          ledgers also run the baseline commit's code (its `src/` unpacked from
+          git, on PYTHONPATH), interleaved in the same rounds: before vs after.
+          The table shows how many rows each ledger holds after the load.
 report    `build_ledger_report` by user over "the last 24 h" ending at two moments off the
           hour (crossing midnight) on N generated records (10,000 users, 3 models,
           5 % limited, 24 h from 12:00 UTC), on SQLite and PostgreSQL, before (the
@@ -34,7 +36,7 @@ from pathlib import Path
 from types import ModuleType
 
 import yaml
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/postgres_server.py
 
@@ -62,7 +64,28 @@ USERS = 10_000
 # --- gateway ---------------------------------------------------------------------------------
 
 
-def gateway_bench(rounds: int, seconds: float, pg: PostgresServer, workdir: Path) -> list[str]:
+def _baseline_tree(workdir: Path) -> str:
+    """The baseline commit's `src/` unpacked into `workdir` (its gateway runs from there)."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "archive", BASELINE, "src"], cwd=root, check=True, capture_output=True
+    ).stdout
+    target = workdir / "baseline"
+    target.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return str(target / "src")
+
+
+def _create_database(url: str, name: str) -> None:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+
+
+def gateway_bench(
+    rounds: int, seconds: float, pg: PostgresServer, workdir: Path, baseline: bool
+) -> list[str]:
     require_wrk()
     mock_port = benchlib.free_port()
     mock = Service(
@@ -73,17 +96,27 @@ def gateway_bench(rounds: int, seconds: float, pg: PostgresServer, workdir: Path
         workdir / "mock.log",
     )
     upstream = f"{mock.url}/v1"
-    ledgers = {
-        "ledger off": None,
-        "ledger SQLite": f"sqlite:///{workdir}/ledger.db",
-        "ledger PostgreSQL": pg.url,
+    # Each target: (ledger URL, PYTHONPATH of the code to run: this tree, or the baseline's).
+    ledgers: dict[str, tuple[str | None, str | None]] = {
+        "ledger off": (None, None),
+        "ledger SQLite": (f"sqlite:///{workdir}/ledger.db", None),
+        "ledger PostgreSQL": (pg.url, None),
     }
+    if baseline:
+        old_src = _baseline_tree(workdir)
+        old_pg = pg.url.rsplit("/", 1)[0] + "/baseline"
+        _create_database(pg.url, "baseline")
+        ledgers |= {
+            f"ledger SQLite, baseline {BASELINE[:7]}": (f"sqlite:///{workdir}/old.db", old_src),
+            f"ledger PostgreSQL, baseline {BASELINE[:7]}": (old_pg, old_src),
+        }
     services: dict[str, Service] = {}
-    for name, url in ledgers.items():
+    for name, (url, code) in ledgers.items():
         data = gateway_config(upstream, "memory")
         if url is not None:
-            data["ledger"] = {"url": url, "spool_path": str(workdir / f"{name}.spool")}
-        slug = name.replace(" ", "-")
+            slug = name.replace(" ", "-").replace(",", "")
+            data["ledger"] = {"url": url, "spool_path": str(workdir / f"{slug}.spool")}
+        slug = name.replace(" ", "-").replace(",", "")
         path = workdir / f"{slug}.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         port = benchlib.free_port()
@@ -103,6 +136,7 @@ def gateway_bench(rounds: int, seconds: float, pg: PostgresServer, workdir: Path
             port,
             "/healthz",
             workdir / f"{slug}.log",
+            env={"PYTHONPATH": code} if code is not None else None,
         )
     rps: dict[str, list[float]] = {name: [] for name in services}
     answered: dict[str, int] = dict.fromkeys(services, 0)
@@ -125,7 +159,7 @@ def gateway_bench(rounds: int, seconds: float, pg: PostgresServer, workdir: Path
             service.stop()
         mock.stop()
     rows_in = {}
-    for name, url in ledgers.items():
+    for name, (url, _) in ledgers.items():
         if url is not None:
             store = LedgerStore(url)
             rows_in[name] = store.count()
@@ -349,6 +383,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gateway: also run the baseline commit's code with each ledger",
+    )
     args = parser.parse_args()
     command = " ".join([".venv/bin/python benchmarks/bench_ledger.py", *sys.argv[1:]])
     info = benchlib.RunInfo.begin(command)
@@ -359,7 +399,7 @@ def main() -> None:
         pg.start()
         try:
             if args.part in ("gateway", "all"):
-                out += [*gateway_bench(args.rounds, args.seconds, pg, workdir), ""]
+                out += [*gateway_bench(args.rounds, args.seconds, pg, workdir, args.baseline), ""]
                 pg.reset()
             if args.part in ("report", "all"):
                 out += [*scale_bench(args.rows, args.repeat, pg, workdir), ""]
