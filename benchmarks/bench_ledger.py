@@ -84,7 +84,12 @@ def _create_database(url: str, name: str) -> None:
 
 
 def gateway_bench(
-    rounds: int, seconds: float, pg: PostgresServer, workdir: Path, baseline: bool
+    rounds: int,
+    seconds: float,
+    pg: PostgresServer,
+    workdir: Path,
+    baseline: bool,
+    stores: tuple[str, ...],
 ) -> list[str]:
     require_wrk()
     mock_port = benchlib.free_port()
@@ -97,19 +102,20 @@ def gateway_bench(
     )
     upstream = f"{mock.url}/v1"
     # Each target: (ledger URL, PYTHONPATH of the code to run: this tree, or the baseline's).
-    ledgers: dict[str, tuple[str | None, str | None]] = {
-        "ledger off": (None, None),
-        "ledger SQLite": (f"sqlite:///{workdir}/ledger.db", None),
-        "ledger PostgreSQL": (pg.url, None),
-    }
+    ledgers: dict[str, tuple[str | None, str | None]] = {"ledger off": (None, None)}
+    if "sqlite" in stores:
+        ledgers["ledger SQLite"] = (f"sqlite:///{workdir}/ledger.db", None)
+    if "postgresql" in stores:
+        ledgers["ledger PostgreSQL"] = (pg.url, None)
     if baseline:
         old_src = _baseline_tree(workdir)
-        old_pg = pg.url.rsplit("/", 1)[0] + "/baseline"
-        _create_database(pg.url, "baseline")
-        ledgers |= {
-            f"ledger SQLite, baseline {BASELINE[:7]}": (f"sqlite:///{workdir}/old.db", old_src),
-            f"ledger PostgreSQL, baseline {BASELINE[:7]}": (old_pg, old_src),
-        }
+        if "sqlite" in stores:
+            old_db = f"sqlite:///{workdir}/old.db"
+            ledgers[f"ledger SQLite, baseline {BASELINE[:7]}"] = (old_db, old_src)
+        if "postgresql" in stores:
+            _create_database(pg.url, "baseline")
+            old_pg = pg.url.rsplit("/", 1)[0] + "/baseline"
+            ledgers[f"ledger PostgreSQL, baseline {BASELINE[:7]}"] = (old_pg, old_src)
     services: dict[str, Service] = {}
     for name, (url, code) in ledgers.items():
         data = gateway_config(upstream, "memory")
@@ -384,6 +390,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
+        "--stores",
+        type=lambda text: tuple(text.split(",")),
+        default=("sqlite", "postgresql"),
+        help="gateway: the ledgers to run (comma-separated: sqlite,postgresql)",
+    )
+    parser.add_argument(
         "--baseline",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -399,7 +411,12 @@ def main() -> None:
         pg.start()
         try:
             if args.part in ("gateway", "all"):
-                out += [*gateway_bench(args.rounds, args.seconds, pg, workdir, args.baseline), ""]
+                out += [
+                    *gateway_bench(
+                        args.rounds, args.seconds, pg, workdir, args.baseline, args.stores
+                    ),
+                    "",
+                ]
                 pg.reset()
             if args.part in ("report", "all"):
                 out += [*scale_bench(args.rows, args.repeat, pg, workdir), ""]

@@ -212,3 +212,13 @@ def test_new_ids_are_unique_and_time_ordered() -> None:
     stamps = [int(i[:12], 16) for i in ids]
     assert stamps == sorted(stamps)
     assert abs(stamps[-1] - time.time() * 1000) < 60_000
+
+
+def test_duplicates_inside_one_batch_count_once(store: LedgerStore) -> None:
+    recs = random_records(95, seed=17)  # more than one multi-row INSERT chunk
+    batch = [*recs, recs[0], recs[50], *recs[90:]]
+    assert store.write(batch) == len(recs)
+    assert store.count() == len(recs)
+    start, end = T0 - 1, T0 + 3 * 86400
+    by = ("user", "namespace")
+    assert _report_map(store, start, end, by) == truth(recs, start, end, by)

@@ -54,6 +54,9 @@ _INSERTS: dict[str, Callable[[Table], Any]] = {
     "sqlite": sqlite.insert,
 }
 CONNECT_TIMEOUT_SECONDS = 5
+VALUES_ROWS = 40
+"""Rows per multi-row INSERT on positional drivers (40 x 23 parameters, far below SQLite's
+32,766; a chunk's statement is compiled once per size)."""
 
 
 class LedgerError(Exception):
@@ -186,12 +189,28 @@ class LedgerStore:
             dialect=self.engine.dialect, column_keys=[c.name for c in records.c]
         )
         self._insert_sql = compiled.string
-        # Positional drivers (sqlite3) take the tuples as they are; named ones (psycopg) a dict.
-        positions = compiled.positiontup if self.engine.dialect.positional else None
-        if positions is not None and tuple(positions) != COLUMNS:
-            raise AssertionError(f"unexpected INSERT parameter order {positions}")
-        self._named = positions is None
+        # Named drivers (psycopg: executemany, pipelined) take a dict per row; positional ones
+        # (sqlite3) take multi-row VALUES statements (`_values_sql`), one step per chunk.
+        self._named = not self.engine.dialect.positional
+        self._values: dict[int, str] = {}
         self._rollup_sql = [self._rollup_statement(table, size) for table, size in ROLLUPS]
+
+    def _values_sql(self, rows: int) -> str:
+        """`INSERT ... VALUES (...), (...) ON CONFLICT (id) DO NOTHING` for `rows` rows, compiled
+        by SQLAlchemy once per size. sqlite3 runs (and releases the GIL for) each row of an
+        executemany separately; one statement per chunk keeps the writer thread from handing
+        the GIL back and forth with the event loop hundreds of times per batch."""
+        sql = self._values.get(rows)
+        if sql is None:
+            stmt = self._insert(records).values([dict.fromkeys(COLUMNS)] * rows)
+            compiled = stmt.on_conflict_do_nothing(index_elements=["id"]).compile(
+                dialect=self.engine.dialect
+            )
+            expected = [f"{name}_m{i}" for i in range(rows) for name in COLUMNS]
+            if list(compiled.positiontup or ()) != expected:
+                raise AssertionError("unexpected multi-row INSERT parameter order")
+            sql = self._values[rows] = compiled.string
+        return sql
 
     def _rollup_statement(self, table: Table, size: int) -> Any:
         """INSERT the roll-ups of one batch's new rows, adding to existing buckets (key order)."""
@@ -233,15 +252,20 @@ class LedgerStore:
             return 0
         token = uuid.uuid4().hex
         rows = [record_values(r, token) for r in batch]
-        params: list[Any] = (
-            [dict(zip(COLUMNS, row, strict=True)) for row in rows] if self._named else rows
-        )
         ended = [row[2] for row in rows]
         lo, hi = min(ended), max(ended)
         r = records.c
         fresh = select(func.count()).where(r.batch == token, r.ended_ms.between(lo, hi))
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(self._insert_sql, params)
+            if self._named:
+                conn.exec_driver_sql(
+                    self._insert_sql, [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+                )
+            else:
+                for i in range(0, len(rows), VALUES_ROWS):
+                    chunk = rows[i : i + VALUES_ROWS]
+                    flat = tuple(value for row in chunk for value in row)
+                    conn.exec_driver_sql(self._values_sql(len(chunk)), flat)
             new = int(conn.execute(fresh).scalar_one())
             if new:
                 for statement in self._rollup_sql:
