@@ -25,6 +25,7 @@ Results go to benchmarks/results/ledger-fast.md (the lead merges them into BENCH
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -155,7 +156,12 @@ def gateway_bench(
             env={"PYTHONPATH": code} if code is not None else None,
         )
     rps: dict[str, list[float]] = {name: [] for name in services}
-    answered: dict[str, int] = dict.fromkeys(services, 0)
+    cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in services}
+    databases = {
+        name: url.rsplit("/", 1)[1]
+        for name, (url, _) in ledgers.items()
+        if url and url.startswith("postgresql")
+    }
     lua = script(BENCH_KEY)
     try:
         mock.start()
@@ -166,10 +172,21 @@ def gateway_bench(
             names = list(services)
             names = names[r % len(names) :] + names[: r % len(names)]
             for name in names:
+                process = services[name].process
+                assert process is not None
+                before = _cpu_of(process.pid, databases.get(name))
                 result = run_wrk(services[name].url + "/v1/chat/completions", lua, 16, seconds)
+                after = _cpu_of(process.pid, databases.get(name))
                 assert result.non_2xx == 0 and result.socket_errors == 0, (name, result)
                 rps[name].append(result.rps)
-                benchlib.console.print(f"round {r + 1} {name}: {result.rps:,.0f} req/s")
+                used = [after[k] - before.get(k, 0.0) for k in ("gateway", "database")]
+                # CPU seconds per request (the writer thread and the database included),
+                # after the load: a few ms of flush still to come are in the next read.
+                cpu[name].append((used[0] / result.requests, used[1] / result.requests))
+                benchlib.console.print(
+                    f"round {r + 1} {name}: {result.rps:,.0f} req/s, "
+                    f"{cpu[name][-1][0] * 1e6:,.0f} + {cpu[name][-1][1] * 1e6:,.0f} us CPU/request"
+                )
     finally:
         for service in services.values():
             service.stop()
@@ -180,19 +197,54 @@ def gateway_bench(
             store = LedgerStore(url)
             rows_in[name] = store.count()
             store.close()
-    del answered
     base = statistics.median(rps["ledger off"])
+    base_cpu = statistics.median(g + d for g, d in cpu["ledger off"])
     lines = [
-        f"Gateway req/s at concurrency 16 (wrk, {rounds} interleaved rounds x {seconds:g} s, median):",
+        f"Gateway at concurrency 16 (wrk, {rounds} interleaved rounds x {seconds:g} s, median): "
+        "req/s, and CPU per request of the gateway process (all its threads) and of the "
+        "PostgreSQL backends serving its database (from /proc; steadier than req/s on a "
+        "shared machine):",
         "",
-        "| target | req/s | vs off | ledger rows after the run |",
-        "|---|---:|---:|---:|",
+        "| target | req/s | vs off | gateway CPU/request | database CPU/request | total CPU/request vs off | ledger rows after the run |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in services:
         median = statistics.median(rps[name])
         rows = f"{rows_in[name]:,}" if name in rows_in else "-"
-        lines.append(f"| {name} | {median:,.0f} | {median / base:.1%} | {rows} |")
+        gw = statistics.median(g for g, _ in cpu[name])
+        db = statistics.median(d for _, d in cpu[name])
+        total = statistics.median(g + d for g, d in cpu[name])
+        lines.append(
+            f"| {name} | {median:,.0f} | {median / base:.1%} | {gw * 1e6:,.0f} us "
+            f"| {db * 1e6:,.0f} us | {total / base_cpu:.2f} | {rows} |"
+        )
     return lines
+
+
+def _cpu_of(pid: int, database: str | None) -> dict[str, float]:
+    """CPU seconds so far of process `pid` and of the PostgreSQL backends of `database`."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def seconds(p: int | str) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    backends = 0.0
+    if database is not None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            # A backend's title: "postgres: <user> <database> <client> <state>".
+            if title.startswith("postgres: ") and title.split()[2:3] == [database]:
+                backends += seconds(entry.name)
+    return {"gateway": seconds(pid), "database": backends}
 
 
 # --- report and reconcile at scale -----------------------------------------------------------

@@ -54,9 +54,10 @@ _INSERTS: dict[str, Callable[[Table], Any]] = {
     "sqlite": sqlite.insert,
 }
 CONNECT_TIMEOUT_SECONDS = 5
-VALUES_ROWS = 40
-"""Rows per multi-row INSERT on positional drivers (40 x 23 parameters, far below SQLite's
-32,766; a chunk's statement is compiled once per size)."""
+VALUES_ROWS = (64, 16, 4, 1)
+"""Rows per multi-row INSERT on positional drivers, largest first (64 x 23 parameters, far
+below SQLite's 32,766): a batch is cut into these sizes, so only four statements are ever
+compiled and any batch takes at most 3 of each smaller size."""
 
 
 class LedgerError(Exception):
@@ -262,10 +263,12 @@ class LedgerStore:
                     self._insert_sql, [dict(zip(COLUMNS, row, strict=True)) for row in rows]
                 )
             else:
-                for i in range(0, len(rows), VALUES_ROWS):
-                    chunk = rows[i : i + VALUES_ROWS]
-                    flat = tuple(value for row in chunk for value in row)
-                    conn.exec_driver_sql(self._values_sql(len(chunk)), flat)
+                i = 0
+                for size in VALUES_ROWS:  # a few fixed statement sizes, compiled once each
+                    while len(rows) - i >= size:
+                        flat = tuple(value for row in rows[i : i + size] for value in row)
+                        conn.exec_driver_sql(self._values_sql(size), flat)
+                        i += size
             new = int(conn.execute(fresh).scalar_one())
             if new:
                 for statement in self._rollup_sql:
