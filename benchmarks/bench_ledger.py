@@ -14,23 +14,30 @@ report    `build_ledger_report` by user over "the last 24 h" ending at two momen
           interleaved, median of --repeat. The two must give identical rows.
           Records are generated with one INSERT ... SELECT (generate_series /
           recursive CTE) and the roll-ups rebuilt from them (`ledger.rollups.rebuild`).
+writer    `LedgerStore.write` alone: CPU per record (this process, and the PostgreSQL
+          backend's from /proc) for 20,000 time-ordered records in batches of 200,
+          with random ids (uuid4, as the baseline made them) vs this branch's
+          time-ordered ids, interleaved, median of --rounds.
 reconcile the ledger side of `reconcile` (per user/model/namespace amounts + edge
           slack) over the same ranges, before and after. The Prometheus side is
           the report's `build_report`, measured at this scale by bench_scale.py.
 
-Run: .venv/bin/python benchmarks/bench_ledger.py [--part gateway|report|all] [--rows 10000000]
+Run: .venv/bin/python benchmarks/bench_ledger.py [--part gateway|report|writer|all] [--rows 10000000]
 Results go to benchmarks/results/ledger-fast.md (the lead merges them into BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -468,9 +475,65 @@ def _old_ledger_side(
     return out
 
 
+# --- the store's write path alone ------------------------------------------------------------
+
+
+def writer_bench(
+    rounds: int, pg: PostgresServer, workdir: Path, stores: tuple[str, ...]
+) -> list[str]:
+    """CPU per record of `LedgerStore.write`: 20,000 time-ordered records in batches of 200 after
+    20,000 already written, with random ids (uuid4, the baseline's) vs this branch's ids."""
+    from tests.ledger_data import random_records
+
+    base = sorted(random_records(40_000, seed=3, span_seconds=3600), key=lambda r: r.ended)
+    ids = {
+        "random ids (uuid4)": [uuid.uuid4().hex for _ in base],
+        "time-ordered ids (new_id)": [
+            f"{round(r.ended * 1000):012x}{random.getrandbits(80):020x}" for r in base
+        ],
+    }
+    cpu: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in range(rounds):
+        for store_name in stores:
+            for kind, chosen in ids.items():
+                recs = [dataclasses.replace(rec, id=i) for rec, i in zip(base, chosen, strict=True)]
+                if store_name == "sqlite":
+                    url = f"sqlite:///{workdir}/writer-{r}-{len(cpu)}.db"
+                else:
+                    pg.reset()
+                    url = pg.url
+                store = LedgerStore(url)
+                store.open()
+                for i in range(0, 20_000, 200):
+                    store.write(recs[i : i + 200])
+                database = "postgres" if store_name == "postgresql" else None
+                before, began = _cpu_of(os.getpid(), database), time.process_time()
+                for i in range(20_000, 40_000, 200):
+                    store.write(recs[i : i + 200])
+                client = time.process_time() - began
+                server = _cpu_of(os.getpid(), database)["database"] - before["database"]
+                store.close()
+                cpu.setdefault((store_name, kind), []).append((client / 20_000, server / 20_000))
+    lines = [
+        f"LedgerStore.write alone: CPU per record, 20,000 time-ordered records in batches of 200 "
+        f"after 20,000 written (median of {rounds} interleaved rounds; the database column is "
+        "the PostgreSQL backend's CPU):",
+        "",
+        "| store | ids | this process | database | total |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for (store_name, kind), values in cpu.items():
+        client = statistics.median(v[0] for v in values) * 1e6
+        server = statistics.median(v[1] for v in values) * 1e6
+        lines.append(
+            f"| {store_name} | {kind} | {client:.1f} us | {server:.1f} us | {client + server:.1f} us |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("gateway", "report", "all"), default="all")
+    parser.add_argument("--part", choices=("gateway", "report", "writer", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -503,6 +566,9 @@ def main() -> None:
                     ),
                     "",
                 ]
+                pg.reset()
+            if args.part in ("writer", "all"):
+                out += [*writer_bench(args.rounds, pg, workdir, args.stores), ""]
                 pg.reset()
             if args.part in ("report", "all"):
                 out += [*scale_bench(args.rows, args.repeat, pg, workdir, args.stores), ""]
