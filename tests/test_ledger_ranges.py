@@ -318,3 +318,47 @@ def test_schema_2_database_is_upgraded_and_reports_exactly(store: LedgerStore) -
     for by in BYS:
         assert _report(again, start, end, by) == truth(recs, start, end, by)
     again.close()
+
+
+def test_every_namespace_combination_counts_alike_in_roll_ups_and_raw_records(
+    store: LedgerStore,
+) -> None:
+    """Three implementations of how a record counts per namespace must agree for every
+    (requests, tokens, limited) namespace combination, including one namespace for both
+    policies: the roll-ups' SQL (`rollups.namespace_parts`), the raw edges' SQL expressions
+    (report without namespaces) and the raw edges' split in Python (report by namespace)."""
+    hour = (int(T0) // 3600 + 5) * 3600.0
+    choices = (None, "ns/a", "ns/b")
+    recs = []
+    for i, (req, tok, lim) in enumerate(
+        (req, tok, lim) for req in choices for tok in choices for lim in choices
+    ):
+        base = random_records(1, seed=200 + i)[0]
+        recs.append(
+            dataclasses.replace(
+                base,
+                user=f"u{i}",
+                ended=hour + 600 + i,  # all inside one hour, 10 min after it starts
+                requests_namespace=req,
+                tokens_namespace=tok,
+                limited_namespace=lim,
+                usage_namespace="ns/a" if i % 2 else "ns/b",
+                total_tokens=i,
+                prompt_tokens=i,
+                completion_tokens=0,
+            )
+        )
+    store.write(recs)
+    whole = (hour, hour + 3600)  # the hourly roll-up alone
+    raw = (hour + 599, hour + 640)  # raw records only (41 s of the hour: no complement)
+    complement = (hour + 599, hour + 3600)  # the hour minus a raw part that holds nothing
+    sizes = tuple(size for _, size in ROLLUPS)
+    ms = [tuple(round(t * 1000) for t in r) for r in (whole, raw, complement)]
+    assert [p.level for p in plan(*ms[0], sizes)] == [2]
+    assert [p.level for p in plan(*ms[1], sizes)] == [None]
+    assert [(p.level, p.sign) for p in plan(*ms[2], sizes)] == [(2, 1), (None, -1)]
+    for by in (("user",), ("user", "namespace"), ("namespace",)):
+        expected = _report(store, *whole, by)
+        assert expected  # something was counted
+        assert _report(store, *raw, by) == expected, by
+        assert _report(store, *complement, by) == expected, by

@@ -157,11 +157,7 @@ def _raw_totals_part(piece: Piece, filters: Mapping[str, Sequence[str]]) -> Sele
     admitted = one(and_(req.is_not(None), req.is_distinct_from(lim))) + one(
         and_(tok.is_not(None), tok.is_distinct_from(lim))
     )
-    refused = (
-        one(and_(req.is_not(None), req == lim))
-        + one(and_(tok.is_not(None), tok == lim))
-        + one(and_(lim.is_not(None), lim.is_distinct_from(req), lim.is_distinct_from(tok)))
-    )
+    refused = one(lim.is_not(None))
     return select(
         r.user_name,
         r.tier,
