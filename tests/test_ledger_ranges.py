@@ -353,10 +353,10 @@ def test_every_namespace_combination_counts_alike_in_roll_ups_and_raw_records(
     raw = (hour + 599, hour + 640)  # raw records only (41 s of the hour: no complement)
     complement = (hour + 599, hour + 3600)  # the hour minus a raw part that holds nothing
     sizes = tuple(size for _, size in ROLLUPS)
-    ms = [tuple(round(t * 1000) for t in r) for r in (whole, raw, complement)]
-    assert [p.level for p in plan(*ms[0], sizes)] == [2]
-    assert [p.level for p in plan(*ms[1], sizes)] == [None]
-    assert [(p.level, p.sign) for p in plan(*ms[2], sizes)] == [(2, 1), (None, -1)]
+    ms = [(round(a * 1000), round(b * 1000)) for a, b in (whole, raw, complement)]
+    assert [p.level for p in plan(ms[0][0], ms[0][1], sizes)] == [2]
+    assert [p.level for p in plan(ms[1][0], ms[1][1], sizes)] == [None]
+    assert [(p.level, p.sign) for p in plan(ms[2][0], ms[2][1], sizes)] == [(2, 1), (None, -1)]
     for by in (("user",), ("user", "namespace"), ("namespace",)):
         expected = _report(store, *whole, by)
         assert expected  # something was counted
