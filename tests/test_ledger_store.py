@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from maas_metrics.config import parse_config
 from maas_metrics.ledger import LedgerError, LedgerStore
 from maas_metrics.ledger.report import build_ledger_report
-from maas_metrics.ledger.schema import SCHEMA_VERSION, daily, hourly, records, schema_version
+from maas_metrics.ledger.schema import ROLLUPS, SCHEMA_VERSION, hourly, records, schema_version
 from tests.ledger_data import T0, USERS, random_records, truth
 from tests.postgres_server import PostgresServer, postgres_server
 
@@ -191,8 +191,34 @@ def test_rebuilt_rollups_equal_the_incremental_ones(store: LedgerStore) -> None:
 
     def both() -> list[list[tuple[object, ...]]]:
         with store.engine.connect() as conn:
-            return [sorted(tuple(r) for r in conn.execute(select(t))) for t in (hourly, daily)]
+            return [sorted(tuple(r) for r in conn.execute(select(t))) for t, _ in ROLLUPS]
 
     incremental = both()
     assert rebuild(store.engine) == sum(len(rows) for rows in incremental)
     assert both() == incremental
+
+
+def test_new_ids_are_unique_and_time_ordered() -> None:
+    import time
+
+    from maas_metrics.ledger import new_id
+
+    ids = []
+    for _ in range(5):
+        ids += [new_id() for _ in range(2000)]
+        time.sleep(0.002)  # the next millisecond
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    stamps = [int(i[:12], 16) for i in ids]
+    assert stamps == sorted(stamps)
+    assert abs(stamps[-1] - time.time() * 1000) < 60_000
+
+
+def test_duplicates_inside_one_batch_count_once(store: LedgerStore) -> None:
+    recs = random_records(95, seed=17)  # more than one multi-row INSERT chunk
+    batch = [*recs, recs[0], recs[50], *recs[90:]]
+    assert store.write(batch) == len(recs)
+    assert store.count() == len(recs)
+    start, end = T0 - 1, T0 + 3 * 86400
+    by = ("user", "namespace")
+    assert _report_map(store, start, end, by) == truth(recs, start, end, by)

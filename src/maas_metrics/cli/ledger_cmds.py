@@ -99,14 +99,14 @@ def prune(
 
 @ledger_app.command("rebuild-rollups")
 def rebuild_rollups(config: ConfigOption) -> None:
-    """Recompute the hourly and daily roll-ups from the records (after an import by SQL, or as a repair)."""
+    """Recompute the hourly, 6-hour and daily roll-ups from the records (after an import by SQL, or as a repair)."""
     from maas_metrics.ledger.rollups import rebuild
 
     cfg = load_config_or_exit(config)
     store = _store(cfg)
     rows = rebuild(store.engine)
     store.close()
-    print(f"rebuilt {rows} roll-up rows (hourly and daily)")
+    print(f"rebuilt {rows} roll-up rows (hourly, 6-hour and daily)")
 
 
 @ledger_app.command("export")

@@ -3,7 +3,8 @@
 Modules: `record` (the row), `schema` (tables, migration), `store`
 (idempotent batched writes and hourly roll-ups), `spool` and `writer`
 (off the request path, spooled while the database is away), `metrics`
-(`maas_ledger_*` and alerts), `report`, `export` (CSV, JSON Lines, FOCUS),
+(`maas_ledger_*` and alerts), `tiling` and `cells` (how a range is read:
+roll-ups and raw edges in one snapshot), `report`, `export` (CSV, JSON Lines, FOCUS),
 `reconcile` (ledger vs Prometheus), `limiter_check` (ledger vs the live
 Redis counters) and `reconcile_log` (each run's verdict, for the web page).
 """

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from maas_metrics.config import Config
-from maas_metrics.ledger.report import read_cells
+from maas_metrics.ledger.cells import read_cells
 from maas_metrics.ledger.schema import DAY_MS, bucket_of, records
 from maas_metrics.report.pricing import price_on
 

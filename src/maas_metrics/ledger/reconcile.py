@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from maas_metrics.config import Config
-from maas_metrics.ledger.report import read_cells
+from maas_metrics.ledger.cells import read_cells
 from maas_metrics.ledger.rollups import rollup_deltas
 from maas_metrics.ledger.schema import records
 from maas_metrics.prometheus import PrometheusAPI

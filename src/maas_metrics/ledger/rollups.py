@@ -34,13 +34,20 @@ def _calls(row: dict[str, Any]) -> list[tuple[str, int, int]]:
 def calls_of(
     requests_ns: str | None, tokens_ns: str | None, limited_ns: str | None
 ) -> list[tuple[str, int, int]]:
-    """(namespace, allowed, limited) of one record: each checked policy admitted or limited it."""
+    """(namespace, allowed, limited) of one record, the rule `namespace_parts` applies in SQL:
+    one allowed call in each checked policy's namespace other than the one that answered 429,
+    one limited call there.
+
+    (With both policies in one namespace and a 429 from it, that namespace gets one limited
+    call and no allowed one; this rule and the roll-ups' SQL must stay the same rule, which
+    `tests/test_ledger_ranges.py` checks for every combination.)
+    """
     out: dict[str, list[int]] = {}
     for ns in (requests_ns, tokens_ns):
-        if ns is not None:
-            out.setdefault(ns, [0, 0])[1 if ns == limited_ns else 0] += 1
-    if limited_ns is not None and limited_ns not in out:
-        out[limited_ns] = [0, 1]
+        if ns is not None and ns != limited_ns:
+            out.setdefault(ns, [0, 0])[0] += 1
+    if limited_ns is not None:
+        out.setdefault(limited_ns, [0, 0])[1] += 1
     return [(ns, a, b) for ns, (a, b) in out.items()]
 
 

@@ -2,7 +2,7 @@
 
 A batch is written in one transaction: the records with
 `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id` (SQLAlchemy's dialect
-insert constructs), then the hourly and daily roll-ups of exactly the records that
+insert constructs), then the hourly, 6-hour and daily roll-ups of exactly the records that
 were new, with `ON CONFLICT DO UPDATE SET x = x + excluded.x`. A record
 written twice (retry, spool replay, two replicas) therefore counts once in
 both tables, and the roll-ups always equal the records.
@@ -54,6 +54,10 @@ _INSERTS: dict[str, Callable[[Table], Any]] = {
     "sqlite": sqlite.insert,
 }
 CONNECT_TIMEOUT_SECONDS = 5
+VALUES_ROWS = (64, 16, 4, 1)
+"""Rows per multi-row INSERT on positional drivers, largest first (64 x 23 parameters, far
+below SQLite's 32,766): a batch is cut into these sizes, so only four statements are ever
+compiled and any batch takes at most 3 of each smaller size."""
 
 
 class LedgerError(Exception):
@@ -140,31 +144,36 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor.close()
 
 
-def record_row(record: RequestRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "started_ms": round(record.started * 1000),
-        "ended_ms": round(record.ended * 1000),
-        "user_name": record.user,
-        "key_id": record.key_id,
-        "tier": record.tier,
-        "model": record.model,
-        "endpoint": record.endpoint,
-        "stream": record.stream,
-        "outcome": record.outcome,
-        "status": record.status,
-        "requests_namespace": record.requests_namespace,
-        "tokens_namespace": record.tokens_namespace,
-        "usage_namespace": record.usage_namespace,
-        "limited_namespace": record.limited_namespace,
-        "limit_name": record.limit_name,
-        "prompt_tokens": record.prompt_tokens,
-        "completion_tokens": record.completion_tokens,
-        "cached_tokens": record.cached_tokens,
-        "total_tokens": record.total_tokens,
-        "latency_ms": record.latency_ms,
-        "ttft_ms": record.ttft_ms,
-    }
+COLUMNS = tuple(column.name for column in records.c)
+
+
+def record_values(record: RequestRecord, batch: str) -> tuple[Any, ...]:
+    """The row of `record` in `COLUMNS` order (the writer's hot path: no dict per row)."""
+    return (
+        record.id,
+        round(record.started * 1000),
+        round(record.ended * 1000),
+        record.user,
+        record.key_id,
+        record.tier,
+        record.model,
+        record.endpoint,
+        record.stream,
+        record.outcome,
+        record.status,
+        record.requests_namespace,
+        record.tokens_namespace,
+        record.usage_namespace,
+        record.limited_namespace,
+        record.limit_name,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.cached_tokens,
+        record.total_tokens,
+        record.latency_ms,
+        record.ttft_ms,
+        batch,
+    )
 
 
 class LedgerStore:
@@ -181,8 +190,28 @@ class LedgerStore:
             dialect=self.engine.dialect, column_keys=[c.name for c in records.c]
         )
         self._insert_sql = compiled.string
-        self._positions = compiled.positiontup if self.engine.dialect.positional else None
+        # Named drivers (psycopg: executemany, pipelined) take a dict per row; positional ones
+        # (sqlite3) take multi-row VALUES statements (`_values_sql`), one step per chunk.
+        self._named = not self.engine.dialect.positional
+        self._values: dict[int, str] = {}
         self._rollup_sql = [self._rollup_statement(table, size) for table, size in ROLLUPS]
+
+    def _values_sql(self, rows: int) -> str:
+        """`INSERT ... VALUES (...), (...) ON CONFLICT (id) DO NOTHING` for `rows` rows, compiled
+        by SQLAlchemy once per size. sqlite3 runs (and releases the GIL for) each row of an
+        executemany separately; one statement per chunk keeps the writer thread from handing
+        the GIL back and forth with the event loop hundreds of times per batch."""
+        sql = self._values.get(rows)
+        if sql is None:
+            stmt = self._insert(records).values([dict.fromkeys(COLUMNS)] * rows)
+            compiled = stmt.on_conflict_do_nothing(index_elements=["id"]).compile(
+                dialect=self.engine.dialect
+            )
+            expected = [f"{name}_m{i}" for i in range(rows) for name in COLUMNS]
+            if list(compiled.positiontup or ()) != expected:
+                raise AssertionError("unexpected multi-row INSERT parameter order")
+            sql = self._values[rows] = compiled.string
+        return sql
 
     def _rollup_statement(self, table: Table, size: int) -> Any:
         """INSERT the roll-ups of one batch's new rows, adding to existing buckets (key order)."""
@@ -223,18 +252,23 @@ class LedgerStore:
         if not batch:
             return 0
         token = uuid.uuid4().hex
-        rows = [record_row(r) | {"batch": token} for r in batch]
-        params: list[Any] = (
-            [tuple(row[name] for name in self._positions) for row in rows]
-            if self._positions is not None
-            else rows
-        )
-        lo = min(row["ended_ms"] for row in rows)
-        hi = max(row["ended_ms"] for row in rows)
+        rows = [record_values(r, token) for r in batch]
+        ended = [row[2] for row in rows]
+        lo, hi = min(ended), max(ended)
         r = records.c
         fresh = select(func.count()).where(r.batch == token, r.ended_ms.between(lo, hi))
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(self._insert_sql, params)
+            if self._named:
+                conn.exec_driver_sql(
+                    self._insert_sql, [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+                )
+            else:
+                i = 0
+                for size in VALUES_ROWS:  # a few fixed statement sizes, compiled once each
+                    while len(rows) - i >= size:
+                        flat = tuple(value for row in rows[i : i + size] for value in row)
+                        conn.exec_driver_sql(self._values_sql(size), flat)
+                        i += size
             new = int(conn.execute(fresh).scalar_one())
             if new:
                 for statement in self._rollup_sql:
