@@ -36,10 +36,10 @@ from maas_metrics.dashboard.variables import (
     expand,
     grafana_interval,
     rate_interval,
-    top_values,
 )
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from tests.conftest import EXAMPLE_CONFIG
+from tests.panels import top_options
 
 USERS = 20
 FULL_SCALE_USERS = 10_000
@@ -120,19 +120,7 @@ def step_of(panel: Panel, target: Target, range_seconds: int) -> float:
 def run(env: Env, catalogue: Catalogue, panel: Panel, target: Target, range_seconds: int) -> str:
     """Run `target` as Grafana would; "" when Prometheus answers, else its error."""
     step = step_of(panel, target, range_seconds)
-    options = {}
-    for variable in catalogue.variables:
-        if variable.kind == "top":
-            top = expand(
-                variable.top_expr,
-                Selection(),
-                range_seconds,
-                4 * SCRAPE,
-                variables=catalogue.variables,
-                range_end=env.end,
-            )
-            samples = env.api.query(top, time=env.end)
-            options[variable.name] = top_values(variable, [s.labels for s in samples])
+    options = top_options(env.api, catalogue, Selection(), range_seconds, 4 * SCRAPE, env.end)
     expr = expand(
         target.expr,
         Selection(),
