@@ -18,7 +18,6 @@ Writes benchmarks/results/structure3.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -74,18 +73,14 @@ def measure(src: Path, repeat: int) -> dict[str, tuple[str, float, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--base", type=Path, required=True, help="source tree of the base commit")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = benchlib.base_tree_parser(__doc__, rounds=5)
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    command = (
-        f"mkdir -p /tmp/catalogue-base && git archive {BASE_COMMIT} | tar -x -C "
-        "/tmp/catalogue-base && PYTHONPATH=src .venv/bin/python "
-        "benchmarks/bench_catalogue_build.py --base /tmp/catalogue-base "
-        f"--rounds {args.rounds} --repeat {args.repeat}"
+    command = benchlib.base_tree_command(
+        BASE_COMMIT,
+        "/tmp/catalogue-base",
+        "bench_catalogue_build.py",
+        f"--rounds {args.rounds} --repeat {args.repeat}",
     )
     run = benchlib.RunInfo.begin(command)
     trees = {"base": args.base / "src", "this tree": benchlib.ROOT / "src"}

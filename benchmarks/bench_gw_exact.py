@@ -18,7 +18,6 @@ Writes benchmarks/results/gw-exact.md.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import sys
@@ -239,20 +238,18 @@ def exposition(users: int, active_share: float) -> list[list[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--base", type=Path, required=True, help="source tree of the base commit")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = benchlib.base_tree_parser(__doc__, rounds=5)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument(
         "--active", type=float, default=0.2, help="share of user x model pairs with traffic"
     )
     args = parser.parse_args()
-    command = (
-        "mkdir -p /tmp/gwx-base && git archive 9571c43 | tar -x -C /tmp/gwx-base && PYTHONPATH=src .venv/bin/python benchmarks/bench_gw_exact.py --base /tmp/gwx-base "
-        + f"--rounds {args.rounds} --seconds {args.seconds:g}"
+    command = benchlib.base_tree_command(
+        "9571c43",
+        "/tmp/gwx-base",
+        "bench_gw_exact.py",
+        f"--rounds {args.rounds} --seconds {args.seconds:g}",
     )
     run = benchlib.RunInfo.begin(command)
     rate_rows = throughput(args.base, args.rounds, args.seconds)

@@ -19,7 +19,6 @@ Writes benchmarks/results/latency.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import timeit
@@ -107,17 +106,14 @@ def store_call(store: InMemoryStore | TimedStore, number: int = 50_000) -> float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--base", type=Path, required=True, help="source tree of the base commit")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser = benchlib.base_tree_parser(__doc__, rounds=6)
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
-    command = (
-        f"mkdir -p /tmp/latency-base && git archive {BASE_COMMIT} | tar -x -C /tmp/latency-base"
-        " && PYTHONPATH=src .venv/bin/python benchmarks/bench_latency.py --base /tmp/latency-base "
-        f"--rounds {args.rounds} --seconds {args.seconds:g}"
+    command = benchlib.base_tree_command(
+        BASE_COMMIT,
+        "/tmp/latency-base",
+        "bench_latency.py",
+        f"--rounds {args.rounds} --seconds {args.seconds:g}",
     )
     run = benchlib.RunInfo.begin(command)
     rate_rows = throughput(args.base, args.rounds, args.seconds)

@@ -9,6 +9,7 @@ module is imported flat (`import benchlib`); it puts the repository root on
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -297,3 +298,21 @@ async def calls_per_second(
     start = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     return done / (time.perf_counter() - start)
+
+
+def base_tree_parser(doc: str | None, rounds: int) -> argparse.ArgumentParser:
+    """Options of a script that measures a base commit's source tree (`--base`) against this one."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base", type=Path, required=True, help="source tree of the base commit")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    return parser
+
+
+def base_tree_command(commit: str, directory: str, script: str, options: str) -> str:
+    """The command that reproduces a base-tree A/B: unpack `commit` into `directory`, run `script`."""
+    return (
+        f"mkdir -p {directory} && git archive {commit} | tar -x -C {directory} && "
+        f"PYTHONPATH=src .venv/bin/python benchmarks/{script} --base {directory} {options}"
+    )
