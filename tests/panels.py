@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import pytest
 
@@ -23,11 +23,13 @@ from maas_metrics.dashboard.latency_panels import LATENCY_KEYS
 from maas_metrics.dashboard.model import Catalogue
 from maas_metrics.dashboard.variables import Selection, expand, top_values
 from maas_metrics.prometheus import PrometheusAPI
-from tests.history import Labels
+from maas_metrics.rules.recording import INTERVAL_SECONDS
+from tests.history import History, Labels
 
 HOUR = 3600
 STEP = 15  # Grafana's step for 1 h and 3 h 15 min ranges with a 15 s scrape interval
 RATE_INTERVAL = 60  # $__rate_interval = max(15 s + 15 s, 4 x 15 s)
+RULE_OFFSET = 90  # the recording rules are evaluated from history start + 90 s, every minute
 
 
 class Window(Protocol):
@@ -138,6 +140,49 @@ def run(
 
 
 # --- the truth and the comparison --------------------------------------------------------------
+
+
+class RangeTruth:
+    """The windows of a history that a case's queries cover: a base for the tests' `Case`s.
+
+    A range query has a point every `step`, aligned as Grafana aligns them;
+    with recording rules a window's edges snap to the rules' one-minute grid,
+    which starts `rule_offset` seconds after the history's start.
+    """
+
+    rule_offset: ClassVar[int] = RULE_OFFSET
+    history: History
+    end: int
+    length: int
+    rules: bool
+
+    def steps(self, step: int) -> list[int]:
+        first = (self.end - self.length) // step * step
+        return list(range(first, self.end // step * step + 1, step))
+
+    def edges(self, after: int, until: int) -> tuple[int, int]:
+        """The window a query over (after, until] really covers (the rules' grid, if any)."""
+        if not self.rules:
+            return after, until
+        first_eval = self.history.start + self.rule_offset
+        first = first_eval + max(0, -(-(after - first_eval) // INTERVAL_SECONDS)) * INTERVAL_SECONDS
+        last = first_eval + (until - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
+        return first - INTERVAL_SECONDS, max(last, first - INTERVAL_SECONDS)
+
+    def step_windows(self, step: int, length: int, *, rate: bool) -> list[tuple[int, int]]:
+        """The window of each step's point: `length` back from it, or for a rule-series rate
+        the minute before the rule's latest sample."""
+        if self.rules and rate:
+            last = [self.edges(t - INTERVAL_SECONDS, t)[1] for t in self.steps(step)]
+            return [(s - INTERVAL_SECONDS, s) for s in last]
+        return [self.edges(t - length, t) for t in self.steps(step)]
+
+    def hour_windows(self) -> tuple[list[int], list[tuple[int, int]]]:
+        """The clock hours of the range (at their start) and what each hour's bar counts:
+        (max(hour, range start), min(hour end, range end)]."""
+        after = self.end - self.length
+        hours = self.steps(HOUR)
+        return hours, [self.edges(max(h, after), min(h + HOUR, self.end)) for h in hours]
 
 
 @dataclass(frozen=True)

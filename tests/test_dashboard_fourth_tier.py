@@ -18,13 +18,12 @@ from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from tests.history import backfill_recording_rules_aligned, build_history
-from tests.panels import HOUR, check, run, targets
+from tests.panels import HOUR, RULE_OFFSET, check, run, targets
 from tests.test_dashboard_json import with_fourth_tier
 from tests.test_dashboard_queries import (
     CONFIG,
     EXPECTED,
     HEADROOM_READS_RAW,
-    RULE_OFFSET,
     Case,
     Env,
 )

@@ -39,8 +39,10 @@ from tests.history import (
 from tests.panels import (
     HOUR,
     RATE_INTERVAL,
+    RULE_OFFSET,
     STEP,
     Expect,
+    RangeTruth,
     check,
     count_by,
     ratio,
@@ -50,7 +52,6 @@ from tests.panels import (
 )
 
 PRICE_DAY = date(2025, 6, 1)
-RULE_OFFSET = 90  # the recording rules are evaluated from history start + 90 s, every minute
 
 CONFIG = load_config(EXAMPLE_CONFIG)
 RAW = build_catalogue(CONFIG, price_date=PRICE_DAY)
@@ -94,7 +95,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 @dataclass
-class Case:
+class Case(RangeTruth):
     """One selection over one range, computing what each panel must show from the events."""
 
     history: History
@@ -120,15 +121,6 @@ class Case:
                 return False
         choice = self.selection.choice("model")
         return not (models and isinstance(choice, tuple) and labels["model"] not in choice)
-
-    def edges(self, after: int, until: int) -> tuple[int, int]:
-        """The window a query over [after, until] really covers (the rules' grid, if any)."""
-        if not self.rules:
-            return after, until
-        first_eval = self.history.start + RULE_OFFSET
-        first = first_eval + max(0, -(-(after - first_eval) // INTERVAL_SECONDS)) * INTERVAL_SECONDS
-        last = first_eval + (until - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
-        return first - INTERVAL_SECONDS, max(last, first - INTERVAL_SECONDS)
 
     def totals(self, metric: str, by: tuple[str, ...], *, tokens_only: bool) -> dict[Labels, float]:
         window = self.edges(self.end - self.length, self.end)
@@ -161,17 +153,6 @@ class Case:
         limited = self.totals(LIMITED, by, tokens_only=False)
         return {k for k in {*calls, *limited} if calls.get(k, 0) + limited.get(k, 0) > 0}
 
-    def steps(self, step: int) -> list[int]:
-        first = (self.end - self.length) // step * step
-        return list(range(first, self.end // step * step + 1, step))
-
-    def step_windows(self, step: int, length: int, *, rate: bool) -> list[tuple[int, int]]:
-        if self.rules and rate:
-            # rates read a rule series at its latest sample: the minute before that sample
-            last = [self.edges(t - INTERVAL_SECONDS, t)[1] for t in self.steps(step)]
-            return [(s - INTERVAL_SECONDS, s) for s in last]
-        return [self.edges(t - length, t) for t in self.steps(step)]
-
     def series(
         self,
         metric: str,
@@ -195,10 +176,8 @@ class Case:
     def hourly(
         self, metric: str, by: tuple[str, ...], *, tokens_only: bool
     ) -> dict[tuple[Labels, int], float]:
-        """Per clock hour, at its start: (max(hour, range start), min(hour end, range end)]."""
-        after = self.end - self.length
-        hours = self.steps(HOUR)
-        windows = [self.edges(max(h, after), min(h + HOUR, self.end)) for h in hours]
+        """Per clock hour, at its start (`hour_windows`)."""
+        hours, windows = self.hour_windows()
         per_hour = self.history.totals_at(
             metric, windows, by=by, where=lambda labels: self.picks(labels, tokens_only=tokens_only)
         )

@@ -96,13 +96,10 @@ class OffsetCase(Case):
     def snap(self, moment: int) -> int:
         return moment - (moment - self.history.start) % SCRAPE
 
+    rule_offset = RULE_OFFSET
+
     def edges(self, after: int, until: int) -> tuple[int, int]:
-        if self.rules:
-            first_eval = self.history.start + RULE_OFFSET
-            steps = max(0, -(-(after - first_eval) // INTERVAL_SECONDS))
-            first = first_eval + steps * INTERVAL_SECONDS
-            last = first_eval + (until - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
-            after, until = first - INTERVAL_SECONDS, max(last, first - INTERVAL_SECONDS)
+        after, until = super().edges(after, until)
         return self.snap(after), self.snap(until)
 
     def step_windows(self, step: int, length: int, *, rate: bool) -> list[tuple[int, int]]:

@@ -66,8 +66,10 @@ from tests.history import (
 from tests.panels import (
     HOUR,
     RATE_INTERVAL,
+    RULE_OFFSET,
     STEP,
     Expect,
+    RangeTruth,
     check,
     count_by,
     ratio,
@@ -78,7 +80,6 @@ from tests.servers import free_port, wait_for_port
 from tests.test_web_dashboard import ARTIFACTS, CHROMIUM_ARGS
 
 PRICE_DAY = date(2025, 6, 1)
-RULE_OFFSET = 90
 
 SEED_CONFIG = load_config(EXAMPLE_CONFIG)
 
@@ -192,7 +193,7 @@ def clean_key(pairs: Mapping[str, str], by: tuple[str, ...]) -> Labels:
 
 
 @dataclass
-class Case:
+class Case(RangeTruth):
     shape: Shape
     history: History
     selection: Selection
@@ -215,14 +216,6 @@ class Case:
             if isinstance(choice, tuple) and value not in choice:
                 return False
         return True
-
-    def edges(self, after: int, until: int) -> tuple[int, int]:
-        if not self.rules:
-            return after, until
-        first_eval = self.history.start + RULE_OFFSET
-        first = first_eval + max(0, -(-(after - first_eval) // INTERVAL_SECONDS)) * INTERVAL_SECONDS
-        last = first_eval + (until - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
-        return first - INTERVAL_SECONDS, max(last, first - INTERVAL_SECONDS)
 
     def windows_totals(
         self, metric: str, windows: list[tuple[int, int]], by: tuple[str, ...], tokens_only: bool
@@ -268,18 +261,10 @@ class Case:
         limited = self.totals(LIMITED, by, tokens_only=False)
         return {k for k in {*calls, *limited} if calls.get(k, 0) + limited.get(k, 0) > 0}
 
-    def steps(self, step: int) -> list[int]:
-        first = (self.end - self.length) // step * step
-        return list(range(first, self.end // step * step + 1, step))
-
     def series(
         self, metric: str, by: tuple[str, ...], *, tokens_only: bool, step: int, length: int
     ) -> dict[tuple[Labels, int], float]:
-        if self.rules and length == RATE_INTERVAL:
-            last = [self.edges(t - INTERVAL_SECONDS, t)[1] for t in self.steps(step)]
-            windows = [(s - INTERVAL_SECONDS, s) for s in last]
-        else:
-            windows = [self.edges(t - length, t) for t in self.steps(step)]
+        windows = self.step_windows(step, length, rate=length == RATE_INTERVAL)
         per_step = self.windows_totals(metric, windows, by, tokens_only)
         return {
             (key, t): v
@@ -288,10 +273,8 @@ class Case:
         }
 
     def hourly(self, metric: str, by: tuple[str, ...]) -> dict[tuple[Labels, int], float]:
-        """Per clock hour, at its start: (max(hour, range start), min(hour end, range end)]."""
-        after = self.end - self.length
-        hours = self.steps(HOUR)
-        windows = [self.edges(max(h, after), min(h + HOUR, self.end)) for h in hours]
+        """Per clock hour, at its start (`hour_windows`)."""
+        hours, windows = self.hour_windows()
         per_hour = self.windows_totals(metric, windows, by, tokens_only=True)
         return {
             (k, h): v for h, totals in zip(hours, per_hour, strict=True) for k, v in totals.items()
