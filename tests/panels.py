@@ -12,6 +12,7 @@ how Grafana is imitated is made once.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from maas_metrics.dashboard.model import Catalogue
 from maas_metrics.dashboard.variables import Selection, expand, top_values
 from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.rules.recording import INTERVAL_SECONDS
-from tests.history import History, Labels
+from tests.history import CALLS, HITS, LIMITED, History, Labels
 
 HOUR = 3600
 STEP = 15  # Grafana's step for 1 h and 3 h 15 min ranges with a 15 s scrape interval
@@ -142,12 +143,14 @@ def run(
 # --- the truth and the comparison --------------------------------------------------------------
 
 
-class RangeTruth:
-    """The windows of a history that a case's queries cover: a base for the tests' `Case`s.
+class RangeTruth(ABC):
+    """What the panels must show over a case's range, from a history's events: the tests' `Case`s.
 
     A range query has a point every `step`, aligned as Grafana aligns them;
     with recording rules a window's edges snap to the rules' one-minute grid,
-    which starts `rule_offset` seconds after the history's start.
+    which starts `rule_offset` seconds after the history's start. A subclass
+    says which events its selection keeps (`window_totals`); the sums,
+    ratios, rates and hourly bars follow from it here.
     """
 
     rule_offset: ClassVar[int] = RULE_OFFSET
@@ -183,6 +186,54 @@ class RangeTruth:
         after = self.end - self.length
         hours = self.steps(HOUR)
         return hours, [self.edges(max(h, after), min(h + HOUR, self.end)) for h in hours]
+
+    @abstractmethod
+    def window_totals(
+        self, metric: str, windows: list[tuple[int, int]], by: tuple[str, ...], tokens_only: bool
+    ) -> list[dict[Labels, float]]:
+        """The selection's events of `metric` in each window, summed by `by` (`tokens_only`:
+        not the request policy's namespace)."""
+
+    def totals(self, metric: str, by: tuple[str, ...], *, tokens_only: bool) -> dict[Labels, float]:
+        window = self.edges(self.end - self.length, self.end)
+        return self.window_totals(metric, [window], by, tokens_only)[0]
+
+    def hits(self, by: tuple[str, ...]) -> dict[Labels, float]:
+        return self.totals(HITS, by, tokens_only=True)
+
+    def success(self, by: tuple[str, ...]) -> dict[Labels, float]:
+        return ratio(
+            self.totals(CALLS, by, tokens_only=False), self.totals(LIMITED, by, tokens_only=False)
+        )
+
+    def active(self, by: tuple[str, ...]) -> set[Labels]:
+        """Keys with at least one allowed or limited call (users who were only limited too)."""
+        calls = self.totals(CALLS, by, tokens_only=False)
+        limited = self.totals(LIMITED, by, tokens_only=False)
+        return {k for k in {*calls, *limited} if calls.get(k, 0) + limited.get(k, 0) > 0}
+
+    def hourly(
+        self, metric: str, by: tuple[str, ...], *, tokens_only: bool = True
+    ) -> dict[tuple[Labels, int], float]:
+        """Per clock hour, at its start (`hour_windows`)."""
+        hours, windows = self.hour_windows()
+        per_hour = self.window_totals(metric, windows, by, tokens_only)
+        return {
+            (k, h): v for h, totals in zip(hours, per_hour, strict=True) for k, v in totals.items()
+        }
+
+    def rates(
+        self, metric: str, by: tuple[str, ...], *, tokens_only: bool
+    ) -> dict[tuple[Labels, int], float]:
+        """Per second at every step: over $__rate_interval, or a rule series' last minute."""
+        seconds = INTERVAL_SECONDS if self.rules else RATE_INTERVAL
+        windows = self.step_windows(STEP, RATE_INTERVAL, rate=True)
+        per_step = self.window_totals(metric, windows, by, tokens_only)
+        return {
+            (k, t): v / seconds
+            for t, totals in zip(self.steps(STEP), per_step, strict=True)
+            for k, v in totals.items()
+        }
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from maas_metrics.config import Config, load_config
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection, expand
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
-from maas_metrics.rules.recording import INTERVAL_SECONDS
 from tests.conftest import EXAMPLE_CONFIG
 from tests.history import (
     CALLS,
@@ -40,7 +39,6 @@ from tests.panels import (
     HOUR,
     RATE_INTERVAL,
     RULE_OFFSET,
-    STEP,
     Expect,
     RangeTruth,
     check,
@@ -122,17 +120,12 @@ class Case(RangeTruth):
         choice = self.selection.choice("model")
         return not (models and isinstance(choice, tuple) and labels["model"] not in choice)
 
-    def totals(self, metric: str, by: tuple[str, ...], *, tokens_only: bool) -> dict[Labels, float]:
-        window = self.edges(self.end - self.length, self.end)
+    def window_totals(
+        self, metric: str, windows: list[tuple[int, int]], by: tuple[str, ...], tokens_only: bool
+    ) -> list[dict[Labels, float]]:
         return self.history.totals_at(
-            metric,
-            [window],
-            by=by,
-            where=lambda labels: self.picks(labels, tokens_only=tokens_only),
-        )[0]
-
-    def hits(self, by: tuple[str, ...]) -> dict[Labels, float]:
-        return self.totals(HITS, by, tokens_only=True)
+            metric, windows, by=by, where=lambda labels: self.picks(labels, tokens_only=tokens_only)
+        )
 
     def cost(self, by: tuple[str, ...]) -> dict[Labels, float]:
         keys = tuple(sorted({*by, "tier", "model"}))
@@ -142,57 +135,6 @@ class Case(RangeTruth):
             price = self.config.tier(labels["tier"]).price_per_hit_on(PRICE_DAY, labels["model"])
             out[tuple((k, labels[k]) for k in sorted(by))] += hits * price
         return dict(out)
-
-    def success(self, by: tuple[str, ...]) -> dict[Labels, float]:
-        return ratio(
-            self.totals(CALLS, by, tokens_only=False), self.totals(LIMITED, by, tokens_only=False)
-        )
-
-    def active(self, by: tuple[str, ...]) -> set[Labels]:
-        calls = self.totals(CALLS, by, tokens_only=False)
-        limited = self.totals(LIMITED, by, tokens_only=False)
-        return {k for k in {*calls, *limited} if calls.get(k, 0) + limited.get(k, 0) > 0}
-
-    def series(
-        self,
-        metric: str,
-        by: tuple[str, ...],
-        *,
-        tokens_only: bool,
-        step: int,
-        length: int,
-        rate: bool = False,
-    ) -> dict[tuple[Labels, int], float]:
-        windows = self.step_windows(step, length, rate=rate)
-        per_step = self.history.totals_at(
-            metric, windows, by=by, where=lambda labels: self.picks(labels, tokens_only=tokens_only)
-        )
-        return {
-            (key, t): v
-            for t, totals in zip(self.steps(step), per_step, strict=True)
-            for key, v in totals.items()
-        }
-
-    def hourly(
-        self, metric: str, by: tuple[str, ...], *, tokens_only: bool
-    ) -> dict[tuple[Labels, int], float]:
-        """Per clock hour, at its start (`hour_windows`)."""
-        hours, windows = self.hour_windows()
-        per_hour = self.history.totals_at(
-            metric, windows, by=by, where=lambda labels: self.picks(labels, tokens_only=tokens_only)
-        )
-        return {
-            (k, h): v for h, totals in zip(hours, per_hour, strict=True) for k, v in totals.items()
-        }
-
-    def rates(
-        self, metric: str, by: tuple[str, ...], *, tokens_only: bool
-    ) -> dict[tuple[Labels, int], float]:
-        seconds = INTERVAL_SECONDS if self.rules else RATE_INTERVAL
-        counts = self.series(
-            metric, by, tokens_only=tokens_only, step=STEP, length=RATE_INTERVAL, rate=True
-        )
-        return {k: v / seconds for k, v in counts.items()}
 
     def quota(self, policy: str) -> dict[Labels, float]:
         """Usage over each tier's window (raw series, no model filter) / the tier's max."""

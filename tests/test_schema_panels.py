@@ -49,7 +49,6 @@ from maas_metrics.report import (
     build_report,
     parse_group_by,
 )
-from maas_metrics.rules.recording import INTERVAL_SECONDS
 from tests.conftest import EXAMPLE_CONFIG
 from tests.fixtures import CLI
 from tests.history import (
@@ -65,9 +64,7 @@ from tests.history import (
 )
 from tests.panels import (
     HOUR,
-    RATE_INTERVAL,
     RULE_OFFSET,
-    STEP,
     Expect,
     RangeTruth,
     check,
@@ -217,7 +214,7 @@ class Case(RangeTruth):
                 return False
         return True
 
-    def windows_totals(
+    def window_totals(
         self, metric: str, windows: list[tuple[int, int]], by: tuple[str, ...], tokens_only: bool
     ) -> list[dict[Labels, float]]:
         name = self.shape.names.get(metric, metric)
@@ -233,13 +230,6 @@ class Case(RangeTruth):
                     out[index][clean_key(labels, by)] += event.amount
         return [dict(totals) for totals in out]
 
-    def totals(self, metric: str, by: tuple[str, ...], *, tokens_only: bool) -> dict[Labels, float]:
-        window = self.edges(self.end - self.length, self.end)
-        return self.windows_totals(metric, [window], by, tokens_only)[0]
-
-    def hits(self, by: tuple[str, ...]) -> dict[Labels, float]:
-        return self.totals(HITS, by, tokens_only=True)
-
     def cost(self, by: tuple[str, ...]) -> dict[Labels, float]:
         dim = self.shape.dim
         keys = tuple(sorted({*by, dim, "model"}))
@@ -250,42 +240,6 @@ class Case(RangeTruth):
             price = plan.price_per_hit_on(PRICE_DAY, labels["model"])
             out[clean_key(labels, by)] += hits * price
         return dict(out)
-
-    def success(self, by: tuple[str, ...]) -> dict[Labels, float]:
-        return ratio(
-            self.totals(CALLS, by, tokens_only=False), self.totals(LIMITED, by, tokens_only=False)
-        )
-
-    def active(self, by: tuple[str, ...]) -> set[Labels]:
-        calls = self.totals(CALLS, by, tokens_only=False)
-        limited = self.totals(LIMITED, by, tokens_only=False)
-        return {k for k in {*calls, *limited} if calls.get(k, 0) + limited.get(k, 0) > 0}
-
-    def series(
-        self, metric: str, by: tuple[str, ...], *, tokens_only: bool, step: int, length: int
-    ) -> dict[tuple[Labels, int], float]:
-        windows = self.step_windows(step, length, rate=length == RATE_INTERVAL)
-        per_step = self.windows_totals(metric, windows, by, tokens_only)
-        return {
-            (key, t): v
-            for t, totals in zip(self.steps(step), per_step, strict=True)
-            for key, v in totals.items()
-        }
-
-    def hourly(self, metric: str, by: tuple[str, ...]) -> dict[tuple[Labels, int], float]:
-        """Per clock hour, at its start (`hour_windows`)."""
-        hours, windows = self.hour_windows()
-        per_hour = self.windows_totals(metric, windows, by, tokens_only=True)
-        return {
-            (k, h): v for h, totals in zip(hours, per_hour, strict=True) for k, v in totals.items()
-        }
-
-    def rates(
-        self, metric: str, by: tuple[str, ...], *, tokens_only: bool
-    ) -> dict[tuple[Labels, int], float]:
-        seconds = INTERVAL_SECONDS if self.rules else RATE_INTERVAL
-        counts = self.series(metric, by, tokens_only=tokens_only, step=STEP, length=RATE_INTERVAL)
-        return {k: v / seconds for k, v in counts.items()}
 
     def quota(self, policy: str) -> dict[Labels, float]:
         out: dict[Labels, float] = {}
