@@ -16,14 +16,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from maas_metrics.config import Config, load_config
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection, expand
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.prometheus import PrometheusAPI
 from tests.conftest import EXAMPLE_CONFIG
 from tests.history import (
     CALLS,
@@ -48,6 +47,7 @@ from tests.panels import (
     targets,
     top_options,
 )
+from tests.servers import prometheus_holding
 
 PRICE_DAY = date(2025, 6, 1)
 
@@ -78,15 +78,15 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     start = (int(time.time()) // HOUR - 5) * HOUR
     history = build_history(CONFIG, start=start)
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
-    prometheus.backfill(history.openmetrics())
-    prometheus.start()
-    try:
-        backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, history.end)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env(history, api)
-    finally:
-        prometheus.stop()
+    with (
+        prometheus_holding(
+            tmp_path_factory.mktemp("prometheus"),
+            history.openmetrics(),
+            lambda p: backfill_recording_rules_aligned(p, start + RULE_OFFSET, history.end),
+        ) as prometheus,
+        PrometheusAPI(prometheus.url) as api,
+    ):
+        yield Env(history, api)
 
 
 # --- the truth ---------------------------------------------------------------------------------

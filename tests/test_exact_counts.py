@@ -26,12 +26,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from maas_metrics.dashboard.variables import Selection
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.report import ReportRequest, TimeRange, build_report
 from maas_metrics.rules.recording import INTERVAL_SECONDS
 from tests.history import (
@@ -42,6 +41,7 @@ from tests.history import (
     build_history,
 )
 from tests.panels import check_close, run, targets
+from tests.servers import prometheus_holding
 from tests.test_dashboard_queries import (
     CONFIG,
     EXPECTED,
@@ -120,15 +120,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         lazy=True,
         joiners=JOINERS,
     )
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
-    prometheus.backfill(history.openmetrics())
-    prometheus.start()
-    try:
-        backfill_recording_rules_at(prometheus, start + RULE_OFFSET, history.end)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env(history, api)
-    finally:
-        prometheus.stop()
+    with (
+        prometheus_holding(
+            tmp_path_factory.mktemp("prometheus"),
+            history.openmetrics(),
+            lambda p: backfill_recording_rules_at(p, start + RULE_OFFSET, history.end),
+        ) as prometheus,
+        PrometheusAPI(prometheus.url) as api,
+    ):
+        yield Env(history, api)
 
 
 def tolerance(panel: str, ref_id: str, want: float) -> float:

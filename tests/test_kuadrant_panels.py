@@ -31,7 +31,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +39,7 @@ from maas_metrics.config import Config, ConfigError, load_config, parse_config
 from maas_metrics.dashboard.catalogue import GATEWAY_PANELS, NO_GATEWAY, build_catalogue
 from maas_metrics.dashboard.latency_panels import LATENCY_KEYS
 from maas_metrics.dashboard.variables import Selection
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.promql import duration, increase_exact
 from maas_metrics.report import ReportRequest, TimeRange, build_report
 from maas_metrics.rules.alerts import AlertSettings, alert_rules
@@ -61,6 +60,7 @@ from tests.history import (
     build_history,
 )
 from tests.panels import check_close, key_of, run, targets
+from tests.servers import prometheus_holding
 from tests.test_schema_panels import (
     READS_RAW,
     Case,
@@ -163,16 +163,16 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     )
     history = reshape(seed, config, REQUEST_ROUTE if name == "request-route" else NO_REQUEST_ROUTE)
     assert history.events and not any("maas_" in e.metric for e in history.events)
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp(f"prometheus-{name}")))
-    prometheus.backfill(history.openmetrics())
-    prometheus.start()
-    try:
-        groups = [*recording_groups(config), limits_group(config)]
-        backfill_rule_groups(prometheus, start + RULE_OFFSET, history.end, groups)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env({name: history}, api, prometheus.url)
-    finally:
-        prometheus.stop()
+    groups = [*recording_groups(config), limits_group(config)]
+    with (
+        prometheus_holding(
+            tmp_path_factory.mktemp(f"prometheus-{name}"),
+            history.openmetrics(),
+            lambda p: backfill_rule_groups(p, start + RULE_OFFSET, history.end, groups),
+        ) as prometheus,
+        PrometheusAPI(prometheus.url) as api,
+    ):
+        yield Env({name: history}, api, prometheus.url)
 
 
 def variant_of(env: Env) -> tuple[str, History, Config]:

@@ -73,7 +73,7 @@ from tests.panels import (
     run,
     targets,
 )
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, prometheus_holding, wait_for_port
 from tests.test_web_dashboard import ARTIFACTS, CHROMIUM_ARGS
 
 PRICE_DAY = date(2025, 6, 1)
@@ -169,16 +169,20 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     start = (int(time.time()) // HOUR - 5) * HOUR
     seed = build_history(SEED_CONFIG, start=start)
     today = reshape(seed)
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
-    prometheus.backfill(seed.openmetrics().removesuffix("# EOF\n") + today.openmetrics())
-    prometheus.start()
-    try:
-        backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, seed.end, SEED_CONFIG)
-        backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, seed.end, TODAY_CONFIG)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env({"seed": seed, "today": today}, api, prometheus.url)
-    finally:
-        prometheus.stop()
+
+    def rules(prometheus: PrometheusProcess) -> None:
+        for config in (SEED_CONFIG, TODAY_CONFIG):
+            backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, seed.end, config)
+
+    with (
+        prometheus_holding(
+            tmp_path_factory.mktemp("prometheus"),
+            seed.openmetrics().removesuffix("# EOF\n") + today.openmetrics(),
+            rules,
+        ) as prometheus,
+        PrometheusAPI(prometheus.url) as api,
+    ):
+        yield Env({"seed": seed, "today": today}, api, prometheus.url)
 
 
 # --- the truth ---------------------------------------------------------------------------------
