@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import pytest
@@ -23,14 +25,32 @@ import pytest
 from maas_metrics.dashboard.latency_panels import LATENCY_KEYS
 from maas_metrics.dashboard.model import Catalogue
 from maas_metrics.dashboard.variables import Selection, expand, top_values
-from maas_metrics.prometheus import PrometheusAPI
+from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from maas_metrics.rules.recording import INTERVAL_SECONDS
-from tests.history import CALLS, HITS, LIMITED, History, Labels
+from tests.history import CALLS, HITS, LIMITED, History, Labels, backfill_recording_rules_at
+from tests.servers import prometheus_holding
 
 HOUR = 3600
 STEP = 15  # Grafana's step for 1 h and 3 h 15 min ranges with a 15 s scrape interval
 RATE_INTERVAL = 60  # $__rate_interval = max(15 s + 15 s, 4 x 15 s)
 RULE_OFFSET = 90  # the recording rules are evaluated from history start + 90 s, every minute
+
+
+@contextmanager
+def history_api(
+    directory: Path, history: History, rule_offset: int = RULE_OFFSET
+) -> Iterator[PrometheusAPI]:
+    """`history` in a real Prometheus (in `directory`), with the recording rules evaluated every
+    minute from `rule_offset` seconds after its start; yields its HTTP API."""
+
+    def rules(prometheus: PrometheusProcess) -> None:
+        backfill_recording_rules_at(prometheus, history.start + rule_offset, history.end)
+
+    with (
+        prometheus_holding(directory, history.openmetrics(), rules) as prometheus,
+        PrometheusAPI(prometheus.url) as api,
+    ):
+        yield api
 
 
 class Window(Protocol):

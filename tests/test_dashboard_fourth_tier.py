@@ -15,10 +15,8 @@ import pytest
 
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection
-from maas_metrics.prometheus import PrometheusAPI
-from tests.history import backfill_recording_rules_aligned, build_history
-from tests.panels import HOUR, RULE_OFFSET, check, run, targets
-from tests.servers import prometheus_holding
+from tests.history import build_history
+from tests.panels import HOUR, check, history_api, run, targets
 from tests.test_dashboard_json import with_fourth_tier
 from tests.test_dashboard_queries import (
     CONFIG,
@@ -42,14 +40,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         VARIANT, start=start, hours=2.5, restart_after_seconds=5400, bursts_after_seconds=()
     )
     assert "platinum" in history.users.values()
-    with (
-        prometheus_holding(
-            tmp_path_factory.mktemp("prometheus"),
-            history.openmetrics(),
-            lambda p: backfill_recording_rules_aligned(p, start + RULE_OFFSET, history.end),
-        ) as prometheus,
-        PrometheusAPI(prometheus.url) as api,
-    ):
+    with history_api(tmp_path_factory.mktemp("prometheus"), history) as api:
         yield Env(history, api)
 
 

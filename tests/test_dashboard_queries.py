@@ -31,23 +31,21 @@ from tests.history import (
     ONLY_LIMITED_USER,
     History,
     Labels,
-    backfill_recording_rules_aligned,
     build_history,
 )
 from tests.panels import (
     HOUR,
     RATE_INTERVAL,
-    RULE_OFFSET,
     Expect,
     RangeTruth,
     check,
     count_by,
+    history_api,
     ratio,
     run,
     targets,
     top_options,
 )
-from tests.servers import prometheus_holding
 
 PRICE_DAY = date(2025, 6, 1)
 
@@ -78,14 +76,7 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     start = (int(time.time()) // HOUR - 5) * HOUR
     history = build_history(CONFIG, start=start)
-    with (
-        prometheus_holding(
-            tmp_path_factory.mktemp("prometheus"),
-            history.openmetrics(),
-            lambda p: backfill_recording_rules_aligned(p, start + RULE_OFFSET, history.end),
-        ) as prometheus,
-        PrometheusAPI(prometheus.url) as api,
-    ):
+    with history_api(tmp_path_factory.mktemp("prometheus"), history) as api:
         yield Env(history, api)
 
 

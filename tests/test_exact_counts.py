@@ -30,18 +30,15 @@ from datetime import UTC, datetime
 import pytest
 
 from maas_metrics.dashboard.variables import Selection
-from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.report import ReportRequest, TimeRange, build_report
 from maas_metrics.rules.recording import INTERVAL_SECONDS
 from tests.history import (
     HITS,
     LIMITED,
     ONLY_LIMITED_USER,
-    backfill_recording_rules_at,
     build_history,
 )
-from tests.panels import check_close, run, targets
-from tests.servers import prometheus_holding
+from tests.panels import check_close, history_api, run, targets
 from tests.test_dashboard_queries import (
     CONFIG,
     EXPECTED,
@@ -120,14 +117,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         lazy=True,
         joiners=JOINERS,
     )
-    with (
-        prometheus_holding(
-            tmp_path_factory.mktemp("prometheus"),
-            history.openmetrics(),
-            lambda p: backfill_recording_rules_at(p, start + RULE_OFFSET, history.end),
-        ) as prometheus,
-        PrometheusAPI(prometheus.url) as api,
-    ):
+    with history_api(tmp_path_factory.mktemp("prometheus"), history, RULE_OFFSET) as api:
         yield Env(history, api)
 
 
