@@ -21,10 +21,8 @@ Run: .venv/bin/python benchmarks/bench_budgets.py [--rounds 5 --seconds 2 --gate
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
@@ -45,17 +43,10 @@ RESULTS = benchlib.ROOT / "benchmarks" / "results" / "quotas.md"
 
 async def rate(storage: str, budget: bool, seconds: float) -> float:
     """Requests/s through the metering path of `gateway/app.py`, 16 concurrent callers."""
-    config = gateway_config("http://127.0.0.1:9/v1", storage)
-    tiers = config["tiers"]
-    assert isinstance(tiers, list)
-    if budget:  # far above what the run spends: every request is admitted and charged
-        tiers[1]["budget"] = {"amount": 1e9, "unit": "usd"}
-    gateway = Gateway(parse_config(config))
+    gateway = Gateway(parse_config(budget_config("http://127.0.0.1:9/v1", storage, budget)))
     identity = gateway.keys.authenticate(f"Bearer {BENCH_KEY}")
     payload = orjson.loads(BODY)
     usage = Usage(40, 60, 100)
-    done = 0
-    deadline = time.perf_counter() + seconds
 
     async def with_budget() -> None:
         budget = gateway.budgets.check_for(identity)
@@ -71,27 +62,19 @@ async def rate(storage: str, budget: bool, seconds: float) -> float:
         await gateway.meter.report(identity, "granite-8b", usage, admission)
         admission.headers()
 
-    one = with_budget if budget else without
-
-    async def caller() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            for _ in range(32):
-                await one()
-            done += 32
-
-    start = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
-    elapsed = time.perf_counter() - start
+    measured = await benchlib.calls_per_second(
+        with_budget if budget else without, seconds, CONCURRENCY
+    )
     await gateway.limiter.close()
-    return done / elapsed
+    return measured
 
 
 def budget_config(upstream: str, storage: str, budget: bool) -> dict[str, object]:
+    """The overhead benchmark's config; with `budget`, one far above what a run spends."""
     config = gateway_config(upstream, storage)
     tiers = config["tiers"]
     assert isinstance(tiers, list)
-    if budget:
+    if budget:  # every request is admitted and charged
         tiers[1]["budget"] = {"amount": 1e9, "unit": "usd"}
     return config
 
@@ -99,14 +82,7 @@ def budget_config(upstream: str, storage: str, budget: bool) -> dict[str, object
 def gateway_rates(rounds: int, seconds: float, redis_url: str, workdir: Path) -> dict[str, float]:
     """Median req/s of whole gateways (wrk, c=16): memory/Redis x no budget/budget."""
     require_wrk()
-    mock_port = benchlib.free_port()
-    mock = Service(
-        "mock",
-        [maas_cli(), "mock-model", "--port", str(mock_port)],
-        mock_port,
-        "/healthz",
-        workdir / "mock.log",
-    )
+    mock = benchlib.mock_model(workdir)
     names = [f"{s} {b}" for s in ("memory", "redis") for b in ("none", "budget")]
     services: dict[str, Service] = {}
     for name in names:
@@ -121,25 +97,15 @@ def gateway_rates(rounds: int, seconds: float, redis_url: str, workdir: Path) ->
         argv += ["--operator-port", str(benchlib.free_port())]
         services[name] = Service(name, argv, port, "/healthz", workdir / f"{port}.log")
     runs: dict[str, list[float]] = {name: [] for name in names}
-    started: list[Service] = []
-    try:
-        mock.start()
-        started.append(mock)
-        for service in services.values():
-            service.start()
-            started.append(service)
+    with benchlib.running(mock, *services.values()):
         for round_no in range(rounds + 1):
-            shift = round_no % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in benchlib.rotated(names, round_no):
                 url = services[name].url + "/v1/chat/completions"
                 result = run_wrk(url, script(BENCH_KEY), CONCURRENCY, seconds)
                 if result.non_2xx or result.socket_errors or not result.requests:
                     raise SystemExit(f"error: {name} failed: {result}")
                 if round_no:
                     runs[name].append(result.requests / result.seconds)
-    finally:
-        for service in reversed(started):
-            service.stop()
     return {name: statistics.median(values) for name, values in runs.items()}
 
 

@@ -20,12 +20,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from rich.progress import Progress
-
 import bench_gateway_overhead as overhead
 import benchlib
-from services import Service
-from wrkload import WrkResult, run_wrk
 
 ANCHOR = """            handler = self._hot.get(scope["path"])"""
 STARLETTE_PATH = """            handler = None  # A/B: every request through Starlette's stack"""
@@ -54,55 +50,19 @@ def main() -> None:
         "PYTHONPATH=src .venv/bin/python benchmarks/bench_gateway_fastpath.py "
         f"--rounds {args.rounds} --seconds {args.seconds:g}"
     )
-    results: dict[tuple[str, int], list[WrkResult]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-fastpath-") as tmp:
         workdir = Path(tmp)
         copy = patched_copy(workdir / "patched")
-        mock_port = benchlib.free_port()
-        mock = Service(
-            "mock",
-            [overhead.maas_cli(), "mock-model", "--port", str(mock_port)],
-            mock_port,
-            "/healthz",
-            workdir / "mock.log",
-        )
+        mock = benchlib.mock_model(workdir)
         upstream = f"{mock.url}/v1"
         gateways = {
             "Starlette path": overhead.gateway_service("starlette", workdir, upstream, "memory"),
             "fast path": overhead.gateway_service("fast-path", workdir, upstream, "memory"),
         }
         gateways["Starlette path"].env = {"PYTHONPATH": str(copy)}
-        for service in gateways.values():  # each its own operator listener (default 8081)
-            service.argv += ["--operator-port", str(benchlib.free_port())]
-        started: list[Service] = []
-        try:
-            mock.start()
-            started.append(mock)
-            for service in gateways.values():
-                service.start()
-                started.append(service)
+        with benchlib.running(mock, *gateways.values()):
             script = overhead.script(overhead.BENCH_KEY)
-            with Progress(console=benchlib.console) as progress:
-                task = progress.add_task("A/B", total=args.rounds * 2 * len(gateways))
-                for service in gateways.values():
-                    run_wrk(service.url + "/v1/chat/completions", script, 16, 2)  # warm-up
-                for _ in range(args.rounds):
-                    for concurrency in (1, 16):
-                        for name, service in gateways.items():
-                            progress.update(task, description=f"{name}, c={concurrency}")
-                            result = run_wrk(
-                                service.url + "/v1/chat/completions",
-                                script,
-                                concurrency,
-                                args.seconds,
-                            )
-                            if result.non_2xx or result.socket_errors:
-                                raise SystemExit(f"error: {name} failed requests: {result}")
-                            results.setdefault((name, concurrency), []).append(result)
-                            progress.advance(task)
-        finally:
-            for service in reversed(started):
-                service.stop()
+            results = benchlib.wrk_rounds(gateways, script, args.rounds, args.seconds)
     info.end()
     headers = ["gateway", "conc.", "req/s (median)", "p50 ms (median)", "runs won on req/s"]
     rows = []

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -123,21 +122,17 @@ def gateway_config(upstream: str, storage: str) -> dict[str, object]:
     }
 
 
-def maas_cli() -> str:
-    return str(Path(sys.executable).parent / "maas-metrics")
+maas_cli = benchlib.maas_cli  # the name the other gateway benchmarks import from here
 
 
 def gateway_service(name: str, workdir: Path, upstream: str, storage: str) -> Service:
+    """A gateway on `gateway_config`, API and operator listener on free ports (8081 may be taken)."""
     config = workdir / f"{name.replace(' ', '-')}.yaml"
     config.write_text(yaml.safe_dump(gateway_config(upstream, storage), sort_keys=False))
     port = benchlib.free_port()
-    return Service(
-        name,
-        [maas_cli(), "gateway", "--config", str(config), "--port", str(port)],
-        port,
-        "/healthz",
-        workdir / f"{name.replace(' ', '-')}.log",
-    )
+    argv = [maas_cli(), "gateway", "--config", str(config), "--port", str(port)]
+    argv += ["--operator-port", str(benchlib.free_port())]
+    return Service(name, argv, port, "/healthz", workdir / f"{name.replace(' ', '-')}.log")
 
 
 def litellm_service(
@@ -203,14 +198,7 @@ def main() -> None:
         )
         for r in (redis_a, redis_b):
             r.workdir.mkdir()
-        mock_port = benchlib.free_port()
-        mock = Service(
-            "mock",
-            [maas_cli(), "mock-model", "--port", str(mock_port)],
-            mock_port,
-            "/healthz",
-            workdir / "mock.log",
-        )
+        mock = benchlib.mock_model(workdir)
         upstream = f"{mock.url}/v1"
         services: dict[str, Service] = {
             MAAS_MEM: gateway_service(MAAS_MEM, workdir, upstream, "memory"),

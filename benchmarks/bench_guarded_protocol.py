@@ -19,7 +19,6 @@ Writes benchmarks/results/hardening.md (the lead merges it into BENCHMARKS.md).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -63,12 +62,6 @@ def write_config(workdir: Path, mock_port: int) -> Path:
     return path
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (utime and stime of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def serve_plain(config_path: str, port: int) -> None:
     """The same gateway app on uvicorn's stock httptools protocol (no deadlines, no caps)."""
     from maas_metrics.gateway.app import create_app
@@ -103,13 +96,11 @@ def main() -> None:
         f".venv/bin/python benchmarks/bench_guarded_protocol.py --rounds {args.rounds} "
         f"--seconds {args.seconds:g}"
     )
-    cli = str(Path(sys.executable).parent / "maas-metrics")
+    cli = benchlib.maas_cli()
     with tempfile.TemporaryDirectory(prefix="bench-guarded-") as tmp:
         workdir = Path(tmp)
-        mock_port = benchlib.free_port()
-        mock = Service("mock", [cli, "mock-model", "--port", str(mock_port)], mock_port,
-                       "/v1/models", workdir / "mock.log")  # fmt: skip
-        config = write_config(workdir, mock_port)
+        mock = benchlib.mock_model(workdir, "/v1/models")
+        config = write_config(workdir, mock.port)
         guarded_port, plain_port = benchlib.free_port(), benchlib.free_port()
         targets = {
             "guarded": Service(
@@ -142,31 +133,22 @@ def main() -> None:
             "POST /v1/chat/completions": ("/v1/chat/completions", lua_script(CHAT, auth)),
         }
         results: dict[tuple[str, str, int], list[tuple[float, float, float]]] = {}
-        mock.start()
-        try:
-            for service in targets.values():
-                service.start()
+        with benchlib.running(mock, *targets.values()):
             for round_ in range(args.rounds):
-                order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+                order = benchlib.rotated(list(targets), round_)
                 for label, (path, script) in scripts.items():
                     for connections in CONCURRENCY:
                         for name in order:
-                            process = targets[name].process
-                            assert process is not None
-                            cpu = cpu_seconds(process.pid)
+                            cpu = benchlib.service_cpu(targets[name])
                             result = run_wrk(
                                 targets[name].url + path, script, connections, args.seconds
                             )
-                            cpu = cpu_seconds(process.pid) - cpu
+                            cpu = benchlib.service_cpu(targets[name]) - cpu
                             if result.non_2xx or result.socket_errors:
                                 raise SystemExit(f"{name} {label}: errors in the run: {result}")
                             results.setdefault((label, name, connections), []).append(
                                 (result.rps, result.p99_us / 1000, 1e6 * cpu / result.requests)
                             )
-        finally:
-            for service in targets.values():
-                service.stop()
-            mock.stop()
     run.end()
     rows = []
     for label in scripts:

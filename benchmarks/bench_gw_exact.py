@@ -18,9 +18,7 @@ Writes benchmarks/results/gw-exact.md.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import os
 import statistics
 import sys
 import tempfile
@@ -30,12 +28,10 @@ from functools import partial
 from pathlib import Path
 
 import orjson
-import uvloop
 import yaml
 
 import benchlib
 from maas_metrics.config import hash_key
-from maas_metrics.simulate.loadgen import run_load
 from maas_metrics.telemetry import GatewayMetrics, render
 from services import Service
 
@@ -79,76 +75,63 @@ def write_config(directory: Path, mock_port: int) -> Path:
 
 
 def gateway(name: str, src: Path, config: Path, log: Path) -> Service:
+    """`maas-metrics gateway` from the source tree `src`, API and operator listener on free ports.
+
+    Trees from before the operator listener take no `--operator-port`; later ones get a
+    free one, as its default (8081) may be taken on a shared machine.
+    """
     port = benchlib.free_port()
     argv = [sys.executable, "-m", "maas_metrics", "gateway", "--config", str(config)]
     argv += ["--port", str(port)]
+    commands = src / "maas_metrics" / "cli" / "gateway_cmds.py"
+    if commands.exists() and "--operator-port" in commands.read_text(encoding="utf-8"):
+        argv += ["--operator-port", str(benchlib.free_port())]
     return Service(name, argv, port, "/healthz", log, env={"PYTHONPATH": str(src)})
 
 
+THROUGHPUT_HEADERS = [
+    "answers",
+    "base req/s",
+    "this branch req/s",
+    "ratio",
+    "base CPU µs/req",
+    "this branch CPU µs/req",
+    "CPU ratio",
+]
+
+
 def throughput(base: Path, rounds: int, seconds: float) -> list[list[str]]:
+    """Base vs this tree at concurrency 16, JSON and streams (benchlib.loadgen_rounds): rows."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        mock_port = benchlib.free_port()
-        mock = Service(
-            "mock",
-            [sys.executable, "-m", "maas_metrics", "mock-model", "--port", str(mock_port)],
-            mock_port,
-            "/healthz",
-            work / "mock.log",
-            env={"PYTHONPATH": str(ROOT / "src")},
-        )
-        config = write_config(work, mock_port)
+        mock = benchlib.mock_model(work)
+        config = write_config(work, mock.port)
         targets = {
             "base": gateway("base", base / "src", config, work / "base.log"),
             "this branch": gateway("new", ROOT / "src", config, work / "new.log"),
         }
-        services = [mock, *targets.values()]
-        try:
-            for service in services:
-                service.start()
-            rates: dict[tuple[str, str], list[float]] = {}
-            cpu: dict[tuple[str, str], list[float]] = {}
-            headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-            for r in range(rounds):
-                names = list(targets)
-                names = names[r % 2 :] + names[: r % 2]
-                for kind, body in (("JSON", JSON_BODY), ("stream", STREAM_BODY)):
-                    for name in names:
-                        url = f"{targets[name].url}/v1/chat/completions"
-                        before = cpu_seconds(targets[name])
-                        result = uvloop.run(run_load(url, 16, seconds, body, headers))
-                        used = cpu_seconds(targets[name]) - before
-                        assert result.errors == 0, (name, kind, result.summary())
-                        rates.setdefault((kind, name), []).append(result.rate)
-                        cpu.setdefault((kind, name), []).append(used / result.requests)
-        finally:
-            for service in reversed(services):
-                service.stop()
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        bodies = {"JSON": JSON_BODY, "stream": STREAM_BODY}
+        with benchlib.running(mock, *targets.values()):
+            runs = benchlib.loadgen_rounds(targets, bodies, headers, rounds, seconds)
     rows = []
-    for kind in ("JSON", "stream"):
-        old = statistics.median(rates[(kind, "base")])
-        new = statistics.median(rates[(kind, "this branch")])
-        old_cpu = statistics.median(cpu[(kind, "base")])
-        new_cpu = statistics.median(cpu[(kind, "this branch")])
+    for kind in bodies:
+        old, new = runs[(kind, "base")], runs[(kind, "this branch")]
+        old_rate, new_rate = statistics.median(old.rates), statistics.median(new.rates)
+        old_cpu = statistics.median(old.cpu_per_request)
+        new_cpu = statistics.median(new.cpu_per_request)
         rows.append(
             [
                 kind,
-                f"{old:,.0f}",
-                f"{new:,.0f}",
-                f"{new / old:.3f}",
+                f"{old_rate:,.0f}",
+                f"{new_rate:,.0f}",
+                f"{new_rate / old_rate:.3f}",
                 f"{old_cpu * 1e6:.0f}",
                 f"{new_cpu * 1e6:.0f}",
                 f"{new_cpu / old_cpu:.3f}",
             ]
         )
     return rows
-
-
-def cpu_seconds(service: Service) -> float:
-    """User + system CPU time the service's process has used so far (from /proc)."""
-    assert service.process is not None
-    fields = Path(f"/proc/{service.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(action: Callable[[], bytes], repeat: int = 5) -> tuple[float, int]:
@@ -255,32 +238,22 @@ def exposition(users: int, active_share: float) -> list[list[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--base", type=Path, required=True, help="source tree of the base commit")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = benchlib.base_tree_parser(__doc__, rounds=5)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument(
         "--active", type=float, default=0.2, help="share of user x model pairs with traffic"
     )
     args = parser.parse_args()
-    command = (
-        "mkdir -p /tmp/gwx-base && git archive 9571c43 | tar -x -C /tmp/gwx-base && PYTHONPATH=src .venv/bin/python benchmarks/bench_gw_exact.py --base /tmp/gwx-base "
-        + f"--rounds {args.rounds} --seconds {args.seconds:g}"
+    command = benchlib.base_tree_command(
+        "9571c43",
+        "/tmp/gwx-base",
+        "bench_gw_exact.py",
+        f"--rounds {args.rounds} --seconds {args.seconds:g}",
     )
     run = benchlib.RunInfo.begin(command)
     rate_rows = throughput(args.base, args.rounds, args.seconds)
-    headers = [
-        "answers",
-        "base req/s",
-        "this branch req/s",
-        "ratio",
-        "base CPU µs/req",
-        "this branch CPU µs/req",
-        "CPU ratio",
-    ]
+    headers = THROUGHPUT_HEADERS
     benchlib.print_table("Gateway at concurrency 16 (median of rounds)", headers, rate_rows)
     render_rows = exposition(args.users, args.active)
     render_headers = ["/metrics at 10k users x 5 models", "series", "size", "render"]

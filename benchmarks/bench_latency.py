@@ -19,95 +19,21 @@ Writes benchmarks/results/latency.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
-import sys
-import tempfile
 import timeit
 from pathlib import Path
 
-import uvloop
-
 import benchlib
-from bench_gw_exact import JSON_BODY, KEY, STREAM_BODY, cpu_seconds, write_config
+from bench_gw_exact import THROUGHPUT_HEADERS, throughput
 from maas_metrics.gateway.metering import Usage
 from maas_metrics.gateway.timing import RequestTimer, TimedStore
 from maas_metrics.limiter import InMemoryStore
-from maas_metrics.simulate.loadgen import run_load
 from maas_metrics.telemetry import LatencyMetrics, render
-from services import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latency.md"
 BASE_COMMIT = "11139f5"
-
-
-def gateway(name: str, src: Path, config: Path, log: Path) -> Service:
-    """`maas-metrics gateway` from the source tree `src`, API and operator listener on free ports."""
-    port, operator = benchlib.free_port(), benchlib.free_port()
-    argv = [sys.executable, "-m", "maas_metrics", "gateway", "--config", str(config)]
-    argv += ["--port", str(port), "--operator-port", str(operator)]
-    return Service(name, argv, port, "/healthz", log, env={"PYTHONPATH": str(src)})
-
-
-def throughput(base: Path, rounds: int, seconds: float) -> list[list[str]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        mock_port = benchlib.free_port()
-        mock = Service(
-            "mock",
-            [sys.executable, "-m", "maas_metrics", "mock-model", "--port", str(mock_port)],
-            mock_port,
-            "/healthz",
-            work / "mock.log",
-            env={"PYTHONPATH": str(ROOT / "src")},
-        )
-        config = write_config(work, mock_port)
-        targets = {
-            "base": gateway("base", base / "src", config, work / "base.log"),
-            "this branch": gateway("new", ROOT / "src", config, work / "new.log"),
-        }
-        services = [mock, *targets.values()]
-        rates: dict[tuple[str, str], list[float]] = {}
-        cpu: dict[tuple[str, str], list[float]] = {}
-        try:
-            for service in services:
-                service.start()
-            headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-            for r in range(rounds):
-                names = list(targets)
-                names = names[r % 2 :] + names[: r % 2]
-                for kind, body in (("JSON", JSON_BODY), ("stream", STREAM_BODY)):
-                    for name in names:
-                        url = f"{targets[name].url}/v1/chat/completions"
-                        before = cpu_seconds(targets[name])
-                        result = uvloop.run(run_load(url, 16, seconds, body, headers))
-                        used = cpu_seconds(targets[name]) - before
-                        assert result.errors == 0, (name, kind, result.summary())
-                        rates.setdefault((kind, name), []).append(result.rate)
-                        cpu.setdefault((kind, name), []).append(used / result.requests)
-        finally:
-            for service in reversed(services):
-                service.stop()
-    rows = []
-    for kind in ("JSON", "stream"):
-        old = statistics.median(rates[(kind, "base")])
-        new = statistics.median(rates[(kind, "this branch")])
-        old_cpu = statistics.median(cpu[(kind, "base")])
-        new_cpu = statistics.median(cpu[(kind, "this branch")])
-        rows.append(
-            [
-                kind,
-                f"{old:,.0f}",
-                f"{new:,.0f}",
-                f"{new / old:.3f}",
-                f"{old_cpu * 1e6:.0f}",
-                f"{new_cpu * 1e6:.0f}",
-                f"{new_cpu / old_cpu:.3f}",
-            ]
-        )
-    return rows
 
 
 def hot_path(models: int = 50, tiers: int = 10) -> list[list[str]]:
@@ -180,29 +106,18 @@ def store_call(store: InMemoryStore | TimedStore, number: int = 50_000) -> float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--base", type=Path, required=True, help="source tree of the base commit")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser = benchlib.base_tree_parser(__doc__, rounds=6)
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
-    command = (
-        f"mkdir -p /tmp/latency-base && git archive {BASE_COMMIT} | tar -x -C /tmp/latency-base"
-        " && PYTHONPATH=src .venv/bin/python benchmarks/bench_latency.py --base /tmp/latency-base "
-        f"--rounds {args.rounds} --seconds {args.seconds:g}"
+    command = benchlib.base_tree_command(
+        BASE_COMMIT,
+        "/tmp/latency-base",
+        "bench_latency.py",
+        f"--rounds {args.rounds} --seconds {args.seconds:g}",
     )
     run = benchlib.RunInfo.begin(command)
     rate_rows = throughput(args.base, args.rounds, args.seconds)
-    headers = [
-        "answers",
-        "base req/s",
-        "this branch req/s",
-        "ratio",
-        "base CPU µs/req",
-        "this branch CPU µs/req",
-        "CPU ratio",
-    ]
+    headers = THROUGHPUT_HEADERS
     benchlib.print_table("Gateway at concurrency 16 (median of rounds)", headers, rate_rows)
     hot_rows = hot_path()
     hot_headers = ["operation", "time", "size"]

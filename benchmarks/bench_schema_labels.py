@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.progress import Progress
 
 import bench_gateway_overhead as overhead
 import benchlib
 from services import Service
-from wrkload import WrkResult, run_wrk
 
 RESULTS = benchlib.ROOT / "benchmarks" / "results" / "schema.md"
 ATTRIBUTES = {
@@ -56,16 +54,13 @@ def todays_config(upstream: str) -> dict[str, Any]:
 
 
 def service(name: str, workdir: Path, config: dict[str, Any]) -> Service:
+    """A gateway on `config`, API and operator listener on free ports (8081 may be taken)."""
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     port = benchlib.free_port()
-    return Service(
-        name,
-        [overhead.maas_cli(), "gateway", "--config", str(path), "--port", str(port)],
-        port,
-        "/healthz",
-        workdir / f"{name}.log",
-    )
+    argv = [benchlib.maas_cli(), "gateway", "--config", str(path), "--port", str(port)]
+    argv += ["--operator-port", str(benchlib.free_port())]
+    return Service(name, argv, port, "/healthz", workdir / f"{name}.log")
 
 
 def main() -> None:
@@ -78,54 +73,17 @@ def main() -> None:
         f"--seconds {args.seconds:g}"
     )
     info = benchlib.RunInfo.begin(command)
-    results: dict[tuple[str, int], list[WrkResult]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-schema-") as tmp:
         workdir = Path(tmp)
-        mock_port = benchlib.free_port()
-        mock = Service(
-            "mock",
-            [overhead.maas_cli(), "mock-model", "--port", str(mock_port)],
-            mock_port,
-            "/healthz",
-            workdir / "mock.log",
-        )
+        mock = benchlib.mock_model(workdir)
         upstream = f"{mock.url}/v1"
         gateways = {
             "seed schema": service("seed", workdir, overhead.gateway_config(upstream, "memory")),
             "today, all labels": service("today", workdir, todays_config(upstream)),
         }
-        started: list[Service] = []
-        try:
-            mock.start()
-            started.append(mock)
-            for gateway in gateways.values():
-                gateway.start()
-                started.append(gateway)
+        with benchlib.running(mock, *gateways.values()):
             script = overhead.script(overhead.BENCH_KEY)
-            with Progress(console=benchlib.console) as progress:
-                task = progress.add_task("A/B", total=args.rounds * 2 * len(gateways))
-                for gateway in gateways.values():
-                    run_wrk(gateway.url + "/v1/chat/completions", script, 16, 2)  # warm-up
-                for round_ in range(args.rounds):
-                    order = list(gateways.items())
-                    if round_ % 2:
-                        order.reverse()
-                    for concurrency in (1, 16):
-                        for name, gateway in order:
-                            progress.update(task, description=f"{name}, c={concurrency}")
-                            result = run_wrk(
-                                gateway.url + "/v1/chat/completions",
-                                script,
-                                concurrency,
-                                args.seconds,
-                            )
-                            if result.non_2xx or result.socket_errors:
-                                raise SystemExit(f"error: {name} failed requests: {result}")
-                            results.setdefault((name, concurrency), []).append(result)
-                            progress.advance(task)
-        finally:
-            for started_service in reversed(started):
-                started_service.stop()
+            results = benchlib.wrk_rounds(gateways, script, args.rounds, args.seconds)
     info.end()
     headers = ["gateway", "conc.", "req/s (median)", "p50 ms (median)", "today / seed req/s"]
     rows = []

@@ -26,7 +26,6 @@ from rich.progress import Progress
 
 import bench_gateway_overhead as overhead
 import benchlib
-from services import Service
 from wrkload import WrkResult, run_wrk
 
 # Innermost-frame file path fragment -> component, first match wins.
@@ -57,14 +56,7 @@ def profile(seconds: float, workdir: Path) -> tuple[Counter[str], Counter[str], 
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         raise SystemExit("error: py-spy is not installed; run: .venv/bin/pip install py-spy")
-    mock_port = benchlib.free_port()
-    mock = Service(
-        "mock",
-        [overhead.maas_cli(), "mock-model", "--port", str(mock_port)],
-        mock_port,
-        "/healthz",
-        workdir / "mock.log",
-    )
+    mock = benchlib.mock_model(workdir)
     gateway = overhead.gateway_service("gateway", workdir, f"{mock.url}/v1", "memory")
     raw = workdir / "profile.txt"
     result: list[WrkResult] = []

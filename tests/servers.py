@@ -6,9 +6,11 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from maas_metrics.prometheus import PrometheusProcess
 
 
 def free_port() -> int:
@@ -88,3 +90,23 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def prometheus_holding(
+    directory: Path,
+    openmetrics: str,
+    rules: Callable[[PrometheusProcess], object] | None = None,
+    extra_args: Sequence[str] = (),
+) -> Iterator[PrometheusProcess]:
+    """A real Prometheus whose TSDB holds `openmetrics` (backfilled with promtool), started;
+    `rules(prometheus)` then backfills recording rules into it. Stopped on exit."""
+    prometheus = PrometheusProcess(directory, extra_args=tuple(extra_args))
+    prometheus.backfill(openmetrics)
+    prometheus.start()
+    try:
+        if rules is not None:
+            rules(prometheus)
+        yield prometheus
+    finally:
+        prometheus.stop()

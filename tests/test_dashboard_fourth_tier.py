@@ -10,26 +10,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
-from tests.history import backfill_recording_rules_aligned, build_history
+from tests.history import build_history
+from tests.panels import HOUR, check, history_api, run, targets
 from tests.test_dashboard_json import with_fourth_tier
 from tests.test_dashboard_queries import (
     CONFIG,
     EXPECTED,
     HEADROOM_READS_RAW,
-    HOUR,
-    RULE_OFFSET,
     Case,
     Env,
-    check,
-    run,
-    targets,
 )
 
 PRICE_DAY = date(2025, 6, 1)
@@ -46,15 +40,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         VARIANT, start=start, hours=2.5, restart_after_seconds=5400, bursts_after_seconds=()
     )
     assert "platinum" in history.users.values()
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
-    prometheus.backfill(history.openmetrics())
-    prometheus.start()
-    try:
-        backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, history.end)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env(history, api)
-    finally:
-        prometheus.stop()
+    with history_api(tmp_path_factory.mktemp("prometheus"), history) as api:
+        yield Env(history, api)
 
 
 @pytest.mark.parametrize("variant", ["raw", "rules"])
@@ -67,12 +54,12 @@ def test_fourth_tier_in_every_panel(
     case = Case(env.history, SELECTIONS[selection_name], env.history.end, HOUR, rules)
     expected = EXPECTED[target](case)
     assert expected.values
-    check(run(env, RULES if variant == "rules" else RAW, case, *target), expected)
+    check(run(env.api, RULES if variant == "rules" else RAW, case, *target), expected)
 
 
 def test_platinum_is_priced_and_coloured(env: Env) -> None:
     case = Case(env.history, Selection(), env.history.end, HOUR, rules=False)
-    revenue = run(env, RAW, case, "revenue_by_tier", "A")
+    revenue = run(env.api, RAW, case, "revenue_by_tier", "A")
     hits = case.hits(("tier",))
     platinum = (("tier", "platinum"),)
     assert revenue[platinum] == pytest.approx(hits[platinum] * 0.02) and revenue[platinum] > 0

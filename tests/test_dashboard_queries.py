@@ -16,18 +16,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from maas_metrics.config import Config, load_config
 from maas_metrics.dashboard.catalogue import build_catalogue
-from maas_metrics.dashboard.latency_panels import LATENCY_KEYS
-from maas_metrics.dashboard.model import Catalogue
-from maas_metrics.dashboard.variables import Selection, expand, top_values
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
-from maas_metrics.rules.recording import INTERVAL_SECONDS
+from maas_metrics.dashboard.variables import Selection, expand
+from maas_metrics.prometheus import PrometheusAPI
 from tests.conftest import EXAMPLE_CONFIG
 from tests.history import (
     CALLS,
@@ -36,15 +31,23 @@ from tests.history import (
     ONLY_LIMITED_USER,
     History,
     Labels,
-    backfill_recording_rules_aligned,
     build_history,
+)
+from tests.panels import (
+    HOUR,
+    RATE_INTERVAL,
+    Expect,
+    RangeTruth,
+    check,
+    count_by,
+    history_api,
+    ratio,
+    run,
+    targets,
+    top_options,
 )
 
 PRICE_DAY = date(2025, 6, 1)
-HOUR = 3600
-STEP = 15  # Grafana's step for 1 h and 3 h 15 min ranges with a 15 s scrape interval
-RATE_INTERVAL = 60  # $__rate_interval = max(15 s + 15 s, 4 x 15 s)
-RULE_OFFSET = 90  # the recording rules are evaluated from history start + 90 s, every minute
 
 CONFIG = load_config(EXAMPLE_CONFIG)
 RAW = build_catalogue(CONFIG, price_date=PRICE_DAY)
@@ -73,22 +76,15 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     start = (int(time.time()) // HOUR - 5) * HOUR
     history = build_history(CONFIG, start=start)
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
-    prometheus.backfill(history.openmetrics())
-    prometheus.start()
-    try:
-        backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, history.end)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env(history, api)
-    finally:
-        prometheus.stop()
+    with history_api(tmp_path_factory.mktemp("prometheus"), history) as api:
+        yield Env(history, api)
 
 
 # --- the truth ---------------------------------------------------------------------------------
 
 
 @dataclass
-class Case:
+class Case(RangeTruth):
     """One selection over one range, computing what each panel must show from the events."""
 
     history: History
@@ -115,26 +111,12 @@ class Case:
         choice = self.selection.choice("model")
         return not (models and isinstance(choice, tuple) and labels["model"] not in choice)
 
-    def edges(self, after: int, until: int) -> tuple[int, int]:
-        """The window a query over [after, until] really covers (the rules' grid, if any)."""
-        if not self.rules:
-            return after, until
-        first_eval = self.history.start + RULE_OFFSET
-        first = first_eval + max(0, -(-(after - first_eval) // INTERVAL_SECONDS)) * INTERVAL_SECONDS
-        last = first_eval + (until - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
-        return first - INTERVAL_SECONDS, max(last, first - INTERVAL_SECONDS)
-
-    def totals(self, metric: str, by: tuple[str, ...], *, tokens_only: bool) -> dict[Labels, float]:
-        window = self.edges(self.end - self.length, self.end)
+    def window_totals(
+        self, metric: str, windows: list[tuple[int, int]], by: tuple[str, ...], tokens_only: bool
+    ) -> list[dict[Labels, float]]:
         return self.history.totals_at(
-            metric,
-            [window],
-            by=by,
-            where=lambda labels: self.picks(labels, tokens_only=tokens_only),
-        )[0]
-
-    def hits(self, by: tuple[str, ...]) -> dict[Labels, float]:
-        return self.totals(HITS, by, tokens_only=True)
+            metric, windows, by=by, where=lambda labels: self.picks(labels, tokens_only=tokens_only)
+        )
 
     def cost(self, by: tuple[str, ...]) -> dict[Labels, float]:
         keys = tuple(sorted({*by, "tier", "model"}))
@@ -144,70 +126,6 @@ class Case:
             price = self.config.tier(labels["tier"]).price_per_hit_on(PRICE_DAY, labels["model"])
             out[tuple((k, labels[k]) for k in sorted(by))] += hits * price
         return dict(out)
-
-    def success(self, by: tuple[str, ...]) -> dict[Labels, float]:
-        return ratio(
-            self.totals(CALLS, by, tokens_only=False), self.totals(LIMITED, by, tokens_only=False)
-        )
-
-    def active(self, by: tuple[str, ...]) -> set[Labels]:
-        calls = self.totals(CALLS, by, tokens_only=False)
-        limited = self.totals(LIMITED, by, tokens_only=False)
-        return {k for k in {*calls, *limited} if calls.get(k, 0) + limited.get(k, 0) > 0}
-
-    def steps(self, step: int) -> list[int]:
-        first = (self.end - self.length) // step * step
-        return list(range(first, self.end // step * step + 1, step))
-
-    def step_windows(self, step: int, length: int, *, rate: bool) -> list[tuple[int, int]]:
-        if self.rules and rate:
-            # rates read a rule series at its latest sample: the minute before that sample
-            last = [self.edges(t - INTERVAL_SECONDS, t)[1] for t in self.steps(step)]
-            return [(s - INTERVAL_SECONDS, s) for s in last]
-        return [self.edges(t - length, t) for t in self.steps(step)]
-
-    def series(
-        self,
-        metric: str,
-        by: tuple[str, ...],
-        *,
-        tokens_only: bool,
-        step: int,
-        length: int,
-        rate: bool = False,
-    ) -> dict[tuple[Labels, int], float]:
-        windows = self.step_windows(step, length, rate=rate)
-        per_step = self.history.totals_at(
-            metric, windows, by=by, where=lambda labels: self.picks(labels, tokens_only=tokens_only)
-        )
-        return {
-            (key, t): v
-            for t, totals in zip(self.steps(step), per_step, strict=True)
-            for key, v in totals.items()
-        }
-
-    def hourly(
-        self, metric: str, by: tuple[str, ...], *, tokens_only: bool
-    ) -> dict[tuple[Labels, int], float]:
-        """Per clock hour, at its start: (max(hour, range start), min(hour end, range end)]."""
-        after = self.end - self.length
-        hours = self.steps(HOUR)
-        windows = [self.edges(max(h, after), min(h + HOUR, self.end)) for h in hours]
-        per_hour = self.history.totals_at(
-            metric, windows, by=by, where=lambda labels: self.picks(labels, tokens_only=tokens_only)
-        )
-        return {
-            (k, h): v for h, totals in zip(hours, per_hour, strict=True) for k, v in totals.items()
-        }
-
-    def rates(
-        self, metric: str, by: tuple[str, ...], *, tokens_only: bool
-    ) -> dict[tuple[Labels, int], float]:
-        seconds = INTERVAL_SECONDS if self.rules else RATE_INTERVAL
-        counts = self.series(
-            metric, by, tokens_only=tokens_only, step=STEP, length=RATE_INTERVAL, rate=True
-        )
-        return {k: v / seconds for k, v in counts.items()}
 
     def quota(self, policy: str) -> dict[Labels, float]:
         """Usage over each tier's window (raw series, no model filter) / the tier's max."""
@@ -233,43 +151,6 @@ class Case:
         return out
 
 
-def ratio(allowed: dict[Labels, float], limited: dict[Labels, float]) -> dict[Labels, float]:
-    keys = {*allowed, *limited}
-    out = {}
-    for key in keys:
-        a, lim = allowed.get(key, 0.0), limited.get(key, 0.0)
-        if a + lim > 0:
-            out[key] = a / (a + lim)
-    return out
-
-
-def count_by(keys: set[Labels], label: str | None) -> dict[Labels, float]:
-    out: dict[Labels, float] = defaultdict(float)
-    for key in keys:
-        out[tuple((k, v) for k, v in key if k == label)] += 1
-    return dict(out)
-
-
-def series_ratio(
-    allowed: dict[tuple[Labels, int], float], limited: dict[tuple[Labels, int], float]
-) -> dict[tuple[Labels, int], float]:
-    out = {}
-    for key in {*allowed, *limited}:
-        a, lim = allowed.get(key, 0.0), limited.get(key, 0.0)
-        if a + lim > 0:
-            out[key] = a / (a + lim)
-    return out
-
-
-@dataclass(frozen=True)
-class Expect:
-    """What a target must return: exact values, the top k of these values, or a ratio (zeros kept)."""
-
-    values: dict[Any, float]
-    top: int | None = None
-    keep_zeros: bool = False
-
-
 DETAIL = ("limitador_namespace", "model", "tier", "user")
 
 EXPECTED: dict[tuple[str, str], Callable[[Case], Expect]] = {
@@ -281,7 +162,7 @@ EXPECTED: dict[tuple[str, str], Callable[[Case], Expect]] = {
     ("calls_by_tier", "A"): lambda c: Expect(c.rates(CALLS, ("tier",), tokens_only=False)),
     ("calls_by_tier", "B"): lambda c: Expect(c.rates(LIMITED, ("tier",), tokens_only=False)),
     ("success_rate_by_tier", "A"): lambda c: Expect(
-        series_ratio(
+        ratio(
             c.rates(CALLS, ("tier",), tokens_only=False),
             c.rates(LIMITED, ("tier",), tokens_only=False),
         ),
@@ -308,79 +189,6 @@ EXPECTED: dict[tuple[str, str], Callable[[Case], Expect]] = {
 HEADROOM_READS_RAW = {"quota_headroom"}
 
 
-def targets(catalogue: Catalogue) -> list[tuple[str, str]]:
-    """Every target but the latency row's (tests/test_latency_dashboard.py: a live gateway)."""
-    return [
-        (p.key, t.ref_id) for p in catalogue.panels if p.key not in LATENCY_KEYS for t in p.targets
-    ]
-
-
-# --- running a target as Grafana would -------------------------------------------------------
-
-
-def key_of(labels: dict[str, str]) -> Labels:
-    return tuple(sorted(labels.items()))
-
-
-def top_options(env: Env, catalogue: Catalogue, case: Case) -> dict[str, list[str]]:
-    """The `top` variables' options, resolved as Grafana resolves them (an instant query at the end)."""
-    options = {}
-    for variable in catalogue.variables:
-        if variable.kind == "top":
-            expr = expand(
-                variable.top_expr,
-                case.selection,
-                case.length,
-                RATE_INTERVAL,
-                variables=catalogue.variables,
-                range_end=case.end,
-            )
-            samples = env.api.query(expr, time=case.end)
-            options[variable.name] = top_values(variable, [s.labels for s in samples])
-    return options
-
-
-def run(
-    env: Env, catalogue: Catalogue, case: Case, panel_key: str, ref_id: str
-) -> dict[Any, float]:
-    panel = catalogue.panel(panel_key)
-    target = panel.target(ref_id)
-    step = HOUR if target.min_step == "1h" else STEP
-    expr = expand(
-        target.expr,
-        case.selection,
-        case.length,
-        RATE_INTERVAL,
-        variables=catalogue.variables,
-        interval_seconds=step,
-        options=top_options(env, catalogue, case),
-        range_end=case.end,
-    )
-    if target.instant:
-        return {key_of(s.labels): s.value for s in env.api.query(expr, time=case.end)}
-    first, last = case.steps(step)[0], case.steps(step)[-1]
-    return {
-        (key_of(s.labels), int(t)): v
-        for s in env.api.query_range(expr, first, last, step)
-        for t, v in s.points
-    }
-
-
-def check(actual: dict[Any, float], expected: Expect) -> None:
-    def clean(values: dict[Any, float]) -> dict[Any, float]:
-        return values if expected.keep_zeros else {k: v for k, v in values.items() if v != 0}
-
-    got, want = clean(actual), clean(expected.values)
-    if expected.top is None:
-        assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
-        return
-    assert len(actual) <= expected.top
-    top_values = sorted(want.values(), reverse=True)[: expected.top]
-    assert sorted(got.values(), reverse=True) == pytest.approx(top_values, rel=1e-9, abs=1e-12)
-    for key, value in got.items():
-        assert value == pytest.approx(want[key], rel=1e-9, abs=1e-12)
-
-
 def test_every_target_has_an_expectation() -> None:
     assert set(targets(RAW)) == set(EXPECTED)
     assert set(targets(RULES)) == set(EXPECTED)
@@ -398,16 +206,16 @@ def test_panel_query_returns_the_truth(
     case = Case(env.history, SELECTIONS[selection_name], env.history.start + offset, length, rules)
     expected = EXPECTED[target](case)
     assert expected.values, "the history must give every panel something to show"
-    check(run(env, RULES if variant == "rules" else RAW, case, *target), expected)
+    check(run(env.api, RULES if variant == "rules" else RAW, case, *target), expected)
 
 
 def test_only_limited_user_shows_zero_success(env: Env) -> None:
     offset, length = RANGES["1h"]
     case = Case(env.history, Selection(), env.history.start + offset, length, rules=False)
-    rows = run(env, RAW, case, "details", "D")
+    rows = run(env.api, RAW, case, "details", "D")
     mallory = {k: v for k, v in rows.items() if ("user", ONLY_LIMITED_USER) in k}
     assert mallory and set(mallory.values()) == {0.0}
-    active = run(env, RAW, case, "active_users", "A")
+    active = run(env.api, RAW, case, "active_users", "A")
     assert active[()] == len(env.history.users)  # mallory counts as active
 
 
@@ -424,7 +232,7 @@ def test_counter_reset_does_not_lose_or_invent_hits(env: Env) -> None:
         time=restart + 15,
     )[0].value
     assert after == 0 < before
-    assert run(env, RAW, case, "total_hits", "A")[()] == sum(case.hits(()).values()) > 0
+    assert run(env.api, RAW, case, "total_hits", "A")[()] == sum(case.hits(()).values()) > 0
 
 
 def test_request_namespace_never_counts_as_tokens(env: Env) -> None:
@@ -432,8 +240,8 @@ def test_request_namespace_never_counts_as_tokens(env: Env) -> None:
     offset, length = RANGES["1h"]
     only_requests = Selection(namespace=[env.history.request_namespace])
     case = Case(env.history, only_requests, env.history.start + offset, length, rules=False)
-    assert run(env, RAW, case, "total_hits", "A") == {(): 0.0}
-    calls = run(env, RAW, case, "details", "B")
+    assert run(env.api, RAW, case, "total_hits", "A") == {(): 0.0}
+    calls = run(env.api, RAW, case, "details", "B")
     assert calls and all(("limitador_namespace", env.history.request_namespace) in k for k in calls)
 
 
@@ -465,10 +273,13 @@ def test_detailed_table_lists_the_most_active_users(env: Env) -> None:
     ranked = sorted(checks.values(), reverse=True)
     assert ranked[2] > ranked[3], "the history must rank the top 3 users without a tie"
     top = {user for user, value in checks.items() if value >= ranked[2]}
-    assert top_options(env, catalogue, case)["table_users"] == sorted(top)
+    assert top_options(env.api, catalogue, case.selection, case.length, RATE_INTERVAL, case.end)[
+        "table_users"
+    ] == sorted(top)
     for ref_id in "ABCDE":
         expected = EXPECTED[("details", ref_id)](case).values
         expected = {k: v for k, v in expected.items() if dict(k)["user"] in top}
         check(
-            run(env, catalogue, case, "details", ref_id), Expect(expected, keep_zeros=ref_id == "D")
+            run(env.api, catalogue, case, "details", ref_id),
+            Expect(expected, keep_zeros=ref_id == "D"),
         )

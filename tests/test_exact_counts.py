@@ -26,22 +26,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from maas_metrics.dashboard.variables import Selection
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from maas_metrics.report import ReportRequest, TimeRange, build_report
 from maas_metrics.rules.recording import INTERVAL_SECONDS
 from tests.history import (
     HITS,
     LIMITED,
     ONLY_LIMITED_USER,
-    backfill_recording_rules_at,
     build_history,
 )
+from tests.panels import check_close, history_api, run, targets
 from tests.test_dashboard_queries import (
     CONFIG,
     EXPECTED,
@@ -50,9 +47,6 @@ from tests.test_dashboard_queries import (
     RULES,
     Case,
     Env,
-    Expect,
-    run,
-    targets,
 )
 
 HOUR = 3600
@@ -99,13 +93,10 @@ class OffsetCase(Case):
     def snap(self, moment: int) -> int:
         return moment - (moment - self.history.start) % SCRAPE
 
+    rule_offset = RULE_OFFSET
+
     def edges(self, after: int, until: int) -> tuple[int, int]:
-        if self.rules:
-            first_eval = self.history.start + RULE_OFFSET
-            steps = max(0, -(-(after - first_eval) // INTERVAL_SECONDS))
-            first = first_eval + steps * INTERVAL_SECONDS
-            last = first_eval + (until - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
-            after, until = first - INTERVAL_SECONDS, max(last, first - INTERVAL_SECONDS)
+        after, until = super().edges(after, until)
         return self.snap(after), self.snap(until)
 
     def step_windows(self, step: int, length: int, *, rate: bool) -> list[tuple[int, int]]:
@@ -126,15 +117,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         lazy=True,
         joiners=JOINERS,
     )
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
-    prometheus.backfill(history.openmetrics())
-    prometheus.start()
-    try:
-        backfill_recording_rules_at(prometheus, start + RULE_OFFSET, history.end)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env(history, api)
-    finally:
-        prometheus.stop()
+    with history_api(tmp_path_factory.mktemp("prometheus"), history, RULE_OFFSET) as api:
+        yield Env(history, api)
 
 
 def tolerance(panel: str, ref_id: str, want: float) -> float:
@@ -156,51 +140,6 @@ def tolerance(panel: str, ref_id: str, want: float) -> float:
     return max(0.01 * abs(want), absolute)
 
 
-OTHERS_LABELS = (("maas_others", "true"), ("user", "others"))
-
-
-def _labels_and_time(key: Any) -> tuple[Any, tuple[int, ...]]:
-    """Range-query keys are (labels, time); instant-query keys are the labels alone."""
-    if len(key) == 2 and isinstance(key[1], int) and isinstance(key[0], tuple):
-        return key[0], (key[1],)
-    return key, ()
-
-
-def fold_others(actual: dict[Any, float], want: dict[Any, float]) -> dict[Any, float]:
-    """A top-N panel sums the users it does not list into one "others" row: fold the truth alike.
-
-    Which users the panel lists is its `$top_users` variable's business (tested on its own);
-    what this checks is that every user's count lands in exactly one row.
-    """
-    shown = {dict(_labels_and_time(k)[0]).get("user") for k in actual}
-    if "others" not in shown:
-        return want
-    folded: dict[Any, float] = {}
-    for key, value in want.items():
-        labels, at = _labels_and_time(key)
-        if dict(labels).get("user") not in shown:
-            key = (OTHERS_LABELS, *at) if at else OTHERS_LABELS
-        folded[key] = folded.get(key, 0.0) + value
-    return folded
-
-
-def check_close(target: tuple[str, str], actual: dict[Any, float], expected: Expect) -> None:
-    want = fold_others(actual, expected.values)
-    if expected.top is not None:
-        assert len(actual) <= expected.top
-        ranked = sorted(want.values(), reverse=True)[: expected.top]
-        got = sorted(actual.values(), reverse=True)
-        got += [0.0] * (len(ranked) - len(got))  # rows at 0 may or may not be listed
-        for g, w in zip(got, ranked, strict=False):
-            assert abs(g - w) <= tolerance(*target, w), (g, w)
-        for key, value in actual.items():
-            assert abs(value - want.get(key, 0.0)) <= tolerance(*target, want.get(key, 0.0)), key
-        return
-    for key in {*actual, *want}:
-        g, w = actual.get(key, 0.0), want.get(key, 0.0)
-        assert abs(g - w) <= tolerance(*target, w), (key, g, w)
-
-
 @pytest.mark.parametrize("variant", ["raw", "rules"])
 @pytest.mark.parametrize("range_name", sorted(RANGES))
 @pytest.mark.parametrize("selection_name", sorted(SELECTIONS))
@@ -219,7 +158,8 @@ def test_panel_counts_series_born_inside_the_range(
     )
     expected = EXPECTED[target](case)
     assert expected.values, "the history must give every panel something to show"
-    check_close(target, run(env, RULES if variant == "rules" else RAW, case, *target), expected)
+    actual = run(env.api, RULES if variant == "rules" else RAW, case, *target)
+    check_close(actual, expected, lambda want: tolerance(*target, want))
 
 
 def test_history_has_what_plain_increase_misses(env: Env) -> None:

@@ -64,15 +64,16 @@ import httpx
 import openai
 
 from maas_metrics.config import Config, parse_config
-from maas_metrics.dashboard import Selection, build_catalogue, expand
+from maas_metrics.dashboard import Selection, build_catalogue
 from maas_metrics.dashboard.latency_panels import LATENCY_KEYS
 from maas_metrics.dashboard.model import Catalogue
-from maas_metrics.dashboard.variables import grafana_interval, rate_interval, top_values
+from maas_metrics.dashboard.variables import grafana_interval, rate_interval
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess, ScrapeTarget
 from maas_metrics.report import ReportRequest, TimeRange, build_report
 from maas_metrics.web.data import DashboardData, Window
 from tests.fixtures import CLI, api_keys, secret, tier
 from tests.gateway_harness import gateway_process, running_mock, write_config
+from tests.panels import run_expr, top_options
 
 REQUESTS_NS, TOKENS_NS = "maas/requests", "maas/tokens"
 MODELS = ("granite-8b", "llama-3-8b", "mistral-7b")
@@ -400,27 +401,6 @@ def grafana_targets(
     }
 
 
-def top_options(
-    api: PrometheusAPI, catalogue: Catalogue, s: Selection, end: float
-) -> dict[str, list[str]]:
-    """The hidden `top` variables (the table's users): an instant query at the range end, as Grafana."""
-    options = {}
-    for variable in catalogue.variables:
-        if variable.kind == "top":
-            expr = expand(
-                variable.top_expr,
-                s,
-                RANGE_SECONDS,
-                RATE_SECONDS,
-                variables=catalogue.variables,
-                range_end=end,
-            )
-            options[variable.name] = top_values(
-                variable, [x.labels for x in api.query(expr, time=end)]
-            )
-    return options
-
-
 def run_grafana_target(
     api: PrometheusAPI,
     catalogue: Catalogue,
@@ -429,26 +409,20 @@ def run_grafana_target(
     end: float,
     options: Mapping[str, list[str]],
 ) -> Result:
-    """One target as Grafana runs it: instant at the end, or a range query on its aligned steps."""
-    step = HOUR if target.get("interval") == "1h" else STEP
-    expr = expand(
+    """One target of the Grafana JSON as Grafana runs it (tests/panels.py), rows keyed by `row_of`."""
+    return run_expr(
+        api,
+        catalogue,
         target["expr"],
-        s,
-        RANGE_SECONDS,
-        RATE_SECONDS,
-        variables=catalogue.variables,
-        interval_seconds=step,
+        instant=target["instant"],
+        selection=s,
+        range_seconds=RANGE_SECONDS,
+        end=end,
+        step=HOUR if target.get("interval") == "1h" else STEP,
+        rate_seconds=RATE_SECONDS,
         options=options,
-        range_end=end,
+        key=row_of,
     )
-    if target["instant"]:
-        return {row_of(x.labels): x.value for x in api.query(expr, time=end)}
-    first, last = (end - RANGE_SECONDS) // step * step, end // step * step  # Grafana's alignRange
-    return {
-        (row_of(x.labels), t): v
-        for x in api.query_range(expr, first, last, step)
-        for t, v in x.points
-    }
 
 
 def web_results(
@@ -672,7 +646,7 @@ def test_live_traffic_reads_the_same_everywhere(tmp_path: Path) -> None:
                 grafana: dict[str, dict[tuple[str, str], Result]] = {}
                 web: dict[str, dict[tuple[str, str], Result]] = {}
                 for name, s in selections.items():
-                    options = top_options(api, catalogue, s, end)
+                    options = top_options(api, catalogue, s, RANGE_SECONDS, RATE_SECONDS, end)
                     grafana[name] = {
                         key: run_grafana_target(api, catalogue, target, s, end, options)
                         for key, target in targets.items()

@@ -31,7 +31,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +39,7 @@ from maas_metrics.config import Config, ConfigError, load_config, parse_config
 from maas_metrics.dashboard.catalogue import GATEWAY_PANELS, NO_GATEWAY, build_catalogue
 from maas_metrics.dashboard.latency_panels import LATENCY_KEYS
 from maas_metrics.dashboard.variables import Selection
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.promql import duration, increase_exact
 from maas_metrics.report import ReportRequest, TimeRange, build_report
 from maas_metrics.rules.alerts import AlertSettings, alert_rules
@@ -60,17 +59,15 @@ from tests.history import (
     backfill_rule_groups,
     build_history,
 )
-from tests.test_exact_counts import fold_others
+from tests.panels import check_close, key_of, run, targets
+from tests.servers import prometheus_holding
 from tests.test_schema_panels import (
     READS_RAW,
     Case,
     Env,
-    Expect,
     Shape,
     at,
     expectations,
-    key_of,
-    run,
 )
 
 HOUR = 3600
@@ -166,16 +163,16 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     )
     history = reshape(seed, config, REQUEST_ROUTE if name == "request-route" else NO_REQUEST_ROUTE)
     assert history.events and not any("maas_" in e.metric for e in history.events)
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp(f"prometheus-{name}")))
-    prometheus.backfill(history.openmetrics())
-    prometheus.start()
-    try:
-        groups = [*recording_groups(config), limits_group(config)]
-        backfill_rule_groups(prometheus, start + RULE_OFFSET, history.end, groups)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env({name: history}, api, prometheus.url)
-    finally:
-        prometheus.stop()
+    groups = [*recording_groups(config), limits_group(config)]
+    with (
+        prometheus_holding(
+            tmp_path_factory.mktemp(f"prometheus-{name}"),
+            history.openmetrics(),
+            lambda p: backfill_rule_groups(p, start + RULE_OFFSET, history.end, groups),
+        ) as prometheus,
+        PrometheusAPI(prometheus.url) as api,
+    ):
+        yield Env({name: history}, api, prometheus.url)
 
 
 def variant_of(env: Env) -> tuple[str, History, Config]:
@@ -214,25 +211,6 @@ def tolerance(config: Config, panel: str, ref_id: str, want: float) -> float:
     return max(0.01 * abs(want), absolute)
 
 
-def check_close(
-    config: Config, target: tuple[str, str], actual: dict[Any, float], expected: Expect
-) -> None:
-    want = fold_others(actual, expected.values)
-    if expected.top is not None:
-        assert len(actual) <= expected.top
-        for key, value in actual.items():
-            w = want.get(key, 0.0)
-            assert abs(value - w) <= tolerance(config, *target, w), (key, value, w)
-        best = sorted(want.values(), reverse=True)[: expected.top]
-        got = sorted(actual.values(), reverse=True) + [0.0] * expected.top
-        for g, w in zip(got, best, strict=False):
-            assert abs(g - w) <= tolerance(config, *target, w), (g, w)
-        return
-    for key in {*actual, *want}:
-        g, w = actual.get(key, 0.0), want.get(key, 0.0)
-        assert abs(g - w) <= tolerance(config, *target, w), (key, g, w)
-
-
 def selections(config: Config) -> dict[str, Selection]:
     requests = list(config.kuadrant.request_routes)
     return {
@@ -253,13 +231,7 @@ def test_every_target_the_mode_supports_has_an_expectation() -> None:
     for config in VARIANTS.values():
         for rules in (False, True):
             catalogue = build_catalogue(config, recording_rules=rules, price_date=PRICE_DAY)
-            targets = {
-                (p.key, t.ref_id)
-                for p in catalogue.panels
-                if p.key not in LATENCY_KEYS
-                for t in p.targets
-            }
-            assert targets == set(supported(config))
+            assert set(targets(catalogue)) == set(supported(config))
 
 
 @pytest.mark.parametrize("variant", ["raw", "rules"])
@@ -285,7 +257,8 @@ def test_panel_equals_the_truth(
     expected = supported(config)[target](case)
     if selection_name == "all":
         assert expected.values, "the history must give every panel something to show"
-    check_close(config, target, run(env, catalogue, case, *target), expected)
+    actual = run(env.api, catalogue, case, *target)
+    check_close(actual, expected, lambda want: tolerance(config, *target, want))
 
 
 def test_the_history_is_shaped_as_limitador_exposes_it(env: Env) -> None:

@@ -28,14 +28,14 @@ from maas_metrics.cli import app
 from maas_metrics.config import Config, parse_config
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection, expand
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.promql import matcher, string_literal
 from maas_metrics.report import ReportRequest, TimeRange, Totals, build_report
 from maas_metrics.report.query import plan_windows
 from maas_metrics.report.timerange import TimeInputError, parse_period, parse_time, resolve_range
 from tests.conftest import EXAMPLE_CONFIG
 from tests.history import CALLS, COMPLETION, HITS, LIMITED, PROMPT, History, build_history
-from tests.servers import free_port
+from tests.servers import free_port, prometheus_holding
 
 runner = CliRunner()
 DAY = 86400
@@ -142,14 +142,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     directory = tmp_path_factory.mktemp("report")
     config_file = directory / "maas.yaml"
     config_file.write_text(yaml.safe_dump(config_data()))
-    prometheus = PrometheusProcess(directory / "prometheus")
-    prometheus.backfill(history.openmetrics())
-    prometheus.start()
-    try:
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env(history, api, prometheus.url, config_file)
-    finally:
-        prometheus.stop()
+    with (
+        prometheus_holding(directory / "prometheus", history.openmetrics()) as prometheus,
+        PrometheusAPI(prometheus.url) as api,
+    ):
+        yield Env(history, api, prometheus.url, config_file)
 
 
 def at(ts: int) -> datetime:

@@ -26,10 +26,11 @@ from typer.testing import CliRunner
 
 from maas_metrics.cli import app
 from maas_metrics.config import Config, load_config
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.report import ReportInputError, ReportRequest, TimeRange, build_report
 from tests.fixtures import EXAMPLE_CONFIG
 from tests.history import CALLS, HITS, LIMITED, History, backfill_recording_rules_at, build_history
+from tests.servers import prometheus_holding
 
 HOUR = 3600
 KEYS = ("limitador_namespace", "user", "tier", "model")
@@ -51,15 +52,15 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory, example_config: Config) -> Iterator[Env]:
     history = build_history(example_config, start=START)
     assert history.restarts
-    prometheus = PrometheusProcess(tmp_path_factory.mktemp("rules-report") / "prometheus")
-    prometheus.backfill(history.openmetrics())
-    prometheus.start()
-    try:
-        backfill_recording_rules_at(prometheus, START + RULE_OFFSET, history.end)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env(history, api, prometheus.url, example_config)
-    finally:
-        prometheus.stop()
+    with (
+        prometheus_holding(
+            tmp_path_factory.mktemp("rules-report") / "prometheus",
+            history.openmetrics(),
+            lambda p: backfill_recording_rules_at(p, START + RULE_OFFSET, history.end),
+        ) as prometheus,
+        PrometheusAPI(prometheus.url) as api,
+    ):
+        yield Env(history, api, prometheus.url, example_config)
 
 
 @pytest.fixture(scope="module")

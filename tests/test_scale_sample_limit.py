@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date
-from pathlib import Path
 
 import httpx
 import pytest
@@ -36,10 +35,11 @@ from maas_metrics.dashboard.variables import (
     expand,
     grafana_interval,
     rate_interval,
-    top_values,
 )
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.prometheus import PrometheusAPI
 from tests.conftest import EXAMPLE_CONFIG
+from tests.panels import top_options
+from tests.servers import prometheus_holding
 
 USERS = 20
 FULL_SCALE_USERS = 10_000
@@ -96,17 +96,15 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     start = (int(time.time()) // 3600 - HOURS - 2) * 3600
-    prometheus = PrometheusProcess(
-        Path(tmp_path_factory.mktemp("prometheus")),
-        extra_args=(f"--query.max-samples={MAX_SAMPLES}",),
-    )
-    prometheus.backfill(openmetrics(start))
-    prometheus.start()
-    try:
-        with PrometheusAPI(prometheus.url, timeout=300) as api:
-            yield Env(api, prometheus.url, start + HOURS * 3600 - 17)
-    finally:
-        prometheus.stop()
+    with (
+        prometheus_holding(
+            tmp_path_factory.mktemp("prometheus"),
+            openmetrics(start),
+            extra_args=(f"--query.max-samples={MAX_SAMPLES}",),
+        ) as prometheus,
+        PrometheusAPI(prometheus.url, timeout=300) as api,
+    ):
+        yield Env(api, prometheus.url, start + HOURS * 3600 - 17)
 
 
 def step_of(panel: Panel, target: Target, range_seconds: int) -> float:
@@ -120,19 +118,7 @@ def step_of(panel: Panel, target: Target, range_seconds: int) -> float:
 def run(env: Env, catalogue: Catalogue, panel: Panel, target: Target, range_seconds: int) -> str:
     """Run `target` as Grafana would; "" when Prometheus answers, else its error."""
     step = step_of(panel, target, range_seconds)
-    options = {}
-    for variable in catalogue.variables:
-        if variable.kind == "top":
-            top = expand(
-                variable.top_expr,
-                Selection(),
-                range_seconds,
-                4 * SCRAPE,
-                variables=catalogue.variables,
-                range_end=env.end,
-            )
-            samples = env.api.query(top, time=env.end)
-            options[variable.name] = top_values(variable, [s.labels for s in samples])
+    options = top_options(env.api, catalogue, Selection(), range_seconds, 4 * SCRAPE, env.end)
     expr = expand(
         target.expr,
         Selection(),

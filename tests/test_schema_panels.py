@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -41,7 +40,7 @@ from maas_metrics.config import Config, load_config, parse_config
 from maas_metrics.dashboard.catalogue import NO_USER, build_catalogue
 from maas_metrics.dashboard.latency_panels import LATENCY_KEYS
 from maas_metrics.dashboard.model import Catalogue
-from maas_metrics.dashboard.variables import Selection, expand, top_values
+from maas_metrics.dashboard.variables import Selection
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from maas_metrics.report import (
     ReportInputError,
@@ -50,7 +49,6 @@ from maas_metrics.report import (
     build_report,
     parse_group_by,
 )
-from maas_metrics.rules.recording import INTERVAL_SECONDS
 from tests.conftest import EXAMPLE_CONFIG
 from tests.fixtures import CLI
 from tests.history import (
@@ -64,14 +62,21 @@ from tests.history import (
     backfill_recording_rules_aligned,
     build_history,
 )
-from tests.servers import free_port, wait_for_port
+from tests.panels import (
+    HOUR,
+    RULE_OFFSET,
+    Expect,
+    RangeTruth,
+    check,
+    count_by,
+    ratio,
+    run,
+    targets,
+)
+from tests.servers import free_port, prometheus_holding, wait_for_port
 from tests.test_web_dashboard import ARTIFACTS, CHROMIUM_ARGS
 
 PRICE_DAY = date(2025, 6, 1)
-HOUR = 3600
-STEP = 15
-RATE_INTERVAL = 60
-RULE_OFFSET = 90
 
 SEED_CONFIG = load_config(EXAMPLE_CONFIG)
 
@@ -164,16 +169,20 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     start = (int(time.time()) // HOUR - 5) * HOUR
     seed = build_history(SEED_CONFIG, start=start)
     today = reshape(seed)
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
-    prometheus.backfill(seed.openmetrics().removesuffix("# EOF\n") + today.openmetrics())
-    prometheus.start()
-    try:
-        backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, seed.end, SEED_CONFIG)
-        backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, seed.end, TODAY_CONFIG)
-        with PrometheusAPI(prometheus.url) as api:
-            yield Env({"seed": seed, "today": today}, api, prometheus.url)
-    finally:
-        prometheus.stop()
+
+    def rules(prometheus: PrometheusProcess) -> None:
+        for config in (SEED_CONFIG, TODAY_CONFIG):
+            backfill_recording_rules_aligned(prometheus, start + RULE_OFFSET, seed.end, config)
+
+    with (
+        prometheus_holding(
+            tmp_path_factory.mktemp("prometheus"),
+            seed.openmetrics().removesuffix("# EOF\n") + today.openmetrics(),
+            rules,
+        ) as prometheus,
+        PrometheusAPI(prometheus.url) as api,
+    ):
+        yield Env({"seed": seed, "today": today}, api, prometheus.url)
 
 
 # --- the truth ---------------------------------------------------------------------------------
@@ -185,7 +194,7 @@ def clean_key(pairs: Mapping[str, str], by: tuple[str, ...]) -> Labels:
 
 
 @dataclass
-class Case:
+class Case(RangeTruth):
     shape: Shape
     history: History
     selection: Selection
@@ -209,15 +218,7 @@ class Case:
                 return False
         return True
 
-    def edges(self, after: int, until: int) -> tuple[int, int]:
-        if not self.rules:
-            return after, until
-        first_eval = self.history.start + RULE_OFFSET
-        first = first_eval + max(0, -(-(after - first_eval) // INTERVAL_SECONDS)) * INTERVAL_SECONDS
-        last = first_eval + (until - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
-        return first - INTERVAL_SECONDS, max(last, first - INTERVAL_SECONDS)
-
-    def windows_totals(
+    def window_totals(
         self, metric: str, windows: list[tuple[int, int]], by: tuple[str, ...], tokens_only: bool
     ) -> list[dict[Labels, float]]:
         name = self.shape.names.get(metric, metric)
@@ -233,13 +234,6 @@ class Case:
                     out[index][clean_key(labels, by)] += event.amount
         return [dict(totals) for totals in out]
 
-    def totals(self, metric: str, by: tuple[str, ...], *, tokens_only: bool) -> dict[Labels, float]:
-        window = self.edges(self.end - self.length, self.end)
-        return self.windows_totals(metric, [window], by, tokens_only)[0]
-
-    def hits(self, by: tuple[str, ...]) -> dict[Labels, float]:
-        return self.totals(HITS, by, tokens_only=True)
-
     def cost(self, by: tuple[str, ...]) -> dict[Labels, float]:
         dim = self.shape.dim
         keys = tuple(sorted({*by, dim, "model"}))
@@ -250,52 +244,6 @@ class Case:
             price = plan.price_per_hit_on(PRICE_DAY, labels["model"])
             out[clean_key(labels, by)] += hits * price
         return dict(out)
-
-    def success(self, by: tuple[str, ...]) -> dict[Labels, float]:
-        return ratio(
-            self.totals(CALLS, by, tokens_only=False), self.totals(LIMITED, by, tokens_only=False)
-        )
-
-    def active(self, by: tuple[str, ...]) -> set[Labels]:
-        calls = self.totals(CALLS, by, tokens_only=False)
-        limited = self.totals(LIMITED, by, tokens_only=False)
-        return {k for k in {*calls, *limited} if calls.get(k, 0) + limited.get(k, 0) > 0}
-
-    def steps(self, step: int) -> list[int]:
-        first = (self.end - self.length) // step * step
-        return list(range(first, self.end // step * step + 1, step))
-
-    def series(
-        self, metric: str, by: tuple[str, ...], *, tokens_only: bool, step: int, length: int
-    ) -> dict[tuple[Labels, int], float]:
-        if self.rules and length == RATE_INTERVAL:
-            last = [self.edges(t - INTERVAL_SECONDS, t)[1] for t in self.steps(step)]
-            windows = [(s - INTERVAL_SECONDS, s) for s in last]
-        else:
-            windows = [self.edges(t - length, t) for t in self.steps(step)]
-        per_step = self.windows_totals(metric, windows, by, tokens_only)
-        return {
-            (key, t): v
-            for t, totals in zip(self.steps(step), per_step, strict=True)
-            for key, v in totals.items()
-        }
-
-    def hourly(self, metric: str, by: tuple[str, ...]) -> dict[tuple[Labels, int], float]:
-        """Per clock hour, at its start: (max(hour, range start), min(hour end, range end)]."""
-        after = self.end - self.length
-        hours = self.steps(HOUR)
-        windows = [self.edges(max(h, after), min(h + HOUR, self.end)) for h in hours]
-        per_hour = self.windows_totals(metric, windows, by, tokens_only=True)
-        return {
-            (k, h): v for h, totals in zip(hours, per_hour, strict=True) for k, v in totals.items()
-        }
-
-    def rates(
-        self, metric: str, by: tuple[str, ...], *, tokens_only: bool
-    ) -> dict[tuple[Labels, int], float]:
-        seconds = INTERVAL_SECONDS if self.rules else RATE_INTERVAL
-        counts = self.series(metric, by, tokens_only=tokens_only, step=STEP, length=RATE_INTERVAL)
-        return {k: v / seconds for k, v in counts.items()}
 
     def quota(self, policy: str) -> dict[Labels, float]:
         out: dict[Labels, float] = {}
@@ -318,29 +266,6 @@ class Case:
                     totals[key] += event.amount
             out.update({k: v / limit.max for k, v in totals.items()})
         return out
-
-
-def ratio(allowed: dict[Any, float], limited: dict[Any, float]) -> dict[Any, float]:
-    out = {}
-    for key in {*allowed, *limited}:
-        a, lim = allowed.get(key, 0.0), limited.get(key, 0.0)
-        if a + lim > 0:
-            out[key] = a / (a + lim)
-    return out
-
-
-def count_by(keys: set[Labels], label: str) -> dict[Labels, float]:
-    out: dict[Labels, float] = defaultdict(float)
-    for key in keys:
-        out[tuple((k, v) for k, v in key if k == label)] += 1
-    return dict(out)
-
-
-@dataclass(frozen=True)
-class Expect:
-    values: dict[Any, float]
-    top: int | None = None
-    keep_zeros: bool = False
 
 
 Expectation = Callable[[Case], Expect]
@@ -423,68 +348,11 @@ RANGES = {"1h": (2 * HOUR + 1800, HOUR), "3h15m": (3 * HOUR + 1800, 3 * HOUR + 9
 """One hour with the counter reset in it, and nearly the whole history."""
 
 
-# --- running a target as Grafana would ---------------------------------------------------------
+# --- the cases ---------------------------------------------------------------------------------
 
 
 def at(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-def key_of(labels: dict[str, str]) -> Labels:
-    return tuple(sorted(labels.items()))
-
-
-def run(
-    env: Env, catalogue: Catalogue, case: Case, panel_key: str, ref_id: str
-) -> dict[Any, float]:
-    target = catalogue.panel(panel_key).target(ref_id)
-    step = HOUR if target.min_step == "1h" else STEP
-    options = {}
-    for variable in catalogue.variables:
-        if variable.kind == "top":
-            top = expand(
-                variable.top_expr,
-                case.selection,
-                case.length,
-                RATE_INTERVAL,
-                variables=catalogue.variables,
-                range_end=case.end,
-            )
-            samples = env.api.query(top, time=case.end)
-            options[variable.name] = top_values(variable, [s.labels for s in samples])
-    expr = expand(
-        target.expr,
-        case.selection,
-        case.length,
-        RATE_INTERVAL,
-        variables=catalogue.variables,
-        interval_seconds=step,
-        options=options,
-        range_end=case.end,
-    )
-    if target.instant:
-        return {key_of(s.labels): s.value for s in env.api.query(expr, time=case.end)}
-    first, last = case.steps(step)[0], case.steps(step)[-1]
-    return {
-        (key_of(s.labels), int(t)): v
-        for s in env.api.query_range(expr, first, last, step)
-        for t, v in s.points
-    }
-
-
-def check(actual: dict[Any, float], expected: Expect) -> None:
-    def clean(values: dict[Any, float]) -> dict[Any, float]:
-        return values if expected.keep_zeros else {k: v for k, v in values.items() if v != 0}
-
-    got, want = clean(actual), clean(expected.values)
-    if expected.top is None:
-        assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
-        return
-    assert len(actual) <= expected.top
-    best = sorted(want.values(), reverse=True)[: expected.top]
-    assert sorted(got.values(), reverse=True) == pytest.approx(best, rel=1e-9, abs=1e-12)
-    for key, value in got.items():
-        assert value == pytest.approx(want[key], rel=1e-9, abs=1e-12)
 
 
 def cases() -> list[tuple[str, str, str, str]]:
@@ -501,13 +369,7 @@ def test_every_target_of_each_schema_has_an_expectation() -> None:
     for shape in SHAPES.values():
         for rules in (False, True):
             catalogue = shape.catalogue(rules)
-            targets = {
-                (p.key, t.ref_id)
-                for p in catalogue.panels
-                if p.key not in LATENCY_KEYS  # histograms: tests/test_latency_dashboard.py
-                for t in p.targets
-            }
-            assert targets == set(expectations(shape)), shape.name
+            assert set(targets(catalogue)) == set(expectations(shape)), shape.name
 
 
 @pytest.mark.parametrize("variant", ["raw", "rules"])
@@ -525,7 +387,7 @@ def test_panel_equals_the_truth(
     case = Case(shape, history, selection, history.start + offset, length, rules)
     expected = expectations(shape)[(panel, ref_id)](case)
     assert expected.values or selection_name != "all", "the history must fill every panel"
-    check(run(env, shape.catalogue(variant == "rules"), case, panel, ref_id), expected)
+    check(run(env.api, shape.catalogue(variant == "rules"), case, panel, ref_id), expected)
 
 
 def test_the_key_without_a_cost_centre_is_counted(env: Env) -> None:
@@ -537,11 +399,11 @@ def test_the_key_without_a_cost_centre_is_counted(env: Env) -> None:
     def case(selection: Selection) -> Case:
         return Case(shape, history, selection, history.start + offset, length, False)
 
-    by_cost_center = run(env, catalogue, case(Selection()), "cost_by_cost_center", "A")
+    by_cost_center = run(env.api, catalogue, case(Selection()), "cost_by_cost_center", "A")
     bob_cost = case(Selection()).cost(("cost_center",))[()]
     assert bob_cost > 0 and by_cost_center[()] == pytest.approx(bob_cost, rel=1e-9)
-    total = run(env, catalogue, case(Selection()), "total_hits", "A")[()]
-    one = run(env, catalogue, case(Selection(cost_center=["cc-200"])), "total_hits", "A")[()]
+    total = run(env.api, catalogue, case(Selection()), "total_hits", "A")[()]
+    one = run(env.api, catalogue, case(Selection(cost_center=["cc-200"])), "total_hits", "A")[()]
     truth = sum(
         e.amount
         for e in history.events

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +29,7 @@ from maas_metrics.config import Config, load_config
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.promql import OTHERS
 from maas_metrics.dashboard.variables import Selection
-from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.prometheus import PrometheusAPI
 from maas_metrics.web import state as state_module
 from maas_metrics.web.app import create_app
 from maas_metrics.web.data import DashboardData, Window
@@ -38,7 +37,7 @@ from maas_metrics.web.queries import SharedQueries
 from maas_metrics.web.state import WebDashboard
 from maas_metrics.web.urlstate import View
 from tests.conftest import EXAMPLE_CONFIG
-from tests.servers import free_port
+from tests.servers import free_port, prometheus_holding
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -96,13 +95,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     end = (int(time.time()) // SCRAPE) * SCRAPE - 60
     start = end - 3 * HOUR
     tokens, requests = CONFIG.namespaces.tokens, CONFIG.namespaces.requests
-    prometheus = PrometheusProcess(Path(tmp_path_factory.mktemp("prometheus")))
-    prometheus.backfill(_openmetrics(start, end, tokens, requests))
-    prometheus.start()
-    try:
+    data = _openmetrics(start, end, tokens, requests)
+    with prometheus_holding(tmp_path_factory.mktemp("prometheus"), data) as prometheus:
         yield Env(prometheus.url, end, tokens, requests)
-    finally:
-        prometheus.stop()
 
 
 def _rows(data: DashboardData, key: str, window: Window) -> Any:

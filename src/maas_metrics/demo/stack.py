@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from maas_metrics.config import Config, UsageSource, load_config
+from maas_metrics.contract import CALLS
 from maas_metrics.demo.grafana_file import write_grafana_json
 from maas_metrics.demo.ports import pick_port
 from maas_metrics.demo.processes import Child, cli_command, die_with_parent
@@ -277,7 +278,7 @@ class DemoStack:
 
         def scraped() -> bool:
             try:
-                return bool(api.query("authorized_calls"))
+                return bool(api.query(CALLS))
             except PrometheusError:
                 return False
 

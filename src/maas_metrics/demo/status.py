@@ -12,6 +12,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from maas_metrics.config import Config
+from maas_metrics.contract import CALLS, HITS, LIMITED, NAMESPACE, TIER, USER
 
 
 @dataclass
@@ -27,19 +28,19 @@ def summarise(exposition: str, config: Config) -> dict[str, TierTraffic]:
     tiers = {t.name: TierTraffic() for t in config.tiers_by_level()}
     tokens_ns = config.namespaces.tokens
     for family in text_string_to_metric_families(exposition):
-        if family.name not in ("authorized_calls", "limited_calls", "authorized_hits"):
+        if family.name not in (CALLS, LIMITED, HITS):
             continue
         for sample in family.samples:
-            tier = tiers.get(sample.labels.get("tier", ""))
+            tier = tiers.get(sample.labels.get(TIER, ""))
             if tier is None:
                 continue
-            namespace = sample.labels.get("limitador_namespace")
-            if family.name == "limited_calls":
+            namespace = sample.labels.get(NAMESPACE)
+            if family.name == LIMITED:
                 tier.limited += sample.value
-                tier.users.add(sample.labels.get("user", ""))
-            elif namespace == tokens_ns and family.name == "authorized_calls":
+                tier.users.add(sample.labels.get(USER, ""))
+            elif namespace == tokens_ns and family.name == CALLS:
                 tier.served += sample.value
-                tier.users.add(sample.labels.get("user", ""))
+                tier.users.add(sample.labels.get(USER, ""))
             elif namespace == tokens_ns:
                 tier.tokens += sample.value
     return tiers
