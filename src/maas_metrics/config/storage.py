@@ -14,10 +14,16 @@ from maas_metrics.config.base import _Strict
 
 
 class Storage(_Strict):
-    """Where limit counters live: `memory` (one process) or a `redis://` URL (many replicas)."""
+    """Where limit counters live: `memory` (one process) or a `redis://` URL (many replicas).
+
+    `max_connections`: Redis connections per gateway process. The decisions
+    of one event-loop turn share one script call, and at most this many calls
+    are in flight; later decisions join the next call (see BENCHMARKS.md).
+    """
 
     url: Annotated[str, Field(pattern=r"^(memory|rediss?://.+)$")] = "memory"
     on_failure: Literal["deny", "allow"] = "deny"
+    max_connections: Annotated[int, Field(ge=1, le=1024)] = 8
 
 
 class Ledger(_Strict):
