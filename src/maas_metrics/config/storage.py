@@ -16,9 +16,10 @@ from maas_metrics.config.base import _Strict
 class Storage(_Strict):
     """Where limit counters live: `memory` (one process) or a `redis://` URL (many replicas).
 
-    `max_connections`: Redis connections per gateway process. The decisions
-    of one event-loop turn share one script call, and at most this many calls
-    are in flight; later decisions join the next call (see BENCHMARKS.md).
+    `max_connections`: Redis connections per gateway process for decisions
+    (one more serves the health probe). The decisions of one event-loop turn
+    share one script call, and at most this many calls are in flight; later
+    decisions join the next call (benchmarks/results/redis-path.md).
     """
 
     url: Annotated[str, Field(pattern=r"^(memory|rediss?://.+)$")] = "memory"

@@ -65,14 +65,9 @@ class _TLSConnection(_HiredisPacking, aioredis.SSLConnection):
     pass
 
 
-class _UnixConnection(_HiredisPacking, aioredis.UnixDomainSocketConnection):
-    pass
-
-
 _FASTER = {
     aioredis.Connection: _TCPConnection,
     aioredis.SSLConnection: _TLSConnection,
-    aioredis.UnixDomainSocketConnection: _UnixConnection,
 }
 
 
@@ -93,9 +88,10 @@ class RedisStore:
     ) -> None:
         # A blocking pool: more concurrent calls than connections wait for one
         # (up to the timeout) instead of failing with "Too many connections".
+        # Batches use at most `max_connections`; one more keeps the health ping free.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
-            max_connections=max_connections,
+            max_connections=max_connections + 1,
             timeout=timeout_seconds,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
@@ -109,7 +105,7 @@ class RedisStore:
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._script = self._redis.register_script(BATCH)
         self._batch = batch
-        # One script call per loop turn, at most one per pooled connection at a time.
+        # One script call per loop turn, at most `max_connections` in flight.
         self._coalescer: Coalescer[_Op, _Reply] = Coalescer(self._send, MAX_BATCH, max_connections)
         # After a connection failure every pooled connection may be stale (Redis restarted):
         # the next successful ping drops them all, so no request fails on one afterwards.
