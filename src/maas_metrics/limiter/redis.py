@@ -65,7 +65,7 @@ class _TLSConnection(_HiredisPacking, aioredis.SSLConnection):
     pass
 
 
-_FASTER = {
+_FASTER: dict[type[aioredis.connection.AbstractConnection], type[Any]] = {
     aioredis.Connection: _TCPConnection,
     aioredis.SSLConnection: _TLSConnection,
 }
