@@ -130,10 +130,19 @@ def maas_cli() -> str:
 def gateway_service(name: str, workdir: Path, upstream: str, storage: str) -> Service:
     config = workdir / f"{name.replace(' ', '-')}.yaml"
     config.write_text(yaml.safe_dump(gateway_config(upstream, storage), sort_keys=False))
-    port = benchlib.free_port()
+    port, operator = benchlib.free_port(), benchlib.free_port()
     return Service(
         name,
-        [maas_cli(), "gateway", "--config", str(config), "--port", str(port)],
+        [
+            maas_cli(),
+            "gateway",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--operator-port",
+            str(operator),
+        ],
         port,
         "/healthz",
         workdir / f"{name.replace(' ', '-')}.log",
