@@ -63,6 +63,7 @@ TARGETS = (
     "before redis",
     "redis",
     "redis pool=1",
+    "redis pool=2",
     "redis pool=64",
     "reservation redis",
     "memory",
@@ -156,14 +157,25 @@ def main() -> None:
     parser.add_argument("--litellm", help="path to the litellm binary (default: its venv)")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM targets")
     parser.add_argument("--out", default="benchmarks/results/redis-path.md")
+    parser.add_argument(
+        "--targets", help="comma-separated subset of the targets (results in their own section)"
+    )
     args = parser.parse_args()
     require_wrk()
-    binary = None if args.no_litellm else litellm_peer.litellm_bin(args.litellm)
-    targets = [t for t in TARGETS if binary is not None or not t.startswith("LiteLLM")]
+    chosen = TARGETS if not args.targets else tuple(args.targets.split(","))
+    if unknown := set(chosen) - set(TARGETS):
+        raise SystemExit(f"error: --targets: unknown {sorted(unknown)}; known: {list(TARGETS)}")
+    for needed in ("redis", "before redis"):  # the ratios' references
+        if needed not in chosen:
+            chosen = (needed, *chosen)
+    wants_peer = not args.no_litellm and any(t.startswith("LiteLLM") for t in chosen)
+    binary = litellm_peer.litellm_bin(args.litellm) if wants_peer else None
+    targets = [t for t in TARGETS if t in chosen and (binary or not t.startswith("LiteLLM"))]
     command = (
         ".venv/bin/python benchmarks/bench_gateway_limiter.py"
         f" --rounds {args.rounds} --seconds {args.seconds:g} --base {args.base}"
-        + (" --no-litellm" if binary is None else "")
+        + (" --no-litellm" if args.no_litellm else "")
+        + (f" --targets '{args.targets}'" if args.targets else "")
     )
     info = benchlib.RunInfo.begin(command)
     runs: dict[str, list[WrkResult]] = {t: [] for t in targets}
@@ -260,7 +272,9 @@ def write_results(
     ]
     benchlib.print_table("Metering alone, 16 callers", meter_headers, meter_rows)
     body = (
-        "## Gateway requests/s on Redis, memory and LiteLLM (c=16)\n\n"
+        "## Gateway requests/s on Redis, memory and LiteLLM (c=16)"
+        + (f": {', '.join(targets)}" if args.targets else "")
+        + "\n\n"
         "`wrk`, one thread, 16 keep-alive connections, POST /v1/chat/completions against the "
         "project's mock model (no added latency), both policies on with limits far above the "
         "load; every target a separate process with one worker, all side by side, measured in "
@@ -277,7 +291,8 @@ def write_results(
         + "\n"
         + info.markdown()
     )
-    benchlib.update_section("gateway-limiter", body, path=benchlib.ROOT / args.out)
+    section = "gateway-limiter" + ("-subset" if args.targets else "")
+    benchlib.update_section(section, body, path=benchlib.ROOT / args.out)
 
 
 if __name__ == "__main__":
