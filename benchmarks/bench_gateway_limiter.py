@@ -8,9 +8,9 @@ median over rounds:
 
   before redis          the gateway at the base commit (`--base`, default the branch
                         point: batched scripts, a 64-connection pool, Python packing)
-  redis                 this tree (coalesced script calls, storage.max_connections 8,
-                        hiredis packing)
-  redis pool=1 / =64    this tree with storage.max_connections 1 / 64
+  redis                 this tree (coalesced script calls, storage.max_connections 1:
+                        one call in flight; hiredis packing)
+  redis pool=2 / =8     this tree with storage.max_connections 2 / 8
   reservation redis     this tree, the tier's token policy in reservation mode
   memory                this tree, counters in memory
   LiteLLM memory/redis  the LiteLLM proxy, per-key rpm/tpm limits on (see litellm_peer.py),
@@ -62,9 +62,8 @@ BASE = "45f665d"
 TARGETS = (
     "before redis",
     "redis",
-    "redis pool=1",
     "redis pool=2",
-    "redis pool=64",
+    "redis pool=8",
     "reservation redis",
     "memory",
     "LiteLLM memory",
@@ -280,7 +279,7 @@ def write_results(
         "load; every target a separate process with one worker, all side by side, measured in "
         f"{args.rounds} interleaved rounds of {args.seconds:g} s (rotated order; the median is "
         "the figure). *before redis* = the gateway at the base commit "
-        f"`{args.base}`; *redis* = this tree (storage.max_connections 8); *pool=N* = this tree "
+        f"`{args.base}`; *redis* = this tree (storage.max_connections 1, the default); *pool=N* = this tree "
         "with N connections; *reservation* = the token policy in reservation mode; LiteLLM "
         "as in the gateway overhead benchmark (its own redis-server for *LiteLLM redis*). "
         "wrk, the mock model, redis-server and the gateway share the machine's 2 cores.\n\n"

@@ -41,7 +41,7 @@ class Case:
     counters: str  # "hot" | "many"
     operation: str  # a key of OPERATIONS
     concurrency: int
-    pool: int = 8  # Redis connection pool size (= batched script calls in flight)
+    pool: int = 1  # Redis connections (= batched script calls in flight; the store's default)
     batch: bool = True  # Redis: the operations of one loop turn in one script call (batch)
     hiredis: bool = True  # Redis: commands packed by hiredis (False: redis-py's Python packer)
 
@@ -80,6 +80,7 @@ def cases() -> list[Case]:
     # Packing the batch's command: hiredis (the default) against redis-py's Python packer.
     for name in ("admission", "round optimistic"):
         out.append(Case("redis", "many", name, 32, hiredis=False))
+        out.append(Case("redis", "many", name, 32, pool=8, hiredis=False))
     return out
 
 

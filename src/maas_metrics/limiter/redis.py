@@ -83,7 +83,7 @@ class RedisStore:
         self,
         url: str,
         timeout_seconds: float = 0.5,
-        max_connections: int = 8,
+        max_connections: int = 1,
         batch: bool = True,
     ) -> None:
         # A blocking pool: more concurrent calls than connections wait for one
