@@ -141,7 +141,7 @@ def main() -> None:
         + "\n"
         + info.markdown()
     )
-    benchlib.update_section("workers", body, Path(args.out))
+    benchlib.update_section("workers", body, Path(args.out).resolve())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis.asyncio as aioredis
 import uvloop
 from rich.progress import Progress
 
@@ -40,13 +41,16 @@ class Case:
     counters: str  # "hot" | "many"
     operation: str  # a key of OPERATIONS
     concurrency: int
-    pool: int = 64  # Redis connection pool size
+    pool: int = 1  # Redis connections (= batched script calls in flight; the store's default)
     batch: bool = True  # Redis: the operations of one loop turn in one script call (batch)
+    hiredis: bool = True  # Redis: commands packed by hiredis (False: redis-py's Python packer)
 
     @property
     def label(self) -> str:
         users = "1 hot counter" if self.counters == "hot" else f"{MANY_USERS:,} counters"
         pool = f", pool={self.pool}, batch={self.batch}" if self.store == "redis" else ""
+        if not self.hiredis:
+            pool += ", Python packing"
         return f"{self.store}, {users}, {self.operation}, c={self.concurrency}{pool}"
 
 
@@ -69,9 +73,14 @@ def cases() -> list[Case]:
             out.append(Case("redis", counters, name, 1))
             out.append(Case("redis", counters, name, 32, batch=False))
             out.append(Case("redis", counters, name, 32))
-    # Connection pool sizing: many callers, few or many connections.
-    for pool in (8, 32, 128):
-        out.append(Case("redis", "many", "admission", 128, pool))
+    # Connection pool sizing (= batched script calls in flight): 16 and 128 callers.
+    for callers in (16, 128):
+        for pool in (1, 2, 4, 8, 32, 128):
+            out.append(Case("redis", "many", "round optimistic", callers, pool))
+    # Packing the batch's command: hiredis (the default) against redis-py's Python packer.
+    for name in ("admission", "round optimistic"):
+        out.append(Case("redis", "many", name, 32, hiredis=False))
+        out.append(Case("redis", "many", name, 32, pool=8, hiredis=False))
     return out
 
 
@@ -148,14 +157,15 @@ async def main_async(seconds: float, rounds: int) -> list[tuple[Case, float]]:
                     if case.store == "memory":
                         limiter = RateLimiter(InMemoryStore())
                     else:
-                        limiter = RateLimiter(
-                            RedisStore(
-                                redis_server.url,
-                                timeout_seconds=5,
-                                max_connections=case.pool,
-                                batch=case.batch,
-                            )
+                        store = RedisStore(
+                            redis_server.url,
+                            timeout_seconds=5,
+                            max_connections=case.pool,
+                            batch=case.batch,
                         )
+                        if not case.hiredis:  # measuring only: redis-py's own connection class
+                            store._redis.connection_pool.connection_class = aioredis.Connection
+                        limiter = RateLimiter(store)
                     # Warm-up: load the Lua scripts, open connections, create the counters once.
                     await measure(limiter, case, min(0.3, seconds))
                     done, elapsed = await measure(limiter, case, seconds)
@@ -171,10 +181,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="measuring time per case")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--out", default="benchmarks/results/limiter.md")
     args = parser.parse_args()
     command = (
         ".venv/bin/python benchmarks/bench_limiter.py"
-        f" --seconds {args.seconds:g} --rounds {args.rounds}"
+        f" --seconds {args.seconds:g} --rounds {args.rounds} --out {args.out}"
     )
     info = benchlib.RunInfo.begin(command)
     results = uvloop.run(main_async(args.seconds, args.rounds))
@@ -187,6 +198,7 @@ def main() -> None:
         "callers",
         "pool",
         "batch",
+        "packing",
         "per second",
         "µs each",
     ]
@@ -198,6 +210,7 @@ def main() -> None:
             str(case.concurrency),
             str(case.pool) if case.store == "redis" else "",
             ("yes" if case.batch else "no") if case.store == "redis" else "",
+            ("hiredis" if case.hiredis else "Python") if case.store == "redis" else "",
             benchlib.fmt_rate(rate),
             f"{1e6 / rate:.1f}",
         ]
@@ -215,13 +228,15 @@ def main() -> None:
         "2 cores with the benchmark; *callers* = concurrent asyncio tasks. "
         "µs each = 1 / rate (for concurrent callers this is throughput, not latency). "
         "*batch* = the operations concurrent callers issue in one event-loop turn travel in one "
-        "`EVALSHA` of the batch script (the default; *no* = one script call each). "
+        "`EVALSHA` of the batch script (the default; *no* = one script call each); *pool* = "
+        "Redis connections = batched calls in flight at once (later operations join the next "
+        "call); *packing* = how the command is encoded (hiredis, or redis-py's Python code). "
         "Each figure is the median of the interleaved rounds.\n\n"
         + benchlib.markdown_table(headers, rows)
         + "\n"
         + info.markdown()
     )
-    benchlib.update_section("limiter", body, path=benchlib.RESULTS / "limiter.md")
+    benchlib.update_section("limiter", body, path=benchlib.ROOT / args.out)
 
 
 if __name__ == "__main__":

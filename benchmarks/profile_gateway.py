@@ -32,6 +32,8 @@ from wrkload import WrkResult, run_wrk
 COMPONENTS = (
     ("maas_metrics/gateway/", "maas-metrics gateway code"),
     ("maas_metrics/limiter/", "maas-metrics limiter"),
+    ("redis/", "redis-py (Redis client)"),
+    ("hiredis", "redis-py (Redis client)"),
     ("maas_metrics/telemetry/", "maas-metrics telemetry"),
     ("maas_metrics/", "maas-metrics other"),
     ("starlette/", "Starlette (routing, requests, responses)"),
@@ -40,6 +42,7 @@ COMPONENTS = (
     ("multidict/", "aiohttp (upstream client, socket writes)"),
     ("yarl/", "aiohttp (upstream client, socket writes)"),
     ("orjson", "orjson"),
+    ("asyncio/streams.py", "redis-py (Redis client)"),  # only redis-py uses asyncio streams here
     ("asyncio/", "event loop (uvloop, asyncio)"),
     ("uvloop/", "event loop (uvloop, asyncio)"),
 )
@@ -52,15 +55,22 @@ def component(frame: str) -> str:
     return "other"
 
 
-def profile(seconds: float, workdir: Path) -> tuple[Counter[str], Counter[str], int, WrkResult]:
+def profile(
+    seconds: float, workdir: Path, storage: str
+) -> tuple[Counter[str], Counter[str], int, WrkResult]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         raise SystemExit("error: py-spy is not installed; run: .venv/bin/pip install py-spy")
     mock = benchlib.mock_model(workdir)
-    gateway = overhead.gateway_service("gateway", workdir, f"{mock.url}/v1", "memory")
+    redis = benchlib.RedisServer(workdir / "redis") if storage == "redis" else None
+    url = "memory" if redis is None else redis.url
+    gateway = overhead.gateway_service("gateway", workdir, f"{mock.url}/v1", url)
     raw = workdir / "profile.txt"
     result: list[WrkResult] = []
     try:
+        if redis is not None:
+            redis.workdir.mkdir()
+            redis.start()
         mock.start()
         gateway.start()
         endpoint = gateway.url + "/v1/chat/completions"
@@ -95,6 +105,8 @@ def profile(seconds: float, workdir: Path) -> tuple[Counter[str], Counter[str], 
     finally:
         gateway.stop()
         mock.stop()
+        if redis is not None:
+            redis.stop()
     by_component: Counter[str] = Counter()
     by_function: Counter[str] = Counter()
     total = 0
@@ -112,14 +124,21 @@ def profile(seconds: float, workdir: Path) -> tuple[Counter[str], Counter[str], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--storage", choices=("memory", "redis"), default="memory")
+    parser.add_argument("--out", help="results file (default: BENCHMARKS.md)")
     args = parser.parse_args()
-    info = benchlib.RunInfo.begin(".venv/bin/python benchmarks/profile_gateway.py")
+    command = ".venv/bin/python benchmarks/profile_gateway.py"
+    if args.storage != "memory":
+        command += f" --storage {args.storage}"
+    if args.out:
+        command += f" --out {args.out}"
+    info = benchlib.RunInfo.begin(command)
     with (
         tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp,
         Progress(console=benchlib.console) as progress,
     ):
         task = progress.add_task("profiling the gateway under wrk -c16", total=None)
-        by_component, by_function, total, load = profile(args.seconds, Path(tmp))
+        by_component, by_function, total, load = profile(args.seconds, Path(tmp), args.storage)
         progress.update(task, total=1, completed=1)
     info.end()
     own = (
@@ -132,9 +151,10 @@ def main() -> None:
     top_rows = [[f"`{fn}`", f"{100 * n / total:.1f}%"] for fn, n in by_function.most_common(12)]
     benchlib.print_table("Top functions", top_headers, top_rows)
     body = (
-        "## Profile of the gateway's hot path\n\n"
+        f"## Profile of the gateway's hot path ({args.storage} store)\n\n"
         f"py-spy sampling the gateway process (250 Hz, {args.seconds:g} s, {total:,} samples) "
-        "while `wrk -c16` POSTs `/v1/chat/completions` through it to the mock model (memory store, "
+        "while `wrk -c16` POSTs `/v1/chat/completions` through it to the mock model "
+        f"({args.storage} store, "
         f"both policies on; {load.rps:,.0f} req/s during the profile, slowed by the sampling). "
         "Each sample is attributed to its innermost Python frame, so time spent in C (socket "
         "writes, the HTTP parsers, uvloop) shows under the Python function that called it.\n\n"
@@ -146,7 +166,10 @@ def main() -> None:
         + "\n"
         + info.markdown()
     )
-    benchlib.update_section("profile", body)
+    if args.out:
+        benchlib.update_section(f"profile-{args.storage}", body, path=benchlib.ROOT / args.out)
+    else:
+        benchlib.update_section("profile", body)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,11 @@ def test_example_config_is_valid() -> None:
             "storage.on_failure: Input should be 'deny' or 'allow'",
         ),
         (
+            "on_failure: deny",
+            "on_failure: deny\n  max_connections: 0",
+            "storage.max_connections: Input should be greater than or equal to 1",
+        ),
+        (
             "  - user: alice",
             '  - user: "\\ud800"',
             "api_keys[0].user: must be valid Unicode text",

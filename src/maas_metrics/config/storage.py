@@ -14,10 +14,20 @@ from maas_metrics.config.base import _Strict
 
 
 class Storage(_Strict):
-    """Where limit counters live: `memory` (one process) or a `redis://` URL (many replicas)."""
+    """Where limit counters live: `memory` (one process) or a `redis://` URL (many replicas).
+
+    `max_connections`: Redis connections per gateway process for decisions
+    (one more serves the health probe). The decisions of one event-loop turn
+    share one script call, and at most this many calls are in flight; later
+    decisions join the next call. One (the default) makes the fewest, largest
+    calls, which measured fastest through the gateway on a shared 2-core
+    machine (benchmarks/results/redis-path.md); more overlap Redis's work with
+    the gateway's when very many requests are in flight.
+    """
 
     url: Annotated[str, Field(pattern=r"^(memory|rediss?://.+)$")] = "memory"
     on_failure: Literal["deny", "allow"] = "deny"
+    max_connections: Annotated[int, Field(ge=1, le=1024)] = 1
 
 
 class Ledger(_Strict):

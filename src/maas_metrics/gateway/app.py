@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from maas_metrics.config import Config, tls_context
+from maas_metrics.config import Config, Storage, tls_context
 from maas_metrics.gateway import errors
 from maas_metrics.gateway.auth import KeyTable
 from maas_metrics.gateway.background import Background
@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 PROBE_INTERVAL_SECONDS = 1.0
 
 
-def create_store(url: str) -> CounterStore:
+def create_store(storage: Storage) -> CounterStore:
     """`memory` -> counters in this process; `redis://...` -> counters shared by all replicas."""
-    return InMemoryStore() if url == "memory" else RedisStore(url)
+    if storage.url == "memory":
+        return InMemoryStore()
+    return RedisStore(storage.url, max_connections=storage.max_connections)
 
 
 class Gateway(InferenceFlow, OperatorEndpoints):
@@ -68,7 +70,7 @@ class Gateway(InferenceFlow, OperatorEndpoints):
         self.exposition = Exposition(self.metrics.families())
         self.storage_kind = "memory" if config.storage.url == "memory" else "redis"
         self.limiter = RateLimiter(
-            TimedStore(create_store(config.storage.url), self.latency), config.storage.on_failure
+            TimedStore(create_store(config.storage), self.latency), config.storage.on_failure
         )
         self.meter = Meter(self.limiter, self.metrics, policies)
         self.policies = policies

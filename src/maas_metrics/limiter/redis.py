@@ -2,24 +2,29 @@
 
 Every operation runs inside Redis as Lua (`redis_scripts.BATCH`), so
 read-check-write is atomic across replicas; the window is the key's expiry,
-set at the first hit. A request costs one round trip at each decision point:
+set at the first hit. A request costs one operation at each decision point:
 `admit` (both policy checks, or the token reservation) and `settle` (the
 token report, or a reservation's commit/release). With `batch` (the
 default) the operations that concurrent requests issue in one event-loop
-turn travel together in one `EVALSHA`.
+turn travel together in one `EVALSHA` (`coalesce.Coalescer`), at most
+`max_connections` such calls at a time.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import HIREDIS_AVAILABLE
 
+from maas_metrics.limiter.coalesce import Coalescer
 from maas_metrics.limiter.redis_scripts import BATCH, SHAPES
 from maas_metrics.limiter.store import (
     Admission,
@@ -33,7 +38,37 @@ from maas_metrics.limiter.store import (
 
 MAX_BATCH = 256  # operations per script call: bounds how long one call holds Redis
 
-_Op = tuple[str, list[str], list[int | str], "asyncio.Future[list[int]]"]
+# An operation: its letter in the batch script, its keys, its arguments.
+_Op = tuple[str, list[str], list[int | str]]
+_Reply = list[int]
+
+_HIREDIS = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
+
+
+class _HiredisPacking:
+    """Packs commands with hiredis (C) where redis-py's asyncio connections use Python.
+
+    redis-py's sync connections already do this; in the asyncio ones packing
+    a batch's `EVALSHA` was the largest single cost of a Redis decision.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        assert _HIREDIS is not None
+        return _HIREDIS.pack(*args)  # type: ignore[no-any-return]
+
+
+class _TCPConnection(_HiredisPacking, aioredis.Connection):
+    pass
+
+
+class _TLSConnection(_HiredisPacking, aioredis.SSLConnection):
+    pass
+
+
+_FASTER: dict[type[aioredis.connection.AbstractConnection], type[Any]] = {
+    aioredis.Connection: _TCPConnection,
+    aioredis.SSLConnection: _TLSConnection,
+}
 
 
 def reservation_keys(key: str) -> tuple[str, str]:
@@ -48,14 +83,15 @@ class RedisStore:
         self,
         url: str,
         timeout_seconds: float = 0.5,
-        max_connections: int = 64,
+        max_connections: int = 1,
         batch: bool = True,
     ) -> None:
         # A blocking pool: more concurrent calls than connections wait for one
         # (up to the timeout) instead of failing with "Too many connections".
+        # Batches use at most `max_connections`; one more keeps the health ping free.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
-            max_connections=max_connections,
+            max_connections=max_connections + 1,
             timeout=timeout_seconds,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
@@ -64,61 +100,47 @@ class RedisStore:
             # retry that call on a fresh connection (connection errors only, no back-off).
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        if _HIREDIS is not None:
+            pool.connection_class = _FASTER.get(pool.connection_class, pool.connection_class)
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._script = self._redis.register_script(BATCH)
         self._batch = batch
-        self._queue: list[_Op] = []
-        self._flushes: set[asyncio.Task[None]] = set()
+        # One script call per loop turn, at most `max_connections` in flight.
+        self._coalescer: Coalescer[_Op, _Reply] = Coalescer(self._send, MAX_BATCH, max_connections)
         # After a connection failure every pooled connection may be stale (Redis restarted):
         # the next successful ping drops them all, so no request fails on one afterwards.
         self._stale_pool = False
 
-    # --- batching ----------------------------------------------------------------------
-
-    def _start_flush(self) -> None:
-        queued, self._queue = self._queue, []
-        for start in range(0, len(queued), MAX_BATCH):
-            task = asyncio.get_running_loop().create_task(
-                self._flush(queued[start : start + MAX_BATCH])
-            )
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
-
-    async def _flush(self, ops: list[_Op]) -> None:
-        """Run `ops` in one script call and hand each caller its own slice of the reply."""
-        keys = [key for _, op_keys, _, _ in ops for key in op_keys]
+    async def _send(self, ops: Sequence[_Op]) -> list[_Reply | Exception]:
+        """Run `ops` in one script call; each gets its own slice of the reply, or its own error."""
+        keys: list[str] = []
         args: list[int | str] = []
-        for kind, _, op_args, _ in ops:
+        for kind, op_keys, op_args in ops:
+            keys += op_keys
             args.append(kind)
-            args.extend(op_args)
-        try:
-            reply = await self._script(keys=keys, args=args)  # reloads the script if Redis lost it
-        except BaseException as error:  # every caller of this batch learns it
-            for *_, future in ops:
-                if not future.done():
-                    future.set_exception(error)
-            if not isinstance(error, Exception):
-                raise
-            return
+            args += op_args
+        reply = await self._script(keys=keys, args=args)  # reloads the script if Redis lost it
+        results: list[_Reply | Exception] = []
         position = 0
-        for kind, _, _, future in ops:
+        for kind, _, _ in ops:
             size = SHAPES[kind][2]
-            if not future.done():
-                future.set_result([int(x) for x in reply[position : position + size]])
+            part = reply[position : position + size]
             position += size
+            first = part[0]
+            if isinstance(first, bytes):  # this operation raised inside the script
+                results.append(ResponseError(first.decode(errors="replace")))
+            else:
+                results.append(part)
+        return results
 
-    async def _run(self, kind: str, keys: list[str], args: list[int | str]) -> list[int]:
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        op: _Op = (kind, keys, args, future)
-        if not self._batch:
-            await self._flush([op])
-        else:
-            if not self._queue:
-                # Flush once the callers already scheduled in this loop turn have queued too.
-                asyncio.get_running_loop().call_soon(self._start_flush)
-            self._queue.append(op)
+    async def _run(self, kind: str, keys: list[str], args: list[int | str]) -> _Reply:
         try:
-            return await future
+            if self._batch:
+                return await self._coalescer.submit((kind, keys, args))
+            result = (await self._send([(kind, keys, args)]))[0]
+            if isinstance(result, Exception):
+                raise result
+            return result
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
             self._stale_pool = True
             raise StoreUnavailable(str(error) or type(error).__name__) from error
@@ -195,6 +217,5 @@ class RedisStore:
             await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     async def close(self) -> None:
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
+        await self._coalescer.drain()
         await self._redis.aclose()

@@ -3,7 +3,12 @@
 `BATCH` takes a sequence of operations (a letter, its keys in KEYS, its
 arguments in ARGV) and returns their results one after another. Each
 operation behaves exactly as if it ran alone; the batch as a whole is
-atomic too. One `EVALSHA` can so carry every decision that concurrent
+atomic too. An operation that raises (a key of the wrong type, a value that
+is not a number, a write Redis refuses) fails alone: its result is its
+error message (a string, where a result starts with an integer) padded to
+its result's length, and the operations after it still run. What it wrote
+before the error stays, as it would had it run alone (Redis never rolls a
+script back). One `EVALSHA` can so carry every decision that concurrent
 requests made in one event-loop turn: one round trip, one command to encode
 and one reply to parse, instead of one per decision.
 
@@ -162,8 +167,8 @@ local function update(K, A)
 end
 
 local ops = {
-  a = {admit, 4, 9}, A = {admit_in_budget, 5, 12}, s = {settle, 3, 3}, c = {check_and_update, 1, 3},
-  k = {check, 1, 2}, u = {update, 1, 2},
+  a = {admit, 4, 9, 7}, A = {admit_in_budget, 5, 12, 10}, s = {settle, 3, 3, 4},
+  c = {check_and_update, 1, 3, 3}, k = {check, 1, 2, 3}, u = {update, 1, 2, 3},
 }
 local out = {}
 local ki, ai = 1, 1
@@ -173,7 +178,13 @@ while ai <= #ARGV do
   for j = 1, op[2] do K[j] = KEYS[ki + j - 1] end
   for j = 1, op[3] do A[j] = ARGV[ai + j] end
   ki, ai = ki + op[2], ai + 1 + op[3]
-  for _, v in ipairs(op[1](K, A)) do out[#out + 1] = v end
+  local ok, r = pcall(op[1], K, A)
+  if not ok then  -- this operation alone fails: its message, padded to its result's length
+    if type(r) == 'table' then r = r.err end
+    r = {tostring(r)}
+    for j = 2, op[4] do r[j] = 0 end
+  end
+  for _, v in ipairs(r) do out[#out + 1] = v end
 end
 return out
 """
