@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -38,7 +38,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 import benchlib
 from maas_metrics.config import load_config
 from maas_metrics.dashboard.catalogue import build_catalogue
-from maas_metrics.dashboard.model import Catalogue, Target
+from maas_metrics.dashboard.model import Catalogue, Panel, Target
 from maas_metrics.dashboard.variables import (
     Selection,
     expand,
@@ -326,10 +326,12 @@ def measure(
     progress: Progress,
     label: str,
     values: Values | None = None,
+    keep: Callable[[Panel], bool] | None = None,
 ) -> tuple[dict[str, Timing], dict[str, Timing]]:
     """Per panel (by key) and per variable (by name) timings of the default view.
 
     `values`: filled with every instant target's result, by (panel key, ref id).
+    `keep`: the panels to run (the others are "not run").
     """
     options, variable_timings = resolve_variables(api, catalogue, end, repeat)
     targets = [(p, t) for p in catalogue.panels for t in p.targets]
@@ -337,6 +339,10 @@ def measure(
     out: dict[str, Timing] = {}
     for panel in catalogue.panels:
         total, error = 0.0, ""
+        if keep is not None and not keep(panel):
+            out[panel.key] = Timing(None, NOT_RUN)
+            progress.advance(task, len(panel.targets) * repeat)
+            continue
         for target in panel.targets:
             runs = []
             result = None if values is None else values.setdefault((panel.key, target.ref_id), {})
@@ -355,8 +361,13 @@ def measure(
     return out, variable_timings
 
 
+NOT_RUN = "not run"
+
+
 def fmt(timing: Timing) -> str:
-    return f"FAILED: {timing.error}" if timing.seconds is None else f"{timing.seconds:.2f} s"
+    if timing.seconds is None:
+        return "-" if timing.error == NOT_RUN else f"FAILED: {timing.error}"
+    return f"{timing.seconds:.2f} s"
 
 
 def main() -> None:
