@@ -199,7 +199,9 @@ def check_demo_ledger(demo: DemoProcess) -> None:
                 break
         time.sleep(0.5)
     assert count >= 5, f"the demo's ledger holds {count} rows after 60 s of traffic"
-    # A closed range well behind the writer's flush interval (200 ms).
+    # A closed range well behind the writer's flush interval (200 ms), ending after the rows
+    # counted above (they may all be younger than 2 s on a slow machine).
+    time.sleep(3)
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
     start = end - timedelta(hours=1)
     time.sleep(1)
