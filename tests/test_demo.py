@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import sqlite3
@@ -22,10 +23,11 @@ import httpx
 import pytest
 import yaml
 
+from maas_metrics.demo.ports import port_is_free
+from maas_metrics.demo.stack import PORT_OFFSETS
 from tests.fixtures import CLI, DEMO_KEYS
 from tests.fixtures import EXAMPLE_CONFIG as EXAMPLE_CONFIG  # re-exported: the web tests import it
 from tests.fixtures import ROOT as ROOT
-from tests.servers import free_port
 
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
@@ -87,15 +89,26 @@ def survivors(recorded: list[ProcInfo]) -> list[ProcInfo]:
     return alive
 
 
+def demo_port_base() -> int:
+    """A block of free ports below Linux's ephemeral range (32768-60999).
+
+    Ports there are never handed to another process's `bind(0)` or outgoing
+    connection while the demo starts its children one after the other; a block
+    from `free_port()` (inside that range) was, under a loaded parallel run.
+    """
+    while True:
+        base = random.randrange(20_000, 32_000, 8)
+        if all(port_is_free(base + offset) for offset in PORT_OFFSETS.values()):
+            return base
+
+
 class DemoProcess:
     """`maas-metrics demo` in a subprocess, with its output collected by a thread."""
 
     def __init__(self, workdir: Path, rate: float = 6.0, *, bundled_examples: bool = False) -> None:
         """`bundled_examples`: no --config/--keys, run from `workdir` (not the repository)."""
         self.grafana_json = workdir / "grafana-dashboard.json"
-        base = free_port()
-        while base > 65000:
-            base = free_port()
+        base = demo_port_base()
         files = (
             [] if bundled_examples else ["--config", str(EXAMPLE_CONFIG), "--keys", str(DEMO_KEYS)]
         )
