@@ -122,11 +122,12 @@ class Counters:
     def total(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """The increase of `counter` over `$__range`, summed by `labels`.
 
-        From the rules, per user: hours and edge minutes (`rules.reading.range_total`).
+        From the rules: the minute samples of the range. (Reading whole hours from
+        the hour level needs the range's edges as numbers, which Grafana's
+        variables cannot give without subqueries, and those cost more than they
+        save at 10,000 users: BENCHMARKS.md, scale; the report does it.)
         """
-        return self._sum(
-            (counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"), _range_total
-        )
+        return self._sum((counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"))
 
     def hourly(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Growth per clock hour, for a range query at a 1 h step (Grafana aligns it to hours).
@@ -194,9 +195,7 @@ class Counters:
 
     def checks_total(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) over `$__range`, summed by `labels`."""
-        return self._sum(
-            CHECKS, matchers, labels, _increase("$__range"), _sum_over("$__range"), _range_total
-        )
+        return self._sum(CHECKS, matchers, labels, _increase("$__range"), _sum_over("$__range"))
 
     def checks_rate(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) per second, summed by `labels`."""
@@ -216,10 +215,8 @@ class Counters:
         labels: Sequence[str],
         raw: Callable[[str], str],
         rule: Callable[[str], str],
-        user_rule: Callable[[str, str], str] | None = None,
     ) -> str:
-        """`raw` reads a raw counter selector; `rule` a minute-level rule selector;
-        `user_rule` (minute selector, hour selector) the per-user levels, when set."""
+        """`raw` reads a raw counter selector; `rule` a minute-level rule selector."""
         schema = self.schema
         if not self.recording_rules:
 
@@ -237,8 +234,6 @@ class Counters:
             raise ValueError(f"the recording rules keep only {kept}, not {labels}")
 
         def per_user(c: str, chosen: Sequence[str]) -> str:
-            if user_rule is not None and schema.user:
-                return f"{by(labels)} ({user_rule(*_user_levels(c, schema, chosen))})"
             return f"{by(labels)} ({rule(selector(recording.per_user_series(c, schema), chosen))})"
 
         if contract.USER in labels or not schema.user:
@@ -291,10 +286,6 @@ def _user_levels(counter: str, schema: Schema, matchers: Sequence[str]) -> tuple
         selector(recording.per_user_series(counter, schema), matchers),
         selector(recording.per_user_hour_series(counter, schema), matchers),
     )
-
-
-def _range_total(minutes: str, hours: str) -> str:
-    return reading.range_total(minutes, hours, RANGE_FROM, RANGE_TO, "$__range")
 
 
 def _increase(window: str) -> Callable[[str], str]:

@@ -39,7 +39,7 @@ from maas_metrics.promql import (
 )
 from maas_metrics.report.model import GROUP_KEYS, ReportRequest
 from maas_metrics.report.pricing import Usage
-from maas_metrics.rules.reading import range_total
+from maas_metrics.rules.reading import range_total_at
 from maas_metrics.rules.recording import per_user_hour_series, per_user_series
 
 DEFAULT_STEP = 86400.0
@@ -108,8 +108,7 @@ def window_expr(
         sel = selector(per_user_series(counter.metric, schema), found)
         if end is not None and schema.user:
             hours = selector(per_user_hour_series(counter.metric, schema), found)
-            start = end - seconds
-            total = range_total(sel, hours, repr(start), repr(end), duration(seconds))
+            total = range_total_at(sel, hours, end - seconds, end)
             return f"sum by ({labels}) ({total})"
         # (b - W, b]: a range selector also takes a sample at exactly b - W, which
         # belongs to the window before (it counts the minute that ends there).

@@ -35,6 +35,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from maas_metrics.promql import duration
+
 #: One minute step's sample (see the module docstring).
 MINUTE: Final = "59s999ms"
 #: An hour sample: stamped within a minute after its clock hour; read from the hour's start.
@@ -68,24 +70,43 @@ def hour_sample_recorded(minute_series: str) -> str:
     return f"{steps} and on () (minute() == 0)"
 
 
-def range_total(minute_series: str, hour_series: str, start: str, end: str, range_text: str) -> str:
-    """Per series, the minute steps in (start, end], read mostly from the hour samples.
+def range_total_at(minute_series: str, hour_series: str, start: float, end: float) -> str:
+    """Per series, the minute steps in (start, end] (unix seconds), read mostly from the hour samples.
 
-    `range_text`: the range as a PromQL duration, at least `end - start - 1s`
-    (Grafana's `$__range`). Exact for any start and end (see the module docstring).
+    For callers that know the range's edges as numbers (the report): every
+    part is a plain range selector with a computed window, no subquery. The
+    minute steps in (X, Y] (whole minutes) are the minute samples in the window
+    (X, Y]; the hours ending at H1..H2 are the hour samples in [H1, H2 + 1 min).
+    A range over fewer than two clock hours is read from minutes alone.
     """
-    hours = (
-        f"sum_over_time((last_over_time({hour_series}[{HOUR}] offset -{HOUR})"
-        f"{_when(f'{NOW} > {start}', f'{NOW} <= {end} - 3600')})[{range_text}:1h] @ {end})"
-    )
-    last = minute_steps(
-        minute_series,
-        (f"{NOW} > {hour_of(end)} - 3600", f"{NOW} > {hour_of(start)}"),
-        "2h",
-        end,
-    )
-    first = minute_steps(minute_series, (f"{NOW} > {hour_of(start)}",), "1h", start)
-    return add_up(hours, last, f"-({first})")
+    first, last = _minute(start), _minute(end)
+    if last <= first:
+        return "vector(0) > 1"  # no minute step: nothing (an empty result)
+    low, high = _hour(start), _hour(end)
+    if high - low < 2 * 3600:
+        return f"sum_over_time({minute_series}[{_window(last - first)}] @ {last})"
+    hours_end = high - 3600 + 59.999
+    parts = [
+        f"sum_over_time({hour_series}[{_window(hours_end - (low + 3600) + 0.001)}] @ {hours_end})",
+        f"sum_over_time({minute_series}[{_window(last - (high - 3600))}] @ {last})",
+    ]
+    if first > low:
+        parts.append(f"-(sum_over_time({minute_series}[{_window(first - low)}] @ {first}))")
+    return add_up(*parts)
+
+
+def _minute(t: float) -> int:
+    return int(t // 60 * 60)
+
+
+def _hour(t: float) -> int:
+    return int(t // 3600 * 3600)
+
+
+def _window(seconds: float) -> str:
+    """A range selector's duration for the left-open window of `seconds` (Prometheus 2's ranges
+    are closed: a millisecond less keeps out the sample at its start)."""
+    return duration(seconds - 0.001)
 
 
 def add_up(*parts: str) -> str:
