@@ -22,12 +22,16 @@ minute steps tile time the same way, and a range (a, b] is:
 * plus the minute steps in (max(Ht - 1h, floor_hour(a)), b];
 * minus the minute steps in (floor_hour(a), a] (the first hour's part before a).
 
-Which hours and minutes take part is decided by comparing each subquery step
-(`time()`) with a and b, so `a` and `b` may be numbers or Grafana's
-`${__from:date:seconds}` / `${__to:date:seconds}` (Grafana has no arithmetic
-on them, and a custom date format would use the browser's time zone). Each
-part is a per-series sum; the parts are added series by series with `or` so a
-series missing from one part (no sample at an edge) still counts.
+Two readers: `range_total_at` (the report) knows a and b as numbers and
+reads each part with a plain range selector over a computed window;
+`hourly_points` (the hourly bars) must work with Grafana's
+`${__from:date:seconds}` / `${__to:date:seconds}` (no arithmetic on them, and
+a custom date format would use the browser's time zone), so it decides which
+minutes take part by comparing subquery steps (`time()`) with a and b.
+Subqueries cost a point per series and step: at 10,000 users they made panel
+totals slower than the plain minute sum, which is why panel totals read the
+minute level (BENCHMARKS.md, scale). Parts are added series by series with
+`or`, so a series missing from one part (no sample at an edge) still counts.
 """
 
 from __future__ import annotations
