@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -14,9 +15,21 @@ from maas_metrics.prometheus import PrometheusProcess
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below Linux's ephemeral range (32768-60999), for a server a test starts later.
+
+    A port from `bind(0)` lies inside that range, and between handing it out
+    and the server binding it, any process's `bind(0)` or outgoing connection
+    could take it (seen under a loaded parallel run); ports below the range are
+    never handed out that way.
+    """
+    while True:
+        port = random.randrange(20_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def wait_for_port(
