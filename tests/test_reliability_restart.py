@@ -16,7 +16,12 @@ How the edges are kept honest:
   request per user and model, and a 429 for the capped user), so no
   increase hides in a series' first sample;
 * the range runs from a scrape after the priming to a scrape after the last
-  reply, so Prometheus has nothing to extrapolate;
+  reply, so Prometheus has nothing to extrapolate. The report's range is on
+  its `--resolution` grid, so it reads on a grid of 1/1024 s: on whole
+  seconds, its range would start up to 1 s before the first scrape, and a
+  series whose count after the restart outgrew its count before it (which
+  `increase_exact` hands to `increase()`, its documented fallback) would be
+  extrapolated by that second, several percent of this short range;
 * Prometheus pulls, so hits served after the last scrape of a dying process
   are lost with it (up to one scrape interval of traffic, for any
   Limitador-style exporter). The process is therefore killed right after a
@@ -56,6 +61,7 @@ MODELS = ("granite-8b", "llama-3-8b")
 REQUESTS_NS, TOKENS_NS = "maas/requests", "maas/tokens"
 TRAFFIC_SECONDS = 5.0  # before the restart, and again after it
 TOLERANCE = 0.01
+REPORT_GRID = 2**-10  # seconds: divides a day exactly in binary floating point
 
 
 @dataclass(frozen=True)
@@ -270,15 +276,17 @@ def test_restart_mid_traffic_keeps_dashboard_and_report_totals(tmp_path: Path) -
                 total_hits = dashboard(catalogue.panel("total_hits").target("A").expr)
                 details = catalogue.panel("details")
                 table = {ref: dashboard(details.target(ref).expr) for ref in ("A", "B", "C")}
+                # The report's edges on the scrapes too (its finest grid, 1/1024 s, puts
+                # them within a millisecond): see the module docstring.
                 report = build_report(
                     api,
                     config,
                     ReportRequest(
                         range=TimeRange(
-                            datetime.fromtimestamp(math.floor(start), UTC),
-                            datetime.fromtimestamp(math.ceil(end), UTC),
+                            datetime.fromtimestamp(start - start % REPORT_GRID, UTC),
+                            datetime.fromtimestamp(end - end % REPORT_GRID + REPORT_GRID, UTC),
                         ),
-                        resolution=1.0,
+                        resolution=REPORT_GRID,
                     ),
                 )
                 raw_hits = sum(
