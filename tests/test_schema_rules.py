@@ -28,7 +28,7 @@ from maas_metrics.config import Config, load_config, parse_config
 from maas_metrics.dashboard.catalogue import build_catalogue
 from maas_metrics.dashboard.variables import Selection, expand
 from maas_metrics.report import ReportRequest, TimeRange
-from maas_metrics.report.query import ALLOWED, TOKENS, window_expr
+from maas_metrics.report.query import ALLOWED, TOKENS, window_exprs
 from maas_metrics.report.query import LIMITED as LIMITED_CALLS
 from maas_metrics.rules.render import render_rule_file, rule_groups
 from tests.conftest import EXAMPLE_CONFIG
@@ -321,7 +321,11 @@ def test_with_otel_names_no_consumer_reads_limitadors_names(
         by=("subscription",),
         schema=config.contract,
     )
-    texts += [window_expr(config, request, c, 3600) for c in (TOKENS, ALLOWED, LIMITED_CALLS)]
+    texts += [
+        expr
+        for c in (TOKENS, ALLOWED, LIMITED_CALLS)
+        for _, expr in window_exprs(config, request, c, 3600)
+    ]
     assert sum("authorized_hits_total" in t for t in texts) > 10
     offending = [t for t in texts if LIMITADOR_NAME.search(t)]
     assert offending == []

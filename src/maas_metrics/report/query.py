@@ -20,6 +20,7 @@ change the query.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -39,11 +40,14 @@ from maas_metrics.promql import (
 )
 from maas_metrics.report.model import GROUP_KEYS, ReportRequest
 from maas_metrics.report.pricing import Usage
-from maas_metrics.rules.reading import range_total_at
+from maas_metrics.rules.reading import range_parts
 from maas_metrics.rules.recording import per_user_hour_series, per_user_series
 
 DEFAULT_STEP = 86400.0
 """Seconds per query window unless `--step` says otherwise; halved while Prometheus refuses."""
+
+QUERY_CONCURRENCY = 3
+"""Queries of one window in flight at once (Prometheus runs 20 by default)."""
 
 _SPLIT_ON = (
     "too many samples",
@@ -82,24 +86,27 @@ def matchers(config: Config, request: ReportRequest, counter: Counter) -> list[s
     return out
 
 
-def window_expr(
+def window_exprs(
     config: Config,
     request: ReportRequest,
     counter: Counter,
     seconds: float,
     end: float | None = None,
-) -> str:
-    """The increase of `counter` over a window of `seconds` ending at the query time.
+) -> list[tuple[int, str]]:
+    """The (sign, query) parts whose results add up to the increase of `counter` over a window.
 
-    Under each name the schema reads it (`Schema.names_of`; `promql.preferred`:
-    a series's preferred name, never both added up). With
+    The window is `seconds` long and ends at the query time. Raw counters: one
+    query, under each name the schema reads them (`Schema.names_of`;
+    `promql.preferred`: a series's preferred name, never both added up). With
     `request.recording_rules` it is the sum of the per-user rule's one-minute
     increases in the window (`rules.recording`): the rule samples tile time as
     the windows do, so both paths count the same traffic, and a query reads one
     sample a minute per user instead of every scrape. Given the window's `end`
     (unix seconds), whole hours are read from the per-user hour samples and
     only the edge hours' minutes from the minute samples (`rules.reading`):
-    the same count, 24 samples a day per user and model instead of 1,440.
+    the same count, 24 samples a day per user and model instead of 1,440, in
+    up to three queries whose results the reader adds up, so Prometheus never
+    joins 10,000s of series with `or`.
     """
     found = matchers(config, request, counter)
     schema = request.schema
@@ -108,18 +115,19 @@ def window_expr(
         sel = selector(per_user_series(counter.metric, schema), found)
         if end is not None and schema.user:
             hours = selector(per_user_hour_series(counter.metric, schema), found)
-            total = range_total_at(sel, hours, end - seconds, end)
-            return f"sum by ({labels}) ({total})"
+            parts = range_parts(sel, hours, end - seconds, end)
+            return [(sign, f"sum by ({labels}) ({part})") for sign, part in parts]
         # (b - W, b]: a range selector also takes a sample at exactly b - W, which
         # belongs to the window before (it counts the minute that ends there).
-        return f"sum by ({labels}) (sum_over_time({sel}[{duration(seconds - 0.001)}]))"
+        return [(1, f"sum by ({labels}) (sum_over_time({sel}[{duration(seconds - 0.001)}]))")]
     window = duration(seconds)
-    return preferred(
+    expr = preferred(
         schema.names_of(counter.metric),
         schema.labels_of(counter.metric),
         lambda name: increase_exact(selector(name, found), window),
         request.detail_labels,
     )
+    return [(1, expr)]
 
 
 def plan_windows(
@@ -171,15 +179,25 @@ class WindowReader:
         return [(a, detail)]
 
     def _read_one(self, a: datetime, b: datetime) -> Detail:
+        """All counters of (a, b]; their queries run side by side (Prometheus evaluates one
+        on a core while this process parses another's answer)."""
         seconds = (b - a).total_seconds()
+        queries = [
+            (counter.field, sign, expr)
+            for counter in self.counters
+            for sign, expr in window_exprs(
+                self.config, self.request, counter, seconds, b.timestamp()
+            )
+        ]
+        self.queries += len(queries)
         out: Detail = {}
-        for counter in self.counters:
-            expr = window_expr(self.config, self.request, counter, seconds, b.timestamp())
-            self.queries += 1
-            for sample in self.api.query(expr, time=b.timestamp()):
-                key = tuple(sample.labels.get(label, "") for label in self.request.detail_labels)
-                values = out.setdefault(key, {})
-                values[counter.field] = values.get(counter.field, 0.0) + sample.value
+        with ThreadPoolExecutor(QUERY_CONCURRENCY) as pool:
+            answers = pool.map(lambda q: self.api.query(q[2], time=b.timestamp()), queries)
+            for (field, sign, _), samples in zip(queries, answers, strict=True):
+                for sample in samples:
+                    key = tuple(sample.labels.get(x, "") for x in self.request.detail_labels)
+                    values = out.setdefault(key, {})
+                    values[field] = values.get(field, 0.0) + sign * sample.value
         return out
 
 

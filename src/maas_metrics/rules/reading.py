@@ -22,7 +22,7 @@ minute steps tile time the same way, and a range (a, b] is:
 * plus the minute steps in (max(Ht - 1h, floor_hour(a)), b];
 * minus the minute steps in (floor_hour(a), a] (the first hour's part before a).
 
-Two readers: `range_total_at` (the report) knows a and b as numbers and
+Two readers: `range_parts` (the report) knows a and b as numbers and
 reads each part with a plain range selector over a computed window;
 `hourly_points` (the hourly bars) must work with Grafana's
 `${__from:date:seconds}` / `${__to:date:seconds}` (no arithmetic on them, and
@@ -74,29 +74,44 @@ def hour_sample_recorded(minute_series: str) -> str:
     return f"{steps} and on () (minute() == 0)"
 
 
-def range_total_at(minute_series: str, hour_series: str, start: float, end: float) -> str:
-    """Per series, the minute steps in (start, end] (unix seconds), read mostly from the hour samples.
+def range_parts(
+    minute_series: str, hour_series: str, start: float, end: float
+) -> list[tuple[int, str]]:
+    """The (sign, expression) parts whose series-by-series sum is the minute steps in (start, end].
 
     For callers that know the range's edges as numbers (the report): every
     part is a plain range selector with a computed window, no subquery. The
     minute steps in (X, Y] (whole minutes) are the minute samples in the window
     (X, Y]; the hours ending at H1..H2 are the hour samples in [H1, H2 + 1 min).
-    A range over fewer than two clock hours is read from minutes alone.
+    A range over fewer than two clock hours is read from minutes alone; an
+    empty range has no part. A caller may query each part on its own and add
+    the results up (the report does: no `or` over 10,000s of series).
     """
     first, last = _minute(start), _minute(end)
     if last <= first:
-        return "vector(0) > 1"  # no minute step: nothing (an empty result)
+        return []
     low, high = _hour(start), _hour(end)
     if high - low < 2 * 3600:
-        return f"sum_over_time({minute_series}[{_window(last - first)}] @ {last})"
+        return [(1, f"sum_over_time({minute_series}[{_window(last - first)}] @ {last})")]
     hours_end = high - 3600 + 59.999
+    window = _window(hours_end - (low + 3600) + 0.001)
     parts = [
-        f"sum_over_time({hour_series}[{_window(hours_end - (low + 3600) + 0.001)}] @ {hours_end})",
-        f"sum_over_time({minute_series}[{_window(last - (high - 3600))}] @ {last})",
+        (1, f"sum_over_time({hour_series}[{window}] @ {hours_end})"),
+        (1, f"sum_over_time({minute_series}[{_window(last - (high - 3600))}] @ {last})"),
     ]
     if first > low:
-        parts.append(f"-(sum_over_time({minute_series}[{_window(first - low)}] @ {first}))")
-    return add_up(*parts)
+        parts.append((-1, f"sum_over_time({minute_series}[{_window(first - low)}] @ {first})"))
+    return parts
+
+
+def range_total_at(minute_series: str, hour_series: str, start: float, end: float) -> str:
+    """`range_parts` as one expression, added up series by series."""
+    parts = range_parts(minute_series, hour_series, start, end)
+    if not parts:
+        return "vector(0) > 1"  # no minute step: nothing (an empty result)
+    if len(parts) == 1:
+        return parts[0][1]
+    return add_up(*(expr if sign > 0 else f"-({expr})" for sign, expr in parts))
 
 
 def _minute(t: float) -> int:
