@@ -241,7 +241,8 @@ def test_a_fourth_tier_gets_panels_colours_and_costs(example_config: Config) -> 
                 for o in panel["fieldConfig"]["overrides"]
             )
     quota = next(p for p in board["panels"] if p["title"].startswith("⛽"))
-    assert 'tier="platinum"' in quota["targets"][0]["expr"]
+    # (tiers sharing a limit window share one query part: `tier=~"...|platinum|..."`)
+    assert re.search(r'tier=~?"([^"]*\|)?platinum(\|[^"]*)?"', quota["targets"][0]["expr"])
     table = next(p for p in board["panels"] if p["type"] == "table")
     mapping = next(
         o for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Tier"

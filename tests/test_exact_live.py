@@ -80,6 +80,7 @@ MODELS = ("granite-8b", "llama-3-8b", "mistral-7b")
 SLOW_MODEL = "mistral-7b"  # on a mock with latency: its SSE events arrive ~50 ms apart
 SLOW_MS = 400  # before the first byte, then spread over the events (simulate/mock_model.py)
 WINDOW = 600  # every limit's window: no window ends during the test
+LONG_WINDOW = 900  # enterprise's: the quota panel reads tiers of two windows in two parts
 TOKEN_CAP = (
     20  # the `capped` tier's token max: its first answer (a 100-character prompt) uses it up
 )
@@ -103,8 +104,9 @@ MODES = ("json", "stream_usage", "walk", "stream", "completion", "walk_usage")
 
 def make_config(upstream: str, slow_upstream: str) -> Config:
     def t(name: str, level: int, price: float, requests: int, tokens: int) -> dict[str, Any]:
+        window = LONG_WINDOW if name == "enterprise" else WINDOW
         return tier(
-            name, level, price_per_hit=price, requests=(requests, WINDOW), tokens=(tokens, WINDOW)
+            name, level, price_per_hit=price, requests=(requests, window), tokens=(tokens, window)
         )
 
     return parse_config(
