@@ -347,7 +347,7 @@ def top_and_others(top: str, everyone: str, label: str = "user") -> str:
     range queries.
     """
     rest = f"sum(({everyone}) unless on ({label}) ({top})) > 0"
-    return f"({top}) or {_label(_label(rest, label, OTHERS), OTHERS_LABEL, 'true')}"
+    return f"({top}) or {set_label(set_label(rest, label, OTHERS), OTHERS_LABEL, 'true')}"
 
 
 # --- prices ------------------------------------------------------------------------------------
@@ -357,7 +357,8 @@ def _price(value: float) -> str:
     return repr(float(value))
 
 
-def _label(expr: str, label: str, value: str) -> str:
+def set_label(expr: str, label: str, value: str) -> str:
+    """`expr` with `label` set to the literal `value` on every element."""
     # label_replace's replacement expands `$1`; `$$` is a literal dollar.
     return f'label_replace({expr}, "{label}", {string_literal(value.replace("$", "$$"))}, "", "")'
 
@@ -393,12 +394,12 @@ def price_vectors(config: Config, day: date) -> PriceVectors:
     specific: list[str] = []
     for tier in config.tiers_by_level():
         base = tier.price_per_hit_on(day)
-        general.append(_label(f"vector({_price(base)})", dim, tier.name))
+        general.append(set_label(f"vector({_price(base)})", dim, tier.name))
         for model in config.models:
             price = tier.price_per_hit_on(day, model.name)
             if price != base:
-                inner = _label(f"vector({_price(price)})", dim, tier.name)
-                specific.append(_label(inner, contract.MODEL, model.name))
+                inner = set_label(f"vector({_price(price)})", dim, tier.name)
+                specific.append(set_label(inner, contract.MODEL, model.name))
     return PriceVectors(
         per_tier="(" + " or ".join(general) + ")",
         per_tier_model="(" + " or ".join(specific) + ")" if specific else None,

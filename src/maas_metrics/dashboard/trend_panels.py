@@ -7,16 +7,16 @@ hourly bars step by one hour whatever the range.
 
 from __future__ import annotations
 
+from maas_metrics.dashboard.hourly import hourly_top_and_others
 from maas_metrics.dashboard.model import Grid, Panel, Target
 from maas_metrics.dashboard.panel_context import (
     CALLS,
     HITS,
     LIMITED,
     TOP_USERS,
-    USER,
     PanelContext,
 )
-from maas_metrics.dashboard.promql import success_ratio, top_and_others
+from maas_metrics.dashboard.promql import success_ratio
 
 #: Max data points of the per-tier rate panels. Their raw queries compute each
 #: series' exact growth at every step before summing by tier, so Prometheus
@@ -127,10 +127,7 @@ def hourly_hits_by_user(ctx: PanelContext) -> Panel:
         targets=(
             Target(
                 "A",
-                top_and_others(
-                    ctx.c.hourly(HITS, (*ctx.f.tokens, TOP_USERS), (USER,)),
-                    ctx.c.hourly(HITS, ctx.f.tokens, (USER,)),
-                ),
+                hourly_top_and_others(ctx.c, HITS, ctx.f.tokens, TOP_USERS),
                 legend="{{user}}",
                 min_step="1h",
             ),

@@ -169,3 +169,16 @@ def hourly_points(minute_series: str, hour_series: str, start: str, end: str) ->
         f" or ({last}{_when(f'{NOW} >= {start}', f'{NOW} + 3600 > {end}')})"
         f" or ({pending}{_when(*inside, f'{NOW} + 3600 >= {hour_of(end)}')})"
     )
+
+
+def hourly_minutes(minute_series: str, start: str, end: str) -> str:
+    """Per series, at each hour step `X` of a range query, the minute steps in (X, X + 1h] ∩ (start, end].
+
+    The same bars as `hourly_points`, from the minute samples alone: 60
+    subquery steps per bar and series, so only for levels with few series
+    (the per-tier level: all users' hours, for the hourly bars' "others").
+    """
+    inside = _when(f"{NOW} > {start}", f"{NOW} <= {end}")
+    return (
+        f"sum_over_time((last_over_time({minute_series}[{MINUTE}]){inside})[{HOUR}:1m] offset -1h)"
+    )
