@@ -366,7 +366,7 @@ def main() -> None:
     with Progress(console=benchlib.console) as progress:
         dq.build_tsdb(data, args.data_dir, progress)
     built = time.perf_counter() - built
-    command = ".venv/bin/python benchmarks/bench_web_browser.py"
+    command = " ".join([".venv/bin/python benchmarks/bench_web_browser.py", *sys.argv[1:]])
     info = benchlib.RunInfo.begin(command)
     prometheus = PrometheusProcess(args.data_dir, retention="3650d")
     prometheus.start(timeout=900)
@@ -376,7 +376,8 @@ def main() -> None:
     try:
         trees: dict[str, tuple[Path, list[str]]] = {}
         if args.before != "none":
-            trees[f"before ({args.before})"] = (source_tree(args.before, work / "before"), [])
+            label = f"before ({args.before}, raw counters)"
+            trees[label] = (source_tree(args.before, work / "before"), [])
         rules = ["--recording-rules"] if args.recording_rules else []
         trees["after" + (", recording rules" if rules else "")] = (benchlib.ROOT / "src", rules)
         with sync_playwright() as playwright:
