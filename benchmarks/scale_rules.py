@@ -12,9 +12,11 @@ hour samples. That the real rules record exactly these values is what the
 tests prove against a real Prometheus (`tests/test_exact_counts.py`,
 `tests/test_rules_reading.py`, `tests/test_rules_live_group.py`).
 
-Per-user minutes are written for the last `minute_hours` only: the panels
-over the last 1 h and 24 h read per-user minutes of their edge hours alone
-(`rules.reading`), the rest from the hour samples and the per-tier minutes.
+Per-user minutes are written for the whole history: panel totals read
+them over the whole range (`dashboard.promql.Counters.total`). (Until
+2026-12-01 they were written for the last 3 h only, when panel totals read
+the hour level; the per-user panels' 24 h figures of that day's first runs
+read 3 h of minutes and are marked so in BENCHMARKS.md.)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import bench_dashboard_queries as dq
 from maas_metrics.prometheus.process import find_binary
 from maas_metrics.rules.recording import per_tier_series, per_user_hour_series, per_user_series
 
+SYNTHETIC = "synthetic, every minute"  # the marker of a data dir holding these series
 OFFSET = 23  # seconds past each minute at which "the group" is evaluated (not the scrape grid)
 
 
@@ -38,7 +41,7 @@ def _growth(values: list[int]) -> list[int]:
     return out
 
 
-def write(data: dq.DataSet, path: Path, minute_hours: int = 3) -> int:
+def write(data: dq.DataSet, path: Path) -> int:
     """Every rule series of `data` as OpenMetrics in `path`; returns the number of samples."""
     scrape = dq.SCRAPE
     per_minute = 60 // scrape
@@ -50,7 +53,6 @@ def write(data: dq.DataSet, path: Path, minute_hours: int = 3) -> int:
     # minute i ends at data.start + 60 i (minute 0: the first scrape, a series born with it)
     minute_ends = [data.start + 60 * i for i in range(len(range(0, steps, per_minute)))]
     minute_stamps = [m + OFFSET for m in minute_ends]
-    first_recent = next(i for i, m in enumerate(minute_ends) if m >= data.end - minute_hours * 3600)
     # the hour ending at H sums the minutes ending in [H - 1h, H - 1 min]
     hour_slices = [
         ((h - 3600 - data.start) // 60, h + OFFSET)
@@ -97,7 +99,7 @@ def write(data: dq.DataSet, path: Path, minute_hours: int = 3) -> int:
                     name = per_user_series(counter)
                     lines = [
                         f"{name}{{{labels}}} {minutes[i]} {minute_stamps[i]}\n"
-                        for i in range(first_recent, len(minutes))
+                        for i in range(len(minutes))
                     ]
                     # The hour ending at H: minute steps in (H - 1h, H], the minutes ending in
                     # [H - 1h, H - 1 min]; stamped at the evaluation in H's first minute.
@@ -120,7 +122,7 @@ def write(data: dq.DataSet, path: Path, minute_hours: int = 3) -> int:
 def build(data: dq.DataSet, data_dir: Path) -> None:
     """Write the rule series and backfill them into `data_dir`'s TSDB (Prometheus stopped)."""
     marker = data_dir / "rules.ready"
-    if marker.exists() and marker.read_text() == data.key() + "synthetic":
+    if marker.exists() and marker.read_text() == data.key() + SYNTHETIC:
         return
     path = data_dir / "rules.om"
     write(data, path)
@@ -137,4 +139,4 @@ def build(data: dq.DataSet, data_dir: Path) -> None:
         stdout=subprocess.DEVNULL,
     )
     path.unlink()
-    marker.write_text(data.key() + "synthetic")
+    marker.write_text(data.key() + SYNTHETIC)
