@@ -455,7 +455,12 @@ def test_browser_shows_a_clear_message_when_prometheus_is_unreachable(tmp_path: 
                 page.wait_for_selector(".banner-error", timeout=30_000)
                 banner = page.text_content("#banner") or ""
                 assert banner.startswith(f"⚠ Cannot reach Prometheus at {dead}")
-                page.wait_for_selector(".panel-body[data-state]", timeout=30_000)
+                # Panels draw one by one as their queries fail: wait until none is loading.
+                page.wait_for_function(
+                    "() => Array.from(document.querySelectorAll('section.panel')).every("
+                    "s => s.querySelector('.panel-body[data-state]'))",
+                    timeout=60_000,
+                )
                 assert set(_states(page).values()) == {"error"}
                 assert (
                     page.text_content("#panel-total_hits .panel-body")
