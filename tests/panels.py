@@ -192,6 +192,16 @@ class RangeTruth(ABC):
         last = first_eval + (until - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
         return first - INTERVAL_SECONDS, max(last, first - INTERVAL_SECONDS)
 
+    def limit_window(self, seconds: int) -> tuple[int, int]:
+        """The window the quota panel reads for a limit of `seconds`: the last `seconds`, or with
+        rules (whole minutes) the minute samples stamped in (end - seconds, end], which end at
+        the rules' latest evaluation."""
+        if not (self.rules and seconds % INTERVAL_SECONDS == 0):
+            return self.end - seconds, self.end
+        first_eval = self.history.start + self.rule_offset
+        last = first_eval + (self.end - first_eval) // INTERVAL_SECONDS * INTERVAL_SECONDS
+        return last - seconds, last
+
     def step_windows(self, step: int, length: int, *, rate: bool) -> list[tuple[int, int]]:
         """The window of each step's point: `length` back from it, or for a rule-series rate
         the minute before the rule's latest sample."""

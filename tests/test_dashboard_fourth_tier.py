@@ -21,7 +21,6 @@ from tests.test_dashboard_json import with_fourth_tier
 from tests.test_dashboard_queries import (
     CONFIG,
     EXPECTED,
-    HEADROOM_READS_RAW,
     Case,
     Env,
 )
@@ -50,7 +49,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 def test_fourth_tier_in_every_panel(
     env: Env, target: tuple[str, str], selection_name: str, variant: str
 ) -> None:
-    rules = variant == "rules" and target[0] not in HEADROOM_READS_RAW
+    rules = variant == "rules"
     case = Case(env.history, SELECTIONS[selection_name], env.history.end, HOUR, rules)
     expected = EXPECTED[target](case)
     assert expected.values

@@ -42,7 +42,6 @@ from tests.panels import check_close, history_api, run, targets
 from tests.test_dashboard_queries import (
     CONFIG,
     EXPECTED,
-    HEADROOM_READS_RAW,
     RAW,
     RULES,
     Case,
@@ -99,6 +98,10 @@ class OffsetCase(Case):
         after, until = super().edges(after, until)
         return self.snap(after), self.snap(until)
 
+    def limit_window(self, seconds: int) -> tuple[int, int]:
+        after, until = super().limit_window(seconds)
+        return self.snap(after), self.snap(until)
+
     def step_windows(self, step: int, length: int, *, rate: bool) -> list[tuple[int, int]]:
         windows = super().step_windows(step, length, rate=rate)
         return [(self.snap(a), self.snap(b)) for a, b in windows]
@@ -152,12 +155,17 @@ def test_panel_counts_series_born_inside_the_range(
     variant: str,
 ) -> None:
     offset, length = RANGES[range_name]
-    rules = variant == "rules" and target[0] not in HEADROOM_READS_RAW
+    rules = variant == "rules"
     case = OffsetCase(
         env.history, SELECTIONS[selection_name], env.history.start + offset, length, rules
     )
     expected = EXPECTED[target](case)
-    assert expected.values, "the history must give every panel something to show"
+    # With rules the chosen users' last token window ends at the rules' latest evaluation,
+    # before `once`'s request (20 s before the range end): nothing to show, and none shown.
+    nothing_yet = target == ("quota_headroom", "A") and rules and selection_name == "specific"
+    assert expected.values or (nothing_yet and range_name == "1h"), (
+        "the history must give every panel something to show"
+    )
     actual = run(env.api, RULES if variant == "rules" else RAW, case, *target)
     check_close(actual, expected, lambda want: tolerance(*target, want))
 

@@ -62,7 +62,6 @@ from tests.history import (
 from tests.panels import check_close, key_of, run, targets
 from tests.servers import prometheus_holding
 from tests.test_schema_panels import (
-    READS_RAW,
     Case,
     Env,
     Shape,
@@ -250,7 +249,7 @@ def test_panel_equals_the_truth(
         return
     shape = shape_of(config)
     offset, length = RANGES[range_name]
-    rules = variant == "rules" and target[0] not in READS_RAW
+    rules = variant == "rules"
     case = Case(
         shape, history, selections(config)[selection_name], history.start + offset, length, rules
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from maas_metrics import contract
@@ -128,6 +128,28 @@ class Counters:
         save at 10,000 users: BENCHMARKS.md, scale; the report does it.)
         """
         return self._sum((counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"))
+
+    def window(
+        self, counter: str, matchers: Sequence[str], labels: Sequence[str], seconds: int
+    ) -> str:
+        """The increase of `counter` over the last `seconds` (a limit's window), by `labels`.
+
+        From the rules, when `seconds` is whole minutes and the rules keep
+        `user`: the minute samples in the last `seconds` (left-open), i.e. the
+        window ending at the rules' latest evaluation, up to a minute behind
+        the raw read. Otherwise the raw counters (a window under a minute, or
+        off the minute grid, has no rule samples that tile it).
+        """
+        minutes = seconds % recording.INTERVAL_SECONDS == 0
+        if self.recording_rules and not (minutes and self.schema.user):
+            return replace(self, recording_rules=False).window(counter, matchers, labels, seconds)
+        return self._sum(
+            (counter,),
+            matchers,
+            labels,
+            _increase(f"{seconds}s"),
+            lambda series: f"sum_over_time({series}[{reading.left_open(seconds)}])",
+        )
 
     def hourly(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Growth per clock hour, for a range query at a 1 h step (Grafana aligns it to hours).

@@ -92,15 +92,15 @@ def range_parts(
         return []
     low, high = _hour(start), _hour(end)
     if high - low < 2 * 3600:
-        return [(1, f"sum_over_time({minute_series}[{_window(last - first)}] @ {last})")]
+        return [(1, f"sum_over_time({minute_series}[{left_open(last - first)}] @ {last})")]
     hours_end = high - 3600 + 59.999
-    window = _window(hours_end - (low + 3600) + 0.001)
+    window = left_open(hours_end - (low + 3600) + 0.001)
     parts = [
         (1, f"sum_over_time({hour_series}[{window}] @ {hours_end})"),
-        (1, f"sum_over_time({minute_series}[{_window(last - (high - 3600))}] @ {last})"),
+        (1, f"sum_over_time({minute_series}[{left_open(last - (high - 3600))}] @ {last})"),
     ]
     if first > low:
-        parts.append((-1, f"sum_over_time({minute_series}[{_window(first - low)}] @ {first})"))
+        parts.append((-1, f"sum_over_time({minute_series}[{left_open(first - low)}] @ {first})"))
     return parts
 
 
@@ -122,7 +122,7 @@ def _hour(t: float) -> int:
     return int(t // 3600 * 3600)
 
 
-def _window(seconds: float) -> str:
+def left_open(seconds: float) -> str:
     """A range selector's duration for the left-open window of `seconds` (Prometheus 2's ranges
     are closed: a millisecond less keeps out the sample at its start)."""
     return duration(seconds - 0.001)
