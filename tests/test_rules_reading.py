@@ -4,7 +4,7 @@ A lazy history (series born mid-way, a restart) with the recording rules
 evaluated by the real Prometheus engine at a 37 s offset (not the scrape
 grid, not the whole minute), hour level included. For random ranges with
 arbitrary seconds at both ends, every series's reading from the hour and
-edge-minute samples (`range_total_at`, and each clock-hour bar of
+edge-minute samples (`range_parts`, added up, and each clock-hour bar of
 `hourly_points`) must equal the truth computed here from the minute samples
 alone: a minute sample stamped `t` belongs to the minute step `s` = `t` rounded
 up to a whole minute, and a range (a, b] holds the steps a < s <= b.
@@ -26,8 +26,13 @@ from hypothesis import strategies as st
 
 from maas_metrics.config import load_config
 from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
+from maas_metrics.promql import duration
 from maas_metrics.rules import reading
-from maas_metrics.rules.recording import per_user_hour_series, per_user_series
+from maas_metrics.rules.recording import (
+    per_user_hour_series,
+    per_user_series,
+    per_user_to_date_series,
+)
 from tests.conftest import EXAMPLE_CONFIG
 from tests.history import backfill_recording_rules_at, build_history
 
@@ -37,6 +42,7 @@ HOURS = 5.5
 RULE_OFFSET = 37
 MINUTES = per_user_series("authorized_hits")
 HOURS_SERIES = per_user_hour_series("authorized_hits")
+TO_DATE = per_user_to_date_series("authorized_hits")
 Key = tuple[tuple[str, str], ...]
 
 
@@ -51,6 +57,21 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    yield from _env(tmp_path_factory, RULE_OFFSET)
+
+
+@pytest.fixture(scope="module", params=[RULE_OFFSET, 0], ids=["offset-37s", "on-the-minute"])
+def any_env(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Env]:
+    """Rules evaluated 37 s past the minute (a server) or on it (as `promtool` backfills)."""
+    if request.param == RULE_OFFSET:
+        yield request.getfixturevalue("env")
+    else:
+        yield from _env(tmp_path_factory, request.param)
+
+
+def _env(tmp_path_factory: pytest.TempPathFactory, rule_offset: int) -> Iterator[Env]:
     start = (int(time.time()) // HOUR - 7) * HOUR
     history = build_history(
         CONFIG,
@@ -64,7 +85,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     prometheus.backfill(history.openmetrics())
     prometheus.start()
     try:
-        backfill_recording_rules_at(prometheus, start + RULE_OFFSET, history.end)
+        backfill_recording_rules_at(prometheus, start + rule_offset, history.end)
         with PrometheusAPI(prometheus.url, timeout=120) as api:
             minutes = matrix(prometheus.url, MINUTES, history.end)
             yield Env(api, prometheus.url, start, history.end, minutes)
@@ -116,6 +137,52 @@ def test_the_hour_level_is_recorded_once_an_hour_from_the_minutes(env: Env) -> N
             assert value == want, (key, stamp)
 
 
+def test_the_hour_to_date_level_is_the_minutes_of_the_hour_so_far(any_env: Env) -> None:
+    """At every evaluation `e`, the minute steps in (clock hour of e, step of e's own sample]."""
+    env = any_env
+    to_date = matrix(env.url, TO_DATE, env.end)
+    assert to_date.keys() == env.minutes.keys()
+    for key, points in to_date.items():
+        assert points, key
+        for stamp, value in points:
+            hour = stamp // HOUR * HOUR
+            want = [v for t, v in env.minutes[key] if hour < step_of(t) <= step_of(stamp)]
+            assert want and value == sum(want), (key, stamp)
+        # written at every evaluation of an hour the series has a minute step in, and no other
+        stamps = {t for t, _ in points}
+        for stamp, _ in env.minutes[key]:
+            assert stamp in stamps or step_of(stamp) == stamp // HOUR * HOUR, (key, stamp)
+
+
+def stamped(env: Env, a: float, b: float) -> dict[Key, float]:
+    """The minute samples stamped in (a, b]: what a panel's `[$__range]` over the minutes reads."""
+    out: dict[Key, float] = defaultdict(float)
+    for key, points in env.minutes.items():
+        for stamp, value in points:
+            if a < stamp <= b:
+                out[key] += value
+    return out
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(edges=st.tuples(st.integers(0, int(HOURS * HOUR) - 1), st.integers(1, int(HOURS * HOUR))))
+def test_range_total_equals_the_minute_samples_of_the_range(
+    any_env: Env, edges: tuple[int, int]
+) -> None:
+    """Hour samples in the window plus the hour-to-date at its end minus at its start."""
+    env = any_env
+    offset, length = edges
+    b = min(env.start + offset + length + 0.25, env.end)  # an end off the second too
+    a = b - length
+    expr = reading.range_total(HOURS_SERIES, TO_DATE, duration(length))
+    got: dict[Key, float] = defaultdict(float)
+    for s in env.api.query(f"sum without ({reading.PART_LABEL}) ({expr})", time=b):
+        got[tuple(sorted(s.labels.items()))] += s.value
+    assert nonzero(got) == nonzero(stamped(env, a, b))
+
+
 ranges = st.tuples(
     st.integers(min_value=0, max_value=int(HOURS * HOUR) - 61),
     st.integers(min_value=60, max_value=int(HOURS * HOUR)),
@@ -126,15 +193,15 @@ ranges = st.tuples(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(edges=ranges)
-def test_range_total_at_equals_the_minutes_of_the_range(env: Env, edges: tuple[int, int]) -> None:
+def test_range_parts_add_up_to_the_minutes_of_the_range(env: Env, edges: tuple[int, int]) -> None:
+    """Each part queried on its own and added up series by series, as the report does."""
     offset, length = edges
     a = env.start + offset + 0.25  # edges off the second too
     b = min(a + length, env.end - 0.5)
-    expr = reading.range_total_at(MINUTES, HOURS_SERIES, a, b)
-    summed = {
-        tuple(sorted(s.labels.items())): s.value
-        for s in env.api.query(f"sum without ({reading.PART_LABEL}) ({expr})", time=b)
-    }
+    summed: dict[Key, float] = defaultdict(float)
+    for sign, expr in reading.range_parts(MINUTES, HOURS_SERIES, a, b):
+        for s in env.api.query(expr, time=b):
+            summed[tuple(sorted(s.labels.items()))] += sign * s.value
     assert nonzero(summed) == nonzero(truth(env, a, b))
 
 

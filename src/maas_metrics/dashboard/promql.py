@@ -122,12 +122,13 @@ class Counters:
     def total(self, counter: str, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """The increase of `counter` over `$__range`, summed by `labels`.
 
-        From the rules: the minute samples of the range. (Reading whole hours from
-        the hour level needs the range's edges as numbers, which Grafana's
-        variables cannot give without subqueries, and those cost more than they
-        save at 10,000 users: BENCHMARKS.md, scale; the report does it.)
+        From the rules: per user, the hour samples of the range and the
+        hour-to-date samples at its two ends (`rules.reading.range_total`,
+        about 24 samples a day per series); per tier, the minute samples.
         """
-        return self._sum((counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"))
+        return self._sum(
+            (counter,), matchers, labels, _increase("$__range"), _sum_over("$__range"), RANGE
+        )
 
     def window(
         self, counter: str, matchers: Sequence[str], labels: Sequence[str], seconds: int
@@ -217,7 +218,9 @@ class Counters:
 
     def checks_total(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) over `$__range`, summed by `labels`."""
-        return self._sum(CHECKS, matchers, labels, _increase("$__range"), _sum_over("$__range"))
+        return self._sum(
+            CHECKS, matchers, labels, _increase("$__range"), _sum_over("$__range"), RANGE
+        )
 
     def checks_rate(self, matchers: Sequence[str], labels: Sequence[str]) -> str:
         """Policy checks (allowed + limited calls) per second, summed by `labels`."""
@@ -237,8 +240,13 @@ class Counters:
         labels: Sequence[str],
         raw: Callable[[str], str],
         rule: Callable[[str], str],
+        user_window: str = "",
     ) -> str:
-        """`raw` reads a raw counter selector; `rule` a minute-level rule selector."""
+        """`raw` reads a raw counter selector; `rule` a minute-level rule selector.
+
+        `user_window`: the per-user level is read over that window from its hour
+        and hour-to-date samples (`rules.reading.range_total`) instead of `rule`.
+        """
         schema = self.schema
         if not self.recording_rules:
 
@@ -256,6 +264,10 @@ class Counters:
             raise ValueError(f"the recording rules keep only {kept}, not {labels}")
 
         def per_user(c: str, chosen: Sequence[str]) -> str:
+            if user_window and schema.user:  # (without `user`, one level: the minutes)
+                hours = selector(recording.per_user_hour_series(c, schema), chosen)
+                to_date = selector(recording.per_user_to_date_series(c, schema), chosen)
+                return f"{by(labels)} ({reading.range_total(hours, to_date, user_window)})"
             return f"{by(labels)} ({rule(selector(recording.per_user_series(c, schema), chosen))})"
 
         if contract.USER in labels or not schema.user:
@@ -276,6 +288,7 @@ class Counters:
 
 CHECKS = (contract.CALLS, contract.LIMITED)
 
+RANGE = "$__range"
 RANGE_FROM = "${__from:date:seconds}"
 RANGE_TO = "${__to:date:seconds}"
 """The dashboard range's edges in unix seconds (Grafana's global variables), for `@`."""

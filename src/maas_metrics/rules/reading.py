@@ -30,8 +30,8 @@ a custom date format would use the browser's time zone), so it decides which
 minutes take part by comparing subquery steps (`time()`) with a and b.
 Subqueries cost a point per series and step: at 10,000 users they made panel
 totals slower than the plain minute sum, which is why panel totals read the
-minute level (BENCHMARKS.md, scale). Parts are added series by series with
-`or`, so a series missing from one part (no sample at an edge) still counts.
+minute level (BENCHMARKS.md, scale). A caller adds `range_parts` up series by
+series, so a series missing from one part (no sample at an edge) still counts.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ MINUTE: Final = "59s999ms"
 HOUR: Final = "59m59s999ms"
 NOW: Final = "vector(time())"
 PART_LABEL: Final = "maas_part"
+PARITY_LABEL: Final = "maas_hour_parity"
 
 
 def hour_of(t: str) -> str:
@@ -72,6 +73,62 @@ def hour_sample_recorded(minute_series: str) -> str:
     """
     steps = f"sum_over_time(last_over_time({minute_series}[{MINUTE}])[{HOUR}:1m])"
     return f"{steps} and on () (minute() == 0)"
+
+
+def hour_to_date_recorded(minute_series: str, labels: Sequence[str]) -> str:
+    """The hour-to-date sample at each evaluation `e`: the minute steps in (H, s], by `labels`.
+
+    H is the clock hour at or before `e` (whose hour sample, recorded at the
+    evaluation in H's first minute, holds the steps up to H) and s the step
+    of `e`'s own minute sample. So at any time the hour samples so far plus
+    the latest hour-to-date sample are every minute step so far, and a range
+    (a, b] is the hour samples stamped in it plus the hour-to-date at b minus
+    the one at a (`range_total`): a few samples per series instead of one a
+    minute.
+
+    A subquery step `t` (a whole minute) reads step t's sample; it belongs to
+    the clock hour before `t - 1`. Its steps are tagged with that hour's
+    parity, because inside the subquery `time()` is the step's and not `e`:
+    the last hour's steps span two clock hours, and `e`'s hour's parity picks
+    its own. A sample stamped after the whole minute (the group evaluated at
+    an offset) has the next whole minute as its step, past the subquery's
+    last one; it is added on its own.
+    """
+
+    def parity(t: str) -> str:
+        return " or ".join(
+            f"label_replace(vector(1) and on () (floor(({t}) / 3600) % 2 == {p}), "
+            f'"{PARITY_LABEL}", "{p}", "", "")'
+            for p in (0, 1)
+        )
+
+    tagged = (
+        f"last_over_time({minute_series}[{MINUTE}])"
+        f" * on () group_left ({PARITY_LABEL}) ({parity(f'{NOW} - 1')})"
+    )
+    steps = f"sum_over_time(({tagged})[{HOUR}:1m]) and on ({PARITY_LABEL}) ({parity(NOW)})"
+    own = f"{minute_series} and (timestamp({minute_series}) > time() - time() % 60)"
+    return f"sum by ({', '.join(labels)}) (({steps}) or ({own}))"
+
+
+def range_total(hour_series: str, to_date_series: str, window: str) -> str:
+    """Per series, the minute steps of the evaluations in (now - `window`, now], for Grafana.
+
+    The hour samples stamped in the window, plus the latest hour-to-date
+    sample, minus the one at the window's start (`hour_to_date_recorded`):
+    about 24 samples a day per series, where the minute level reads 1,440.
+    `window` may be Grafana's `$__range` (no arithmetic needed). Prometheus
+    2's ranges are closed: an hour sample stamped on the very millisecond of
+    the window's start would be counted, an hour too many; the minute level
+    has the same edge (a minute too many), and neither happens in practice.
+    """
+    end = f"last_over_time({to_date_series}[{MINUTE}])"
+    start = f"-last_over_time({to_date_series}[{MINUTE}] offset {window})"
+    return (
+        f"sum_over_time({hour_series}[{window}])"
+        f' or label_replace({end}, "{PART_LABEL}", "end", "", "")'
+        f' or label_replace({start}, "{PART_LABEL}", "start", "", "")'
+    )
 
 
 def range_parts(
@@ -104,16 +161,6 @@ def range_parts(
     return parts
 
 
-def range_total_at(minute_series: str, hour_series: str, start: float, end: float) -> str:
-    """`range_parts` as one expression, added up series by series."""
-    parts = range_parts(minute_series, hour_series, start, end)
-    if not parts:
-        return "vector(0) > 1"  # no minute step: nothing (an empty result)
-    if len(parts) == 1:
-        return parts[0][1]
-    return add_up(*(expr if sign > 0 else f"-({expr})" for sign, expr in parts))
-
-
 def _minute(t: float) -> int:
     return int(t // 60 * 60)
 
@@ -126,18 +173,6 @@ def left_open(seconds: float) -> str:
     """A range selector's duration for the left-open window of `seconds` (Prometheus 2's ranges
     are closed: a millisecond less keeps out the sample at its start)."""
     return duration(seconds - 0.001)
-
-
-def add_up(*parts: str) -> str:
-    """The series-by-series sum of per-series parts (a series missing from some still counts).
-
-    Each part is tagged with its own `maas_part` so `or` keeps them all; the
-    caller's `sum by (...)` drops the tag.
-    """
-    tagged = [
-        f'label_replace({part}, "{PART_LABEL}", "{i}", "", "")' for i, part in enumerate(parts)
-    ]
-    return "(" + " or ".join(tagged) + ")"
 
 
 def hourly_points(minute_series: str, hour_series: str, start: str, end: str) -> str:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 from maas_metrics import contract
 from maas_metrics.contract import Schema
 from maas_metrics.promql import increase_exact, preferred
-from maas_metrics.rules.reading import MINUTE, hour_sample_recorded
+from maas_metrics.rules.reading import MINUTE, hour_sample_recorded, hour_to_date_recorded
 
 if TYPE_CHECKING:
     from maas_metrics.config import Config
@@ -98,6 +98,11 @@ def per_user_hour_series(counter: str, schema: Schema = contract.SEED) -> str:
     return f"{_level(user_labels(schema, counter))}:{counter}:increase1h"
 
 
+def per_user_to_date_series(counter: str, schema: Schema = contract.SEED) -> str:
+    """Name of the per-user hour-to-date series (`...:<counter>:increase1h_to_date`)."""
+    return f"{_level(user_labels(schema, counter))}:{counter}:increase1h_to_date"
+
+
 def per_tier_series(counter: str, schema: Schema = contract.SEED) -> str:
     """Name of the per-tier series (`namespace_tier_model:<counter>:increase1m` in the seed)."""
     return f"{_level(tier_labels(schema, counter))}:{counter}:increase1m"
@@ -138,6 +143,15 @@ def recording_rules(schema: Schema = contract.SEED) -> list[Rule]:
                 {
                     "record": per_user_hour_series(counter, schema),
                     "expr": hour_sample_recorded(per_user_series(counter, schema)),
+                }
+            )
+        for counter in COUNTERS:
+            rules.append(
+                {
+                    "record": per_user_to_date_series(counter, schema),
+                    "expr": hour_to_date_recorded(
+                        per_user_series(counter, schema), user_labels(schema, counter)
+                    ),
                 }
             )
     return rules
