@@ -7,8 +7,8 @@ cost depends on how many rule series and samples Prometheus reads, not on
 who computed them, so for the speed figures the generator writes what the
 rules record for its deterministic traffic: each minute's exact growth per
 (namespace, user, tier, model) as a rule group evaluated 23 s past each
-minute would (a counter reset counted exactly), the per-tier sums, and the
-hour samples. That the real rules record exactly these values is what the
+minute would (a counter reset counted exactly), the per-tier sums, the
+hour samples and the hour-to-date samples. That the real rules record exactly these values is what the
 tests prove against a real Prometheus (`tests/test_exact_counts.py`,
 `tests/test_rules_reading.py`, `tests/test_rules_live_group.py`).
 
@@ -28,9 +28,14 @@ from pathlib import Path
 
 import bench_dashboard_queries as dq
 from maas_metrics.prometheus.process import find_binary
-from maas_metrics.rules.recording import per_tier_series, per_user_hour_series, per_user_series
+from maas_metrics.rules.recording import (
+    per_tier_series,
+    per_user_hour_series,
+    per_user_series,
+    per_user_to_date_series,
+)
 
-SYNTHETIC = "synthetic, every minute"  # the marker of a data dir holding these series
+SYNTHETIC = "synthetic, every minute, hour to date"  # the marker of a data dir holding these series
 OFFSET = 23  # seconds past each minute at which "the group" is evaluated (not the scrape grid)
 
 
@@ -38,6 +43,20 @@ def _growth(values: list[int]) -> list[int]:
     """Per scrape, what the counter grew by since the one before (a reset counts its new value)."""
     out = [values[0]]
     out += [b - a if b >= a else b for a, b in itertools.pairwise(values)]
+    return out
+
+
+def to_date(minutes: list[int], minute_ends: list[int]) -> list[int]:
+    """The hour-to-date sample of each minute: the minutes so far of its clock hour.
+
+    Minute i (ending at the whole minute M, stamped M + OFFSET) is step M + 60,
+    in the clock hour of M; its evaluation's hour-to-date holds that hour's
+    steps up to its own (`rules.reading.hour_to_date_recorded`).
+    """
+    out: list[int] = []
+    for i, (value, end) in enumerate(zip(minutes, minute_ends, strict=True)):
+        same_hour = i > 0 and minute_ends[i - 1] // 3600 == end // 3600
+        out.append(value + (out[-1] if same_hour else 0))
     return out
 
 
@@ -107,6 +126,11 @@ def write(data: dq.DataSet, path: Path) -> int:
                     lines += [
                         f"{name}{{{labels}}} {sum(minutes[i : i + 60])} {stamp}\n"
                         for i, stamp in hour_slices
+                    ]
+                    name = per_user_to_date_series(counter)
+                    lines += [
+                        f"{name}{{{labels}}} {v} {t}\n"
+                        for v, t in zip(to_date(minutes, minute_ends), minute_stamps, strict=True)
                     ]
                     out.write("".join(lines))
                     samples += len(lines)

@@ -76,7 +76,8 @@ from maas_metrics.dashboard.filter_variables import (
 from maas_metrics.dashboard.latency_panels import bottom, latency_panels
 from maas_metrics.dashboard.model import Catalogue, Panel, TierStyle
 from maas_metrics.dashboard.panel_context import TITLES, PanelContext
-from maas_metrics.dashboard.promql import Counters, price_vectors
+from maas_metrics.dashboard.prices import price_vectors
+from maas_metrics.dashboard.promql import Counters
 from maas_metrics.dashboard.trend_panels import RATE_PANEL_POINTS
 
 __all__ = [

@@ -15,10 +15,10 @@ from dataclasses import replace
 from maas_metrics import contract
 from maas_metrics.config import Config
 from maas_metrics.dashboard.model import Panel
+from maas_metrics.dashboard.prices import PriceVectors
 from maas_metrics.dashboard.promql import (
     Counters,
     Filters,
-    PriceVectors,
     by,
     label_filter,
     top_and_others,

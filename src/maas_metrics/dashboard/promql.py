@@ -1,10 +1,9 @@
-"""PromQL building blocks of the catalogue: filters, totals, rates, success ratio, prices.
+"""PromQL building blocks of the catalogue: filters, totals, rates, success ratio, top N.
 
 Every panel query is assembled from these, so the query rules live in one
 place: totals are the counters' growth over `$__range`, rates their growth
 over `$__rate_interval` per second, the success ratio keeps users who were
-only limited, and cost multiplies hits by a price vector generated from the
-config.
+only limited (cost multiplies hits by `dashboard.prices`' vectors).
 
 `Counters` hides where the numbers come from: the raw counters, or (with
 recording rules) the pre-aggregated one-minute increases of
@@ -21,10 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
 
 from maas_metrics import contract
-from maas_metrics.config import Config
 from maas_metrics.contract import Schema, variable_name
 from maas_metrics.promql import growth, increase_exact, preferred, string_literal
 from maas_metrics.rules import reading, recording
@@ -347,6 +344,12 @@ def _per_second(series: str) -> str:
     return f"sum_over_time({series}[{window}]) / {recording.INTERVAL_SECONDS}"
 
 
+def set_label(expr: str, label: str, value: str) -> str:
+    """`expr` with `label` set to the literal `value` on every element."""
+    # label_replace's replacement expands `$1`; `$$` is a literal dollar.
+    return f'label_replace({expr}, "{label}", {string_literal(value.replace("$", "$$"))}, "", "")'
+
+
 def or_zero(expr: str) -> str:
     """A single-value expression that shows 0 instead of "No data" when nothing matched."""
     return f"({expr}) or vector(0)"
@@ -383,60 +386,3 @@ def top_and_others(top: str, everyone: str, label: str = "user") -> str:
     """
     rest = f"sum(({everyone}) unless on ({label}) ({top})) > 0"
     return f"({top}) or {set_label(set_label(rest, label, OTHERS), OTHERS_LABEL, 'true')}"
-
-
-# --- prices ------------------------------------------------------------------------------------
-
-
-def _price(value: float) -> str:
-    return repr(float(value))
-
-
-def set_label(expr: str, label: str, value: str) -> str:
-    """`expr` with `label` set to the literal `value` on every element."""
-    # label_replace's replacement expands `$1`; `$$` is a literal dollar.
-    return f'label_replace({expr}, "{label}", {string_literal(value.replace("$", "$$"))}, "", "")'
-
-
-@dataclass(frozen=True, slots=True)
-class PriceVectors:
-    """The config's per-hit prices on one day as PromQL vectors.
-
-    `per_tier`: `{tier="free"} 0.005`, one element per configured tier (or
-    subscription: the label is the billing dimension's, `dimension`).
-    `per_tier_model`: `{tier, model}` elements only where a model-specific
-    price differs from the tier's price that day, else None.
-    """
-
-    per_tier: str
-    per_tier_model: str | None
-    dimension: str = contract.TIER
-
-    def cost(self, hits_by_tier_model: str) -> str:
-        """Hits (aggregated by at least the dimension and model) times their price."""
-        dim = self.dimension
-        general = f"{hits_by_tier_model} * on ({dim}) group_left () {self.per_tier}"
-        if self.per_tier_model is None:
-            return f"({general})"
-        specific = f"{hits_by_tier_model} * on ({dim}, model) group_left () {self.per_tier_model}"
-        return f"({specific} or {general})"
-
-
-def price_vectors(config: Config, day: date) -> PriceVectors:
-    """Every configured tier's per-hit price on `day` (`Tier.price_per_hit_on`), as PromQL."""
-    dim = config.contract.dimension
-    general: list[str] = []
-    specific: list[str] = []
-    for tier in config.tiers_by_level():
-        base = tier.price_per_hit_on(day)
-        general.append(set_label(f"vector({_price(base)})", dim, tier.name))
-        for model in config.models:
-            price = tier.price_per_hit_on(day, model.name)
-            if price != base:
-                inner = set_label(f"vector({_price(price)})", dim, tier.name)
-                specific.append(set_label(inner, contract.MODEL, model.name))
-    return PriceVectors(
-        per_tier="(" + " or ".join(general) + ")",
-        per_tier_model="(" + " or ".join(specific) + ")" if specific else None,
-        dimension=dim,
-    )

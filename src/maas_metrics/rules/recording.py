@@ -1,6 +1,6 @@
 """Recording rules that pre-aggregate the counters so dashboards and reports stay fast.
 
-Two levels, both recorded every `INTERVAL_SECONDS` as the growth over the
+Two minute levels, both recorded every `INTERVAL_SECONDS` as the growth over the
 last interval, `increase_exact` (maas_metrics.promql): last value minus the
 value at the interval's start, or the last value for a series born in the
 interval. That does not depend on where in its interval Prometheus evaluates
@@ -23,6 +23,12 @@ A counter reset inside one interval falls back to `increase` (extrapolated).
   A day then costs 24 samples per user and model instead of 1,440: what
   keeps per-user panels and the report fast at 10,000 users over days.
   `rules.reading` reads hours and edge minutes together, exactly.
+* per user, hour to date: `namespace_user_tier_model:<counter>:increase1h_to_date`,
+  recorded every minute: the per-user minutes of the current clock hour so
+  far. Hour samples in a range plus the hour-to-date at its end minus the
+  one at its start are the range's minutes, with no arithmetic on the
+  range's edges: what Grafana's per-user panel totals read
+  (`rules.reading.range_total`).
 
 Those are the seed schema's names; another schema (`contract.Schema`) names
 each level after its labels (e.g. `namespace_subscription_organization_id_
@@ -31,7 +37,7 @@ from the calls counters' rules when they carry none, and has only the
 per-tier level when `user` is not captured.
 
 The per-user minutes are computed from the raw counters; the per-tier
-minutes and the hours read the per-user minutes written earlier in the same
+minutes, the hours and the hours to date read the per-user minutes written earlier in the same
 group evaluation (rules of a group run in order, each seeing the ones
 before), which costs Prometheus one raw-counter pass a minute instead of two
 and gives the same numbers (each series's growth, summed). Without `user`
