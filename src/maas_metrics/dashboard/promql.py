@@ -264,7 +264,9 @@ class Counters:
             if user_window and schema.user:  # (without `user`, one level: the minutes)
                 hours = selector(recording.per_user_hour_series(c, schema), chosen)
                 to_date = selector(recording.per_user_to_date_series(c, schema), chosen)
-                return f"{by(labels)} ({reading.range_total(hours, to_date, user_window)})"
+                return (
+                    f"{by(labels)} ({reading.range_total(hours, to_date, user_window, by(labels))})"
+                )
             return f"{by(labels)} ({rule(selector(recording.per_user_series(c, schema), chosen))})"
 
         if contract.USER in labels or not schema.user:
