@@ -8,12 +8,14 @@ who computed them, so for the speed figures the generator writes what the
 rules record for its deterministic traffic: each minute's exact growth per
 (namespace, user, tier, model) as a rule group evaluated 23 s past each
 minute would (a counter reset counted exactly), the per-tier sums, the
-hour samples and the hour-to-date samples. That the real rules record exactly these values is what the
-tests prove against a real Prometheus (`tests/test_exact_counts.py`,
+hour samples, and per user all models' minutes, signed minutes, hours and
+hours to date.
+That the real rules record exactly these values is what the tests prove
+against a real Prometheus (`tests/test_exact_counts.py`,
 `tests/test_rules_reading.py`, `tests/test_rules_live_group.py`).
 
-Per-user minutes are written for the whole history: panel totals read
-them over the whole range (`dashboard.promql.Counters.total`). (Until
+Per-user minutes are written for the whole history: panels by model and
+the quota headroom read them (`dashboard.promql.Counters`). (Until
 2026-12-01 they were written for the last 3 h only, when panel totals read
 the hour level; the per-user panels' 24 h figures of that day's first runs
 read 3 h of minutes and are marked so in BENCHMARKS.md.)
@@ -29,13 +31,16 @@ from pathlib import Path
 import bench_dashboard_queries as dq
 from maas_metrics.prometheus.process import find_binary
 from maas_metrics.rules.recording import (
+    all_models_hour_series,
+    all_models_series,
     per_tier_series,
     per_user_hour_series,
     per_user_series,
     per_user_to_date_series,
+    signed_series,
 )
 
-SYNTHETIC = "synthetic, every minute, hour to date"  # the marker of a data dir holding these series
+SYNTHETIC = "synthetic, every minute, all-models hours to date"  # the marker of a data dir holding these series
 OFFSET = 23  # seconds past each minute at which "the group" is evaluated (not the scrape grid)
 
 
@@ -82,6 +87,7 @@ def write(data: dq.DataSet, path: Path) -> int:
     with path.open("w", encoding="utf-8", buffering=1 << 22) as out:
         for user in range(data.users):
             tier = dq.tier_of(user)
+            every_model: dict[tuple[str, str], list[int]] = {}
             for m, model in enumerate(dq.MODELS):
                 pair = user * len(dq.MODELS) + m
                 counts = list(traffic.steps(pair, 0, steps))
@@ -127,13 +133,36 @@ def write(data: dq.DataSet, path: Path) -> int:
                         f"{name}{{{labels}}} {sum(minutes[i : i + 60])} {stamp}\n"
                         for i, stamp in hour_slices
                     ]
-                    name = per_user_to_date_series(counter)
-                    lines += [
-                        f"{name}{{{labels}}} {v} {t}\n"
-                        for v, t in zip(to_date(minutes, minute_ends), minute_stamps, strict=True)
-                    ]
                     out.write("".join(lines))
                     samples += len(lines)
+                    every = every_model.setdefault((counter, ns), [0] * len(minutes))
+                    every[:] = [a + b for a, b in zip(every, minutes, strict=True)]
+            # All models of the user: the hours and the hours to date.
+            for (counter, ns), minutes in every_model.items():
+                labels = f'limitador_namespace="{ns}",tier="{tier}",user="user-{user:05d}"'
+                name = all_models_hour_series(counter)
+                lines = [
+                    f"{name}{{{labels}}} {sum(minutes[i : i + 60])} {stamp}\n"
+                    for i, stamp in hour_slices
+                ]
+                name = per_user_to_date_series(counter)
+                lines += [
+                    f"{name}{{{labels}}} {v} {t}\n"
+                    for v, t in zip(to_date(minutes, minute_ends), minute_stamps, strict=True)
+                ]
+                name = all_models_series(counter)
+                lines += [
+                    f"{name}{{{labels}}} {v} {t}\n"
+                    for v, t in zip(minutes, minute_stamps, strict=True)
+                ]
+                # signed by the clock hour of the step (M + 60 is in the hour of M): even +, odd -
+                name = signed_series(counter)
+                lines += [
+                    f"{name}{{{labels}}} {v * (1 - 2 * (m // 3600 % 2))} {t}\n"
+                    for v, m, t in zip(minutes, minute_ends, minute_stamps, strict=True)
+                ]
+                out.write("".join(lines))
+                samples += len(lines)
         for series, sums in tier_sums.items():
             out.write(
                 "".join(f"{series} {v} {t}\n" for v, t in zip(sums, minute_stamps, strict=True))

@@ -39,13 +39,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-import re
 import shutil
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -431,16 +430,12 @@ def backfill_rule_groups(
     (a range query: the same evaluation as the rule manager's instant query
     at each time), stored at their evaluation times. Rules that read another
     rule's output (the hour level reads the minute level) are evaluated in a
-    second pass, once the first pass's samples are loaded.
+    later pass, once the earlier passes' samples are loaded.
     """
     rules = [(group, rule) for group in groups for rule in group["rules"]]
-    records = {str(rule["record"]) for _, rule in rules}
-
-    def reads_rules(rule: Mapping[str, Any]) -> bool:
-        expr = str(rule["expr"])
-        return any(re.search(rf"(?<![\w:]){re.escape(r)}(?![\w:])", expr) for r in records)
-
-    passes = [[x for x in rules if not reads_rules(x[1])], [x for x in rules if reads_rules(x[1])]]
+    group_of = {id(rule): group for group, rule in rules}
+    ordered = recording.rule_passes([rule for _, rule in rules])  # the same objects, in passes
+    passes = [[(group_of[id(rule)], rule) for rule in chosen] for chosen in ordered]
     for chosen in passes:
         if not chosen:
             continue
@@ -449,7 +444,7 @@ def backfill_rule_groups(
             for group, rule in chosen:
                 step = _seconds(str(group["interval"]))
                 for series in api.query_range(str(rule["expr"]), start, end, step):
-                    labels = {**series.labels, **rule.get("labels", {})}
+                    labels = {**series.labels, **cast(Mapping[str, str], rule.get("labels", {}))}
                     text = _label_text(tuple(sorted(labels.items())))
                     lines.extend(
                         f"{rule['record']}{text} {v!r} {t:.3f}\n" for t, v in series.points

@@ -29,6 +29,7 @@ from maas_metrics.prometheus import PrometheusAPI, PrometheusProcess
 from maas_metrics.promql import duration
 from maas_metrics.rules import reading
 from maas_metrics.rules.recording import (
+    all_models_hour_series,
     per_user_hour_series,
     per_user_series,
     per_user_to_date_series,
@@ -42,8 +43,19 @@ HOURS = 5.5
 RULE_OFFSET = 37
 MINUTES = per_user_series("authorized_hits")
 HOURS_SERIES = per_user_hour_series("authorized_hits")
-TO_DATE = per_user_to_date_series("authorized_hits")
+TO_DATE = per_user_to_date_series("authorized_hits")  # all models
+ALL_MODELS_HOURS = all_models_hour_series("authorized_hits")
 Key = tuple[tuple[str, str], ...]
+
+
+def all_models(
+    minutes: dict[Key, list[tuple[float, float]]],
+) -> dict[Key, list[tuple[float, float]]]:
+    """The minute samples keyed without `model` (every model's samples of a user together)."""
+    out: dict[Key, list[tuple[float, float]]] = defaultdict(list)
+    for key, points in minutes.items():
+        out[tuple(x for x in key if x[0] != "model")].extend(points)
+    return dict(out)
 
 
 @dataclass(frozen=True)
@@ -138,26 +150,28 @@ def test_the_hour_level_is_recorded_once_an_hour_from_the_minutes(env: Env) -> N
 
 
 def test_the_hour_to_date_level_is_the_minutes_of_the_hour_so_far(any_env: Env) -> None:
-    """At every evaluation `e`, the minute steps in (clock hour of e, step of e's own sample]."""
+    """At every evaluation `e`, the minute steps in (clock hour of e, step of e's own sample],
+    of all the user's models together."""
     env = any_env
+    minutes = all_models(env.minutes)
     to_date = matrix(env.url, TO_DATE, env.end)
-    assert to_date.keys() == env.minutes.keys()
+    assert to_date.keys() == minutes.keys()
     for key, points in to_date.items():
         assert points, key
         for stamp, value in points:
             hour = stamp // HOUR * HOUR
-            want = [v for t, v in env.minutes[key] if hour < step_of(t) <= step_of(stamp)]
-            assert want and value == sum(want), (key, stamp)
-        # written at every evaluation of an hour the series has a minute step in, and no other
+            want = sum(v for t, v in minutes[key] if hour < step_of(t) <= step_of(stamp))
+            assert value == want, (key, stamp)
+        # written at every evaluation the series has a minute sample at
         stamps = {t for t, _ in points}
-        for stamp, _ in env.minutes[key]:
-            assert stamp in stamps or step_of(stamp) == stamp // HOUR * HOUR, (key, stamp)
+        assert all(stamp in stamps for stamp, _ in minutes[key]), key
 
 
 def stamped(env: Env, a: float, b: float) -> dict[Key, float]:
-    """The minute samples stamped in (a, b]: what a panel's `[$__range]` over the minutes reads."""
+    """All models' minute samples stamped in (a, b], by user: what a panel's `[$__range]` over
+    the minutes reads."""
     out: dict[Key, float] = defaultdict(float)
-    for key, points in env.minutes.items():
+    for key, points in all_models(env.minutes).items():
         for stamp, value in points:
             if a < stamp <= b:
                 out[key] += value
@@ -176,7 +190,7 @@ def test_range_total_equals_the_minute_samples_of_the_range(
     offset, length = edges
     b = min(env.start + offset + length + 0.25, env.end)  # an end off the second too
     a = b - length
-    expr = reading.range_total(HOURS_SERIES, TO_DATE, duration(length))
+    expr = reading.range_total(ALL_MODELS_HOURS, TO_DATE, duration(length))
     got: dict[Key, float] = defaultdict(float)
     for s in env.api.query(f"sum without ({reading.PART_LABEL}) ({expr})", time=b):
         got[tuple(sorted(s.labels.items()))] += s.value

@@ -86,7 +86,9 @@ class PanelContext:
 
     def cost(self, labels: tuple[str, ...], matchers: tuple[str, ...] | None = None) -> str:
         matchers = self.f.tokens if matchers is None else matchers
-        keys = tuple(dict.fromkeys((*labels, self.dim, MODEL)))
+        # by model only where a model has its own price: by user, the all-models level is faster
+        model = (MODEL,) if self.prices.per_tier_model is not None else ()
+        keys = tuple(dict.fromkeys((*labels, self.dim, *model)))
         return f"{by(labels)} {self.prices.cost(self.c.total(HITS, matchers, keys))}"
 
     def active(self, labels: tuple[str, ...]) -> str:

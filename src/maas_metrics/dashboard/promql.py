@@ -260,14 +260,21 @@ class Counters:
         if not set(labels) <= set(kept):
             raise ValueError(f"the recording rules keep only {kept}, not {labels}")
 
-        def per_user(c: str, chosen: Sequence[str]) -> str:
-            if user_window and schema.user:  # (without `user`, one level: the minutes)
-                hours = selector(recording.per_user_hour_series(c, schema), chosen)
-                to_date = selector(recording.per_user_to_date_series(c, schema), chosen)
-                return (
-                    f"{by(labels)} ({reading.range_total(hours, to_date, user_window, by(labels))})"
-                )
+        def minutes(c: str, chosen: Sequence[str]) -> str:
             return f"{by(labels)} ({rule(selector(recording.per_user_series(c, schema), chosen))})"
+
+        def per_user(c: str, chosen: Sequence[str]) -> str:
+            # Without `user`, one level: the minutes. By model: the minutes too.
+            if not (user_window and schema.user and contract.MODEL not in labels):
+                return minutes(c, chosen)
+            hours = selector(recording.all_models_hour_series(c, schema), chosen)
+            to_date = selector(recording.per_user_to_date_series(c, schema), chosen)
+            total = f"{by(labels)} ({reading.range_total(hours, to_date, user_window, by(labels))})"
+            if contract.MODEL not in recording.user_labels(schema, c):
+                return total
+            # All models: the all-models level (no `model` label, so `model=~".*"` matches it);
+            # chosen models: the per-model minutes (the absent label differs from the names).
+            return f"({total} or {minutes(c, [*chosen, f'{ABSENT_LABEL}!~{MODEL_CHOICE}'])})"
 
         if contract.USER in labels or not schema.user:
             return _sum_union(counters, labels, lambda c: per_user(c, matchers))
@@ -288,6 +295,8 @@ class Counters:
 CHECKS = (contract.CALLS, contract.LIMITED)
 
 RANGE = "$__range"
+MODEL_CHOICE = '"$model"'
+"""The model filter's value, for the absent-label switch between the all-models and per-model levels."""
 RANGE_FROM = "${__from:date:seconds}"
 RANGE_TO = "${__to:date:seconds}"
 """The dashboard range's edges in unix seconds (Grafana's global variables), for `@`."""

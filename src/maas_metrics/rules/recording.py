@@ -23,12 +23,14 @@ A counter reset inside one interval falls back to `increase` (extrapolated).
   A day then costs 24 samples per user and model instead of 1,440: what
   keeps per-user panels and the report fast at 10,000 users over days.
   `rules.reading` reads hours and edge minutes together, exactly.
-* per user, hour to date: `namespace_user_tier_model:<counter>:increase1h_to_date`,
-  recorded every minute: the per-user minutes of the current clock hour so
-  far. Hour samples in a range plus the hour-to-date at its end minus the
+* per user, all models (`namespace_user_tier:<counter>:...`): the minutes
+  (`increase1m`), the minutes signed by clock hour (`increase1m_hour_signed`),
+  the hours (`increase1h`) and the hours to date (`increase1h_to_date`,
+  recorded every minute: the minutes of the current clock hour so far). Hour samples in a range plus the hour-to-date at its end minus the
   one at its start are the range's minutes, with no arithmetic on the
   range's edges: what Grafana's per-user panel totals read
-  (`rules.reading.range_total`).
+  (`rules.reading.range_total`), a fifth of the series at five models.
+  Panels by model or with models chosen read the per-user minutes.
 
 Those are the seed schema's names; another schema (`contract.Schema`) names
 each level after its labels (e.g. `namespace_subscription_organization_id_
@@ -42,7 +44,7 @@ group evaluation (rules of a group run in order, each seeing the ones
 before), which costs Prometheus one raw-counter pass a minute instead of two
 and gives the same numbers (each series's growth, summed). Without `user`
 the per-tier level reads the raw counters. A `promtool tsdb
-create-blocks-from rules` backfill therefore takes two passes
+create-blocks-from rules` backfill therefore takes four passes
 (`backfill_passes`). The rules do
 not depend on the config: every namespace and tier is kept as a label.
 """
@@ -55,7 +57,12 @@ from typing import TYPE_CHECKING, Any, Final
 from maas_metrics import contract
 from maas_metrics.contract import Schema
 from maas_metrics.promql import increase_exact, preferred
-from maas_metrics.rules.reading import MINUTE, hour_sample_recorded, hour_to_date_recorded
+from maas_metrics.rules.reading import (
+    MINUTE,
+    hour_sample_recorded,
+    hour_to_date_recorded,
+    signed_minute_recorded,
+)
 
 if TYPE_CHECKING:
     from maas_metrics.config import Config
@@ -104,9 +111,32 @@ def per_user_hour_series(counter: str, schema: Schema = contract.SEED) -> str:
     return f"{_level(user_labels(schema, counter))}:{counter}:increase1h"
 
 
+def all_models_labels(schema: Schema, counter: str) -> tuple[str, ...]:
+    """The per-user level's labels without `model`: the per-user hours and hours to date of
+    all models together (a fifth of the series at five models; panels by user read them)."""
+    return tuple(x for x in user_labels(schema, counter) if x != contract.MODEL)
+
+
+def all_models_series(counter: str, schema: Schema = contract.SEED) -> str:
+    """Name of the per-user minute series of all models (`namespace_user_tier:<counter>:increase1m`);
+    the per-user minute series itself when the counter carries no `model`."""
+    return f"{_level(all_models_labels(schema, counter))}:{counter}:increase1m"
+
+
+def signed_series(counter: str, schema: Schema = contract.SEED) -> str:
+    """Name of the all-models minutes signed by clock hour (`...:increase1m_hour_signed`)."""
+    return f"{_level(all_models_labels(schema, counter))}:{counter}:increase1m_hour_signed"
+
+
 def per_user_to_date_series(counter: str, schema: Schema = contract.SEED) -> str:
-    """Name of the per-user hour-to-date series (`...:<counter>:increase1h_to_date`)."""
-    return f"{_level(user_labels(schema, counter))}:{counter}:increase1h_to_date"
+    """Name of the per-user hour-to-date series, all models (`namespace_user_tier:<counter>:increase1h_to_date`)."""
+    return f"{_level(all_models_labels(schema, counter))}:{counter}:increase1h_to_date"
+
+
+def all_models_hour_series(counter: str, schema: Schema = contract.SEED) -> str:
+    """Name of the per-user hour series of all models (`namespace_user_tier:<counter>:increase1h`);
+    the per-user hour series itself when the counter carries no `model`."""
+    return f"{_level(all_models_labels(schema, counter))}:{counter}:increase1h"
 
 
 def per_tier_series(counter: str, schema: Schema = contract.SEED) -> str:
@@ -152,33 +182,71 @@ def recording_rules(schema: Schema = contract.SEED) -> list[Rule]:
                 }
             )
         for counter in COUNTERS:
-            rules.append(
-                {
-                    "record": per_user_to_date_series(counter, schema),
-                    "expr": hour_to_date_recorded(
-                        per_user_series(counter, schema), user_labels(schema, counter)
-                    ),
-                }
-            )
+            rules.extend(_all_models_rules(schema, counter))
+    return rules
+
+
+def _all_models_rules(schema: Schema, counter: str) -> list[Rule]:
+    """Per user, all models: minutes, minutes signed by clock hour, hours, hours to date.
+
+    Each from rule samples just written (cheap instant reads); a counter
+    without `model` has its per-user minutes and hours as the all-models ones.
+    """
+    every_model = all_models_labels(schema, counter)
+    by_user = f"sum by ({', '.join(every_model)})"
+    minutes = all_models_series(counter, schema)
+    rules: list[Rule] = []
+    if every_model != user_labels(schema, counter):
+        latest = f"last_over_time({per_user_series(counter, schema)}[{MINUTE}])"
+        rules.append({"record": minutes, "expr": f"{by_user} ({latest})"})
+        latest_hour = f"last_over_time({per_user_hour_series(counter, schema)}[{MINUTE}])"
+        rules.append(
+            {
+                "record": all_models_hour_series(counter, schema),
+                "expr": f"{by_user} ({latest_hour})",
+            }
+        )
+    signed = signed_series(counter, schema)
+    rules.append({"record": signed, "expr": signed_minute_recorded(minutes)})
+    rules.append(
+        {
+            "record": per_user_to_date_series(counter, schema),
+            "expr": hour_to_date_recorded(minutes, signed),
+        }
+    )
     return rules
 
 
 def backfill_passes(schema: Schema = contract.SEED) -> list[list[Rule]]:
-    """The rules in the order a backfill must evaluate them: from raw counters, then from rules.
+    """The rules in the order a backfill must evaluate them: each pass reads only earlier passes.
 
     `promtool tsdb create-blocks-from rules` reads every input from the
-    server it queries, so the hour level needs the minute level loaded first.
+    server it queries, so the minute levels come from the raw counters
+    first, then the hours and hours to date from the minutes, then the
+    all-models hours from the hours.
     """
-    rules = recording_rules(schema)
+    return rule_passes(recording_rules(schema))
+
+
+def rule_passes(rules: list[Rule]) -> list[list[Rule]]:
+    """`rules` in passes: a rule goes in the first pass after every rule whose output it reads."""
     records = {str(r["record"]) for r in rules}
 
-    def reads_rules(rule: Rule) -> bool:
-        return any(
-            re.search(rf"(?<![\w:]){re.escape(n)}(?![\w:])", str(rule["expr"])) for n in records
-        )
+    def reads(rule: Rule) -> set[str]:
+        expr = str(rule["expr"])
+        return {n for n in records if re.search(rf"(?<![\w:]){re.escape(n)}(?![\w:])", expr)}
 
-    later = [r for r in rules if reads_rules(r)]
-    return [[r for r in rules if r not in later], later] if later else [rules]
+    passes: list[list[Rule]] = []
+    done: set[str] = set()
+    left = list(rules)
+    while left:
+        ready = [r for r in left if reads(r) <= done]
+        if not ready:
+            raise ValueError("recording rules that read each other in a cycle")
+        passes.append(ready)
+        done |= {str(r["record"]) for r in ready}
+        left = [r for r in left if r not in ready]
+    return passes
 
 
 def recording_group(schema: Schema = contract.SEED) -> dict[str, Any]:
