@@ -26,9 +26,10 @@ A counter reset inside one interval falls back to `increase` (extrapolated).
 * per user, all models (`namespace_user_tier:<counter>:...`): the minutes
   (`increase1m`), the minutes signed by clock hour (`increase1m_hour_signed`),
   the hours (`increase1h`) and the hours to date (`increase1h_to_date`,
-  recorded every minute: the minutes of the current clock hour so far). Hour samples in a range plus the hour-to-date at its end minus the
-  one at its start are the range's minutes, with no arithmetic on the
-  range's edges: what Grafana's per-user panel totals read
+  recorded every minute: the minutes of the current clock hour so far).
+  Hour samples in a range plus the hour-to-date at its end minus the one at
+  its start are the range's minutes, with no arithmetic on the range's
+  edges: what Grafana's per-user panel totals read
   (`rules.reading.range_total`), a fifth of the series at five models.
   Panels by model or with models chosen read the per-user minutes.
 
@@ -39,14 +40,14 @@ from the calls counters' rules when they carry none, and has only the
 per-tier level when `user` is not captured.
 
 The per-user minutes are computed from the raw counters; the per-tier
-minutes, the hours and the hours to date read the per-user minutes written earlier in the same
-group evaluation (rules of a group run in order, each seeing the ones
-before), which costs Prometheus one raw-counter pass a minute instead of two
-and gives the same numbers (each series's growth, summed). Without `user`
-the per-tier level reads the raw counters. A `promtool tsdb
-create-blocks-from rules` backfill therefore takes four passes
-(`backfill_passes`). The rules do
-not depend on the config: every namespace and tier is kept as a label.
+minutes and the hours (and, in turn, the all-models levels) read rule
+samples written earlier in the same group evaluation (rules of a group run
+in order, each seeing the ones before), which costs Prometheus one
+raw-counter pass a minute instead of two and gives the same numbers (each
+series's growth, summed). Without `user` the per-tier level reads the raw
+counters. A `promtool tsdb create-blocks-from rules` backfill therefore
+takes four passes (`backfill_passes`). The rules do not depend on the
+config: every namespace and tier is kept as a label.
 """
 
 from __future__ import annotations
